@@ -1,0 +1,149 @@
+"""HTTP client for the commerce backend (CONTRACT section 5).
+
+Every request is signed with ``X-Kustom-App-Signature`` over the exact bytes sent, so the
+backend can verify it the same way we verify its events. Money in responses is parsed as
+`Decimal`, never float.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from kustom_app.signing import sign_payload
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Kustom-App-Signature"
+
+
+class CommerceError(Exception):
+    def __init__(self, message: str, *, operation: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.status = status
+
+
+class CommerceUnavailable(CommerceError):
+    """Not configured, unreachable, timed out, 5xx or 429: try again later."""
+
+
+class CommerceRejected(CommerceError):
+    """The backend answered a 4xx; ``body`` holds its parsed answer."""
+
+    def __init__(self, message: str, *, operation: str, status: int, body: Any) -> None:
+        super().__init__(message, operation=operation, status=status)
+        self.body = body
+
+    @property
+    def error_code(self) -> str | None:
+        if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
+            code = self.body["error"].get("code")
+            return code if isinstance(code, str) else None
+        return None
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse JSON with decimals kept exact (money must never pass through float)."""
+    return json.loads(raw, parse_float=Decimal)
+
+
+class CommerceClient:
+    def __init__(
+        self,
+        base_url: str,
+        secret: str | None,
+        *,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.secret = secret
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"CommerceClient({self.base_url!r})"
+
+    def _request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: tuple[float, float] | float | None = None,
+    ) -> tuple[int, Any]:
+        raw = b"" if body is None else json.dumps(body, default=str).encode()
+        sent_headers = {"Content-Type": "application/json", **(headers or {})}
+        if self.secret:
+            sent_headers[SIGNATURE_HEADER] = sign_payload(self.secret, raw)
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                method,
+                self.base_url + path,
+                data=raw if body is not None else None,
+                headers=sent_headers,
+                timeout=timeout or self.timeout,
+            )
+        except requests.RequestException as e:
+            log.warning("commerce.call.unreachable op=%s error=%s", operation, type(e).__name__)
+            raise CommerceUnavailable(
+                f"commerce backend unreachable during {operation}", operation=operation
+            ) from e
+        log.info(
+            "commerce.call op=%s status=%s ms=%.1f",
+            operation,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        parsed: Any = None
+        if response.content:
+            try:
+                parsed = decode_json(response.content)
+            except ValueError:
+                parsed = None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise CommerceUnavailable(
+                f"commerce backend answered {response.status_code} to {operation}",
+                operation=operation,
+                status=response.status_code,
+            )
+        if response.status_code >= 400:
+            raise CommerceRejected(
+                f"commerce backend rejected {operation} with {response.status_code}",
+                operation=operation,
+                status=response.status_code,
+                body=parsed,
+            )
+        return response.status_code, parsed
+
+    def get_cart(self, cart_id: str, *, timeout: float | None = None) -> Any:
+        """The cart's current render (raises `CommerceRejected` with status 404 if unknown)."""
+        _, body = self._request(
+            "get_cart",
+            "GET",
+            f"/carts/{requests.utils.quote(cart_id, safe='')}",
+            timeout=timeout,
+        )
+        return body
+
+    def post(
+        self,
+        operation: str,
+        path: str,
+        body: Any,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, Any]:
+        """Signed POST to one of the section-5 endpoints; returns (status, parsed body)."""
+        return self._request(operation, "POST", path, body=body, headers=headers, timeout=timeout)

@@ -1,0 +1,282 @@
+"""HTTP client for Kustom's Checkout v3 and Order Management APIs.
+
+Errors split in two, because callers act differently on them: `KustomUnavailable`
+(connection trouble, timeouts, 5xx, 429) is worth retrying with the same idempotency key;
+`KustomRejected` (any other 4xx) will fail again and must not be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "Klarna-Correlation-Id"
+IDEMPOTENCY_HEADER = "Klarna-Idempotency-Key"
+# A fixed namespace makes idempotency keys reproducible from business ids (UUIDv5).
+IDEMPOTENCY_NAMESPACE = uuid.UUID("4f7e0b5e-8d53-4c36-9d0c-3c5b7d1e2a90")
+
+
+def idempotency_key(operation: str, business_id: str) -> str:
+    """A UUID that is the same for every attempt of one operation on one business id."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{operation}:{business_id}"))
+
+
+class KustomError(Exception):
+    """Any failure talking to Kustom."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        status: int | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.status = status
+        self.correlation_id = correlation_id
+
+
+class KustomUnavailable(KustomError):
+    """Connection error, timeout, 5xx or 429: retry later with the same idempotency key."""
+
+
+class KustomRejected(KustomError):
+    """Kustom refused the request (4xx other than 429); retrying will not help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        status: int,
+        error_code: str | None = None,
+        error_messages: list[str] | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, operation=operation, status=status, correlation_id=correlation_id
+        )
+        self.error_code = error_code
+        self.error_messages = error_messages or []
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+class KustomResponse:
+    __slots__ = ("body", "correlation_id", "headers", "status")
+
+    def __init__(
+        self, status: int, body: Any, headers: Any, correlation_id: str | None
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+        self.correlation_id = correlation_id
+
+
+class KustomClient:
+    """One `requests.Session` per client; every call has a (connect, read) timeout."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 10.0,
+        session: requests.Session | None = None,
+        user_agent: str = "kustom-app/0.1",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = session or requests.Session()
+        self.session.auth = (username, password)
+        self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"KustomClient({self.base_url!r})"
+
+    def _request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        idempotency_key: str | None = None,
+        timeout: tuple[float, float] | None = None,
+        log_context: dict[str, Any] | None = None,
+    ) -> KustomResponse:
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
+        started = time.monotonic()
+        context = " ".join(f"{k}={v}" for k, v in (log_context or {}).items())
+        try:
+            response = self.session.request(
+                method,
+                self.base_url + path,
+                json=json,
+                headers=headers,
+                timeout=timeout or self.timeout,
+            )
+        except requests.RequestException as e:
+            log.warning(
+                "kustom.call.unreachable op=%s %s error=%s", operation, context, type(e).__name__
+            )
+            raise KustomUnavailable(
+                f"Kustom unreachable during {operation}: {type(e).__name__}", operation=operation
+            ) from e
+        correlation_id = response.headers.get(CORRELATION_HEADER)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        log.info(
+            "kustom.call op=%s status=%s correlation_id=%s ms=%.1f %s",
+            operation,
+            response.status_code,
+            correlation_id,
+            elapsed_ms,
+            context,
+        )
+        body: Any = None
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        status = response.status_code
+        if status >= 500 or status == 429:
+            raise KustomUnavailable(
+                f"Kustom answered {status} to {operation}",
+                operation=operation,
+                status=status,
+                correlation_id=correlation_id,
+            )
+        if status >= 400:
+            details = body if isinstance(body, dict) else {}
+            correlation_id = details.get("correlation_id") or correlation_id
+            raise KustomRejected(
+                f"Kustom rejected {operation} with {status} {details.get('error_code') or ''}".strip(),
+                operation=operation,
+                status=status,
+                error_code=details.get("error_code"),
+                error_messages=list(details.get("error_messages") or []),
+                correlation_id=correlation_id,
+            )
+        return KustomResponse(status, body, response.headers, correlation_id)
+
+    # Checkout v3 -----------------------------------------------------------------------
+
+    def create_order(self, payload: dict[str, Any], **ctx: Any) -> dict[str, Any]:
+        """Create a checkout order; returns Kustom's order including ``html_snippet``."""
+        return self._request(
+            "create_order", "POST", "/checkout/v3/orders", json=payload, log_context=ctx
+        ).body
+
+    def get_order(self, order_id: str, **ctx: Any) -> dict[str, Any]:
+        """Read a checkout order (404 once expired: raises `KustomRejected`)."""
+        return self._request(
+            "get_order", "GET", f"/checkout/v3/orders/{order_id}", log_context=ctx
+        ).body
+
+    def update_order(self, order_id: str, payload: dict[str, Any], **ctx: Any) -> dict[str, Any]:
+        """Replace the cart-derived fields of an ongoing checkout order."""
+        return self._request(
+            "update_order",
+            "POST",
+            f"/checkout/v3/orders/{order_id}",
+            json=payload,
+            log_context=ctx,
+        ).body
+
+    # Order management ------------------------------------------------------------------
+
+    def get_om_order(self, order_id: str, **ctx: Any) -> dict[str, Any]:
+        """Read a completed order from the order-management API."""
+        return self._request(
+            "om_get", "GET", f"/ordermanagement/v1/orders/{order_id}", log_context=ctx
+        ).body
+
+    def acknowledge_order(self, order_id: str, key: str, **ctx: Any) -> None:
+        """Tell Kustom we have the order so it stops sending pushes."""
+        self._request(
+            "acknowledge",
+            "POST",
+            f"/ordermanagement/v1/orders/{order_id}/acknowledge",
+            idempotency_key=key,
+            log_context=ctx,
+        )
+
+    def update_merchant_references(
+        self, order_id: str, references: dict[str, str], key: str, **ctx: Any
+    ) -> None:
+        """Record the shop's order number on Kustom's order."""
+        self._request(
+            "merchant_references",
+            "PATCH",
+            f"/ordermanagement/v1/orders/{order_id}/merchant-references",
+            json=references,
+            idempotency_key=key,
+            log_context=ctx,
+        )
+
+    def _created_id(
+        self, operation: str, path: str, body: dict[str, Any], key: str, header: str, ctx: Any
+    ) -> str:
+        response = self._request(
+            operation, "POST", path, json=body, idempotency_key=key, log_context=ctx
+        )
+        created = response.headers.get(header)
+        if not created:
+            location = response.headers.get("Location") or ""
+            created = location.rstrip("/").rsplit("/", 1)[-1] or None
+        if not created:
+            raise KustomUnavailable(
+                f"Kustom answered {operation} without an id",
+                operation=operation,
+                status=response.status,
+                correlation_id=response.correlation_id,
+            )
+        return created
+
+    def create_capture(self, order_id: str, body: dict[str, Any], key: str, **ctx: Any) -> str:
+        """Capture (part of) the authorization; returns Kustom's capture id."""
+        return self._created_id(
+            "capture", f"/ordermanagement/v1/orders/{order_id}/captures", body, key,
+            "Capture-ID", ctx,
+        )
+
+    def create_refund(self, order_id: str, body: dict[str, Any], key: str, **ctx: Any) -> str:
+        """Refund (part of) what was captured; returns Kustom's refund id."""
+        return self._created_id(
+            "refund", f"/ordermanagement/v1/orders/{order_id}/refunds", body, key,
+            "Refund-ID", ctx,
+        )
+
+    def cancel_order(self, order_id: str, key: str, **ctx: Any) -> None:
+        """Cancel an order nothing was captured on."""
+        self._request(
+            "cancel",
+            "POST",
+            f"/ordermanagement/v1/orders/{order_id}/cancel",
+            idempotency_key=key,
+            log_context=ctx,
+        )
+
+    def release_remaining_authorization(self, order_id: str, key: str, **ctx: Any) -> None:
+        """Give back what is left of the authorization after partial captures."""
+        self._request(
+            "release",
+            "POST",
+            f"/ordermanagement/v1/orders/{order_id}/release-remaining-authorization",
+            idempotency_key=key,
+            log_context=ctx,
+        )

@@ -1,0 +1,23 @@
+-- A sync job starts: take the cart's push lease, or say why there is nothing to do.
+-- KEYS[1] cart hash, KEYS[2] syncing index
+-- ARGV: token, now_ms, lease_ms, cart_id
+local cart = KEYS[1]
+local now = tonumber(ARGV[2])
+redis.call('HDEL', cart, 'sync_queued_at')
+local s = redis.call('HMGET', cart, 'pending_hash', 'sync_hash', 'order_id', 'order_unusable',
+  'sync_lock', 'sync_lock_until', 'pending_payload', 'state')
+local pending, sync, order_id = s[1], s[2], s[3]
+if not pending then return {'gone'} end
+if s[8] == 'completed' or s[8] == 'completing' then return {'closed'} end
+if not order_id or s[4] == '1' then return {'no_order'} end
+if pending == sync then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return {'in_sync', pending}
+end
+if not s[7] or s[7] == '' then return {'unpayable', pending} end
+local lock_until = tonumber(s[6])
+if s[5] and lock_until and lock_until > now then
+  return {'busy', pending, '', '', tostring(lock_until - now)}
+end
+redis.call('HSET', cart, 'sync_lock', ARGV[1], 'sync_lock_until', now + tonumber(ARGV[3]))
+return {'push', pending, s[7], order_id}

@@ -1,0 +1,22 @@
+-- A push landed at Kustom: record what Kustom now has; hand back newer work if any.
+-- KEYS[1] cart hash, KEYS[2] syncing index, KEYS[3] events channel
+-- ARGV: token, pushed_hash, now_ms, lease_ms, ttl_s, cart_id, order_id
+local cart = KEYS[1]
+local s = redis.call('HMGET', cart, 'sync_lock', 'pending_hash', 'pending_payload', 'order_id')
+if s[1] ~= ARGV[1] then return {'lost'} end
+if s[4] ~= ARGV[7] then
+  -- The cart moved to another Kustom order meanwhile; this push says nothing about it.
+  redis.call('HDEL', cart, 'sync_lock', 'sync_lock_until')
+  return {'lost'}
+end
+redis.call('HSET', cart, 'sync_hash', ARGV[2], 'synced_at', ARGV[3], 'order_updated_at', ARGV[3])
+redis.call('EXPIRE', cart, ARGV[5])
+redis.call('PUBLISH', KEYS[3], ARGV[6])
+if s[2] == ARGV[2] then
+  redis.call('HDEL', cart, 'sync_lock', 'sync_lock_until')
+  redis.call('ZREM', KEYS[2], ARGV[6])
+  return {'done', ARGV[2]}
+end
+-- The cart changed while we pushed: keep the lease and push the newer payload next.
+redis.call('HSET', cart, 'sync_lock_until', tonumber(ARGV[3]) + tonumber(ARGV[4]))
+return {'again', s[2], s[3]}

@@ -1,0 +1,25 @@
+-- A new Kustom order was created for the cart from the payload with hash ARGV[2].
+-- KEYS[1] cart hash, KEYS[2] syncing index, KEYS[3] events channel
+-- ARGV: order_id, hash, payload_json, now_ms, ttl_s, cart_id
+local cart = KEYS[1]
+local pending = redis.call('HGET', cart, 'pending_hash')
+redis.call('HSET', cart, 'order_id', ARGV[1], 'order_created_at', ARGV[4],
+  'order_updated_at', ARGV[4], 'order_unusable', '0', 'sync_hash', ARGV[2])
+redis.call('HDEL', cart, 'kustom_read_only', 'sync_lock', 'sync_lock_until')
+local enqueue = 0
+if not pending then
+  pending = ARGV[2]
+  redis.call('HSET', cart, 'pending_hash', ARGV[2], 'pending_payload', ARGV[3],
+    'pending_at', ARGV[4])
+end
+if pending ~= ARGV[2] then
+  -- A newer render arrived while the order was being created.
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[6])
+  redis.call('HSET', cart, 'sync_queued_at', ARGV[4])
+  enqueue = 1
+else
+  redis.call('ZREM', KEYS[2], ARGV[6])
+end
+redis.call('EXPIRE', cart, ARGV[5])
+redis.call('PUBLISH', KEYS[3], ARGV[6])
+return {pending, enqueue}

@@ -1,0 +1,48 @@
+-- Store a cart render and decide whether Kustom's order needs a sync.
+-- KEYS[1] cart hash, KEYS[2] syncing index (zset), KEYS[3] events channel
+-- ARGV: version, render_json, hash, payload_json, now_ms, ttl_s, queued_stale_ms, cart_id
+local cart, syncing = KEYS[1], KEYS[2]
+local version = tonumber(ARGV[1])
+local hash, now = ARGV[3], tonumber(ARGV[5])
+local cart_id = ARGV[8]
+
+local current = redis.call('HMGET', cart, 'version', 'pending_hash', 'sync_hash',
+  'order_id', 'order_unusable', 'sync_queued_at', 'state')
+local cur_version, pending, sync = tonumber(current[1]), current[2], current[3]
+local order_usable = current[4] and current[5] ~= '1'
+local queued_at = tonumber(current[6])
+local state = current[7] or 'open'
+
+if cur_version and version < cur_version then
+  return {'stale', pending or '', sync or '', state, 0}
+end
+
+redis.call('HSET', cart, 'version', ARGV[1], 'render', ARGV[2], 'rendered_at', ARGV[5])
+local enqueue = 0
+local changed = false
+if hash ~= pending then
+  changed = true
+  pending = hash
+  redis.call('HSET', cart, 'pending_hash', hash, 'pending_payload', ARGV[4], 'pending_at', ARGV[5])
+  if not order_usable then
+    -- Nothing at Kustom to update: the order will be created from this render.
+    sync = hash
+    redis.call('HSET', cart, 'sync_hash', hash)
+  end
+end
+if pending == sync then
+  redis.call('ZREM', syncing, cart_id)
+else
+  redis.call('ZADD', syncing, 'NX', now, cart_id)
+  -- One queued job per cart is enough: the job pushes whatever is pending when it runs.
+  -- An unpayable cart (no payload) has nothing to push; the iframe just stays suspended.
+  local payable = redis.call('HGET', cart, 'pending_payload') ~= ''
+  if payable and (queued_at == nil or now - queued_at > tonumber(ARGV[7])) then
+    enqueue = 1
+    redis.call('HSET', cart, 'sync_queued_at', ARGV[5])
+  end
+end
+redis.call('EXPIRE', cart, ARGV[6])
+redis.call('EXPIRE', syncing, ARGV[6])
+if changed then redis.call('PUBLISH', KEYS[3], cart_id) end
+return {'accepted', pending, sync or '', state, enqueue}

@@ -1,0 +1,139 @@
+"""Service settings, read from the environment in exactly one place.
+
+Every process (web, worker, beat, flower) builds one `Settings` at start. Secrets that
+production cannot run without fail loudly here rather than on the first request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+LIVE_KUSTOM_API_URL = "https://api.kustom.co"
+PLAYGROUND_KUSTOM_API_URL = "https://api.playground.kustom.co"
+# Used only outside production mode so a local run works without configuration.
+DEVELOPMENT_CALLBACK_SECRET = "kustom-app-development-callback-secret"  # noqa: S105
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or malformed; the process must not start."""
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from e
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as e:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from e
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://localhost:6379/0"
+    celery_broker_url: str = "redis://localhost:6379/0"
+    kustom_api_url: str = PLAYGROUND_KUSTOM_API_URL
+    kustom_username: str | None = None
+    kustom_password: str | None = field(default=None, repr=False)
+    public_base_url: str = "http://localhost:8000"
+    commerce_api_url: str | None = None
+    commerce_webhook_secret: str | None = field(default=None, repr=False)
+    callback_secret: str = field(default=DEVELOPMENT_CALLBACK_SECRET, repr=False)
+    validation_rules: tuple[str, ...] = ()
+    validation_reject: int = 400
+    cors_allowed_origins: tuple[str, ...] = ()
+    production: bool = False
+    # Tunables (documented in the README; defaults chosen for Kustom's limits).
+    key_prefix: str = "kustom"
+    cart_ttl_seconds: int = 72 * 3600  # Kustom's 48 h order life plus a day of margin
+    order_max_age_seconds: int = 48 * 3600
+    kustom_connect_timeout: float = 3.05
+    kustom_read_timeout: float = 10.0
+    commerce_connect_timeout: float = 3.05
+    commerce_read_timeout: float = 10.0
+    max_body_bytes: int = 1024 * 1024
+    visibility_timeout: int = 900
+    reconcile_interval_seconds: float = 60.0
+    sync_stale_seconds: int = 60
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    max_retries: int = 12
+    reconcile_batch: int = 200
+
+    @property
+    def kustom_configured(self) -> bool:
+        return bool(self.kustom_username and self.kustom_password)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        port = env.get("PORT") or "8000"
+        redis_url = env.get("REDIS_URL") or "redis://localhost:6379/0"
+        kustom_api_url = (env.get("KUSTOM_API_URL") or PLAYGROUND_KUSTOM_API_URL).rstrip("/")
+        production = (env.get("APP_ENV") or "").lower() == "production" or (
+            kustom_api_url == LIVE_KUSTOM_API_URL
+        )
+        callback_secret = env.get("CALLBACK_SECRET") or ""
+        if not callback_secret:
+            if production:
+                raise ConfigurationError(
+                    "CALLBACK_SECRET is required in production mode "
+                    "(APP_ENV=production or the live Kustom API)"
+                )
+            log.warning("settings.callback_secret.development_default")
+            callback_secret = DEVELOPMENT_CALLBACK_SECRET
+        visibility_timeout = _int(env, "CELERY_VISIBILITY_TIMEOUT", 900)
+        retry_max = _float(env, "TASK_RETRY_MAX_SECONDS", 300.0)
+        if retry_max >= visibility_timeout:
+            # A countdown longer than the visibility timeout gets the message redelivered
+            # to a second worker while the first still holds it: a duplicate run.
+            raise ConfigurationError(
+                "TASK_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT"
+            )
+        reject = _int(env, "KUSTOM_VALIDATION_REJECT", 400)
+        if reject not in (400, 303):
+            raise ConfigurationError("KUSTOM_VALIDATION_REJECT must be 400 or 303")
+        return cls(
+            redis_url=redis_url,
+            celery_broker_url=env.get("CELERY_BROKER_URL") or redis_url,
+            kustom_api_url=kustom_api_url,
+            kustom_username=env.get("KUSTOM_USERNAME") or None,
+            kustom_password=env.get("KUSTOM_PASSWORD") or None,
+            public_base_url=(env.get("PUBLIC_BASE_URL") or f"http://localhost:{port}").rstrip("/"),
+            commerce_api_url=(env.get("COMMERCE_API_URL") or "").rstrip("/") or None,
+            commerce_webhook_secret=env.get("COMMERCE_WEBHOOK_SECRET") or None,
+            callback_secret=callback_secret,
+            validation_rules=_csv(env.get("KUSTOM_VALIDATION_RULES")),
+            validation_reject=reject,
+            cors_allowed_origins=_csv(env.get("CORS_ALLOWED_ORIGINS")),
+            production=production,
+            key_prefix=env.get("KUSTOM_KEY_PREFIX") or "kustom",
+            kustom_read_timeout=_float(env, "KUSTOM_READ_TIMEOUT", 10.0),
+            commerce_read_timeout=_float(env, "COMMERCE_READ_TIMEOUT", 10.0),
+            visibility_timeout=visibility_timeout,
+            reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0),
+            sync_stale_seconds=_int(env, "SYNC_STALE_SECONDS", 60),
+            retry_base_seconds=_float(env, "TASK_RETRY_BASE_SECONDS", 1.0),
+            retry_max_seconds=retry_max,
+            max_retries=_int(env, "TASK_MAX_RETRIES", 12),
+            reconcile_batch=_int(env, "RECONCILE_BATCH", 200),
+        )

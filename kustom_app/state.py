@@ -1,0 +1,308 @@
+"""Per-cart state in Redis: the render, the Kustom order, and the sync hashes.
+
+Layout (all keys under one prefix, all with a TTL refreshed on every write):
+
+``{prefix}:cart:{cartId}`` (hash)
+    version, render, rendered_at           the newest cart render received
+    pending_hash, pending_payload, pending_at
+                                           the payload Kustom's order should have
+    sync_hash, synced_at                   the payload Kustom's order has
+    order_id, order_created_at, order_updated_at, order_unusable, kustom_read_only
+    sync_queued_at                         a syncKustomOrder job is queued
+    sync_lock, sync_lock_until             the lease of the job pushing right now
+    state                                  open | completing | completed
+``{prefix}:syncing`` (zset)                carts whose pending != sync, scored by since-when
+``{prefix}:events:{cartId}`` (channel)     published on every hash or state change
+
+Every multi-step change is one Lua script, so web and worker processes never interleave
+inside a transition. Times are epoch milliseconds passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+QUEUED_STALE_MS = 30_000
+SYNC_LEASE_MS = 45_000  # longer than one Kustom call can take (connect + read timeouts)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _load_script(client: redis.Redis, name: str) -> Any:
+    source = resources.files("kustom_app").joinpath(f"lua/{name}.lua").read_text()
+    return client.register_script(source)
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    accepted: bool
+    pending_hash: str
+    sync_hash: str
+    cart_state: str
+    enqueue: bool
+
+    @property
+    def syncing(self) -> bool:
+        return self.pending_hash != self.sync_hash
+
+
+@dataclass(frozen=True)
+class SyncStep:
+    """What a sync job should do next."""
+
+    action: str  # push | again | done | in_sync | busy | no_order | closed | gone | lost
+    hash: str | None = None
+    payload: dict[str, Any] | None = None
+    order_id: str | None = None
+    retry_after_ms: int = 0
+
+
+@dataclass(frozen=True)
+class CartState:
+    cart_id: str
+    version: int | None
+    render: dict[str, Any] | None
+    pending_hash: str | None
+    sync_hash: str | None
+    order_id: str | None
+    order_created_at: int | None
+    order_updated_at: int | None
+    order_usable: bool
+    kustom_read_only: bool
+    cart_state: str
+    fields: dict[str, str]
+
+    @property
+    def syncing(self) -> bool:
+        return (self.pending_hash or None) != (self.sync_hash or None)
+
+    def status(self) -> dict[str, Any]:
+        """The storefront's view (CONTRACT section 3, status endpoint)."""
+        return {
+            "cartId": self.cart_id,
+            "kustomOrderId": self.order_id,
+            "pendingHash": self.pending_hash,
+            "syncHash": self.sync_hash,
+            "syncing": self.syncing,
+            "cartState": self.cart_state,
+        }
+
+
+class CartStore:
+    def __init__(
+        self, client: redis.Redis, *, prefix: str = "kustom", ttl_seconds: int = 72 * 3600
+    ) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.ttl = ttl_seconds
+        self._record_render = _load_script(client, "record_render")
+        self._begin_sync = _load_script(client, "begin_sync")
+        self._finish_sync = _load_script(client, "finish_sync")
+        self._release_sync = _load_script(client, "release_sync")
+        self._record_order = _load_script(client, "record_order")
+
+    # Keys ------------------------------------------------------------------------------
+
+    def cart_key(self, cart_id: str) -> str:
+        return f"{self.prefix}:cart:{cart_id}"
+
+    @property
+    def syncing_key(self) -> str:
+        return f"{self.prefix}:syncing"
+
+    def events_channel(self, cart_id: str) -> str:
+        return f"{self.prefix}:events:{cart_id}"
+
+    def _keys(self, cart_id: str) -> list[str]:
+        return [self.cart_key(cart_id), self.syncing_key, self.events_channel(cart_id)]
+
+    # Reads -----------------------------------------------------------------------------
+
+    def load(self, cart_id: str) -> CartState | None:
+        """The cart's state, or None when nothing was ever stored (or it expired)."""
+        raw = self.redis.hgetall(self.cart_key(cart_id))
+        if not raw:
+            return None
+        fields = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+
+        def num(name: str) -> int | None:
+            value = fields.get(name)
+            return int(value) if value else None
+
+        render = json.loads(fields["render"]) if fields.get("render") else None
+        return CartState(
+            cart_id=cart_id,
+            version=num("version"),
+            render=render,
+            pending_hash=fields.get("pending_hash") or None,
+            sync_hash=fields.get("sync_hash") or None,
+            order_id=fields.get("order_id") or None,
+            order_created_at=num("order_created_at"),
+            order_updated_at=num("order_updated_at"),
+            order_usable=bool(fields.get("order_id")) and fields.get("order_unusable") != "1",
+            kustom_read_only=bool(fields.get("kustom_read_only")),
+            cart_state=fields.get("state") or "open",
+            fields=fields,
+        )
+
+    # Renders ---------------------------------------------------------------------------
+
+    def record_render(
+        self,
+        cart_id: str,
+        version: int,
+        render: dict[str, Any],
+        payload_hash: str,
+        payload: dict[str, Any] | None,
+        *,
+        now: int | None = None,
+    ) -> RenderOutcome:
+        """Store a render unless an older version; report whether a sync job is needed."""
+        result = self._record_render(
+            keys=self._keys(cart_id),
+            args=[
+                version,
+                json.dumps(render, separators=(",", ":")),
+                payload_hash,
+                json.dumps(payload, separators=(",", ":")) if payload is not None else "",
+                now_ms() if now is None else now,
+                self.ttl,
+                QUEUED_STALE_MS,
+                cart_id,
+            ],
+        )
+        status, pending, sync, state, enqueue = (_text(x) for x in result)
+        return RenderOutcome(
+            accepted=status == "accepted",
+            pending_hash=pending or "",
+            sync_hash=sync or "",
+            cart_state=state or "open",
+            enqueue=enqueue == "1",
+        )
+
+    def record_order(
+        self,
+        cart_id: str,
+        order_id: str,
+        payload_hash: str,
+        payload: dict[str, Any],
+        *,
+        now: int | None = None,
+    ) -> bool:
+        """Remember the Kustom order created from ``payload``; True if a sync must follow."""
+        pending, enqueue = self._record_order(
+            keys=self._keys(cart_id),
+            args=[
+                order_id,
+                payload_hash,
+                json.dumps(payload, separators=(",", ":")),
+                now_ms() if now is None else now,
+                self.ttl,
+                cart_id,
+            ],
+        )
+        return _text(enqueue) == "1"
+
+    # Sync leases -----------------------------------------------------------------------
+
+    def begin_sync(
+        self, cart_id: str, token: str, *, lease_ms: int = SYNC_LEASE_MS, now: int | None = None
+    ) -> SyncStep:
+        """Take the cart's push lease if there is something to push and nobody pushes."""
+        result = [
+            _text(x)
+            for x in self._begin_sync(
+                keys=[self.cart_key(cart_id), self.syncing_key],
+                args=[token, now_ms() if now is None else now, lease_ms, cart_id],
+            )
+        ]
+        action = result[0] or "gone"
+        if action == "push":
+            return SyncStep(
+                action, hash=result[1], payload=json.loads(result[2] or "null"),
+                order_id=result[3],
+            )
+        if action == "busy":
+            return SyncStep(action, hash=result[1], retry_after_ms=int(result[4] or 0))
+        return SyncStep(action, hash=result[1] if len(result) > 1 else None)
+
+    def finish_sync(
+        self,
+        cart_id: str,
+        token: str,
+        pushed_hash: str,
+        order_id: str,
+        *,
+        lease_ms: int = SYNC_LEASE_MS,
+        now: int | None = None,
+    ) -> SyncStep:
+        """Record a landed push; returns `again` with the newer payload if the cart moved."""
+        result = [
+            _text(x)
+            for x in self._finish_sync(
+                keys=self._keys(cart_id),
+                args=[
+                    token,
+                    pushed_hash,
+                    now_ms() if now is None else now,
+                    lease_ms,
+                    self.ttl,
+                    cart_id,
+                    order_id,
+                ],
+            )
+        ]
+        action = result[0] or "lost"
+        if action == "again":
+            return SyncStep(
+                action, hash=result[1], payload=json.loads(result[2] or "null"), order_id=order_id
+            )
+        return SyncStep(action, hash=result[1] if len(result) > 1 else None)
+
+    def release_sync(
+        self, cart_id: str, token: str, order_id: str = "", mark: str = "", *, now: int | None = None
+    ) -> None:
+        """Give the lease back; ``mark`` records a 404 (unusable) or 403 (read_only) order."""
+        self._release_sync(
+            keys=self._keys(cart_id),
+            args=[token, order_id, mark, cart_id, now_ms() if now is None else now],
+        )
+
+    def mark_order_unusable(self, cart_id: str, order_id: str) -> None:
+        """Kustom no longer knows this order (expired or gone): the next checkout re-creates."""
+        self.release_sync(cart_id, "", order_id, "unusable")
+
+    # Checkout creation -----------------------------------------------------------------
+
+    def creation_lock(self, cart_id: str, *, timeout: float = 40.0, blocking_timeout: float = 30.0):
+        """Serialises order creation per cart; outlives one Kustom create call."""
+        return self.redis.lock(
+            f"{self.prefix}:lock:create:{cart_id}",
+            timeout=timeout,
+            blocking_timeout=blocking_timeout,
+        )
+
+    # Sweeper support -------------------------------------------------------------------
+
+    def stale_syncing(self, older_than_ms: int, limit: int, *, now: int | None = None) -> list[str]:
+        """Carts that have been waiting for a sync longer than ``older_than_ms``."""
+        cutoff = (now_ms() if now is None else now) - older_than_ms
+        members = self.redis.zrangebyscore(self.syncing_key, "-inf", cutoff, start=0, num=limit)
+        return [_text(m) or "" for m in members]
+
+    def forget_syncing(self, cart_id: str) -> None:
+        self.redis.zrem(self.syncing_key, cart_id)

@@ -1,0 +1,143 @@
+"""Hash-based cart sync: cart renders in, Kustom order updates out.
+
+A render is turned into the Kustom payload and hashed. The hash of the payload Kustom
+should have is ``pending``; the hash of the payload Kustom has is ``sync``. The storefront
+suspends the iframe exactly while they differ.
+
+Only one job pushes for a cart at a time (a lease in Redis). A job always pushes the
+newest pending payload, and when the cart changed while it pushed, it pushes again before
+letting go of the lease, so a burst of renders costs at most a couple of Kustom calls and
+an older payload can never land after a newer one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from kustom_app.kustom import KustomClient, KustomRejected
+from kustom_app.payload import CartNotPayable, build_order_payload, payload_hash
+from kustom_app.render import dump_render
+from kustom_app.state import CartStore, RenderOutcome
+
+log = logging.getLogger(__name__)
+
+MAX_PUSHES_PER_JOB = 10
+
+
+class SyncBusy(Exception):
+    """Another job holds the cart's push lease; it will also push what is pending now."""
+
+    def __init__(self, retry_after_ms: int) -> None:
+        super().__init__(f"sync lease held for another {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
+
+
+@dataclass(frozen=True)
+class PreparedRender:
+    render: dict[str, Any]  # JSON-ready (money as strings)
+    payload: dict[str, Any] | None  # None when the cart cannot be paid for as it stands
+    hash: str
+    not_payable: CartNotPayable | None
+
+
+def prepare_render(render: dict[str, Any]) -> PreparedRender:
+    """Build the Kustom payload for a loaded render and hash it.
+
+    A cart that cannot be paid for (empty, amounts that do not add up) still gets a hash,
+    derived from the render itself, so the storefront sees it as "not in sync" and the
+    iframe stays suspended until the cart is payable again.
+    """
+    stored = dump_render(render)
+    try:
+        payload = build_order_payload(render)
+    except CartNotPayable as e:
+        digest = hashlib.sha256(
+            json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        return PreparedRender(stored, None, "unpayable-" + digest[:21], e)
+    return PreparedRender(stored, payload, payload_hash(payload), None)
+
+
+def ingest_render(store: CartStore, render: dict[str, Any]) -> tuple[RenderOutcome, PreparedRender]:
+    """Store a render (older versions are ignored) and say whether a sync job is needed."""
+    prepared = prepare_render(render)
+    outcome = store.record_render(
+        render["cartId"], int(render["version"]), prepared.render, prepared.hash, prepared.payload
+    )
+    log.info(
+        "kustom.render.%s cart=%s version=%s hash=%s enqueue=%s",
+        "recorded" if outcome.accepted else "stale",
+        render["cartId"],
+        render["version"],
+        prepared.hash,
+        outcome.enqueue,
+    )
+    return outcome, prepared
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    outcome: str  # synced | in_sync | no_order | closed | gone | unusable | read_only | requeue
+    pushes: int
+    hash: str | None = None
+
+
+def sync_cart(
+    store: CartStore,
+    kustom: KustomClient,
+    cart_id: str,
+    *,
+    token: str | None = None,
+    max_pushes: int = MAX_PUSHES_PER_JOB,
+) -> SyncResult:
+    """Bring the cart's Kustom order up to the newest pending payload.
+
+    Raises `SyncBusy` when another job holds the lease, and the Kustom client's errors
+    (`KustomUnavailable` is worth a retry) after giving the lease back.
+    """
+    token = token or uuid.uuid4().hex
+    step = store.begin_sync(cart_id, token)
+    if step.action == "busy":
+        raise SyncBusy(step.retry_after_ms)
+    if step.action != "push":
+        return SyncResult(step.action, 0, step.hash)
+    order_id = step.order_id or ""
+    pushes = 0
+    try:
+        while step.action in ("push", "again") and pushes < max_pushes:
+            pushed_hash = step.hash or ""
+            kustom.update_order(order_id, step.payload or {}, cart=cart_id, hash=pushed_hash)
+            pushes += 1
+            step = store.finish_sync(cart_id, token, pushed_hash, order_id)
+            log.info(
+                "kustom.sync.pushed cart=%s order=%s hash=%s next=%s",
+                cart_id,
+                order_id,
+                pushed_hash,
+                step.action,
+            )
+    except KustomRejected as e:
+        if e.status == 404:
+            store.release_sync(cart_id, token, order_id, "unusable")
+            log.warning("kustom.sync.order_gone cart=%s order=%s", cart_id, order_id)
+            return SyncResult("unusable", pushes)
+        if e.status == 403 and e.error_code == "READ_ONLY_ORDER":
+            store.release_sync(cart_id, token, order_id, "read_only")
+            log.info("kustom.sync.read_only cart=%s order=%s", cart_id, order_id)
+            return SyncResult("read_only", pushes)
+        store.release_sync(cart_id, token)
+        raise
+    except BaseException:
+        store.release_sync(cart_id, token)
+        raise
+    if step.action == "again":
+        store.release_sync(cart_id, token)
+        return SyncResult("requeue", pushes, step.hash)
+    if step.action == "lost":
+        log.warning("kustom.sync.lease_lost cart=%s order=%s", cart_id, order_id)
+    return SyncResult("synced" if step.action == "done" else step.action, pushes, step.hash)

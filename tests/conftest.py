@@ -1,0 +1,142 @@
+"""Shared fixtures: settings, fakeredis (unit tests only), the app and a signing helper."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+
+from kustom_app.settings import Settings
+from kustom_app.signing import sign_payload
+
+FIXTURES = Path(__file__).parent / "fixtures"
+COMMERCE_SECRET = "test-commerce-secret"
+CALLBACK_SECRET = "test-callback-secret"
+
+CONTRACT_RENDER: dict[str, Any] = {
+    "cartId": "cart-1001",
+    "version": 7,
+    "channelKey": "retail-se",
+    "currencyCode": "SEK",
+    "countryCode": "SE",
+    "locale": "sv-SE",
+    "taxIncluded": True,
+    "cartTotal": "549.00",
+    "cartTaxTotal": "109.80",
+    "lines": [
+        {
+            "lineId": "l1",
+            "productNumber": "TSHIRT-RED-M",
+            "description": "Red T-Shirt",
+            "quantity": 2,
+            "reservedQuantity": 2,
+            "unitPrice": "250.00",
+            "discountTotal": "0.00",
+            "salesTotal": "500.00",
+            "taxRate": "0.25",
+            "taxTotal": "100.00",
+            "productUrl": None,
+            "imageUrl": None,
+        }
+    ],
+    "shipping": {
+        "id": "postnord",
+        "name": "PostNord",
+        "price": "49.00",
+        "taxRate": "0.25",
+        "taxTotal": "9.80",
+    },
+    "shippingOptions": [
+        {"id": "postnord", "name": "PostNord", "price": "49.00", "taxRate": "0.25", "taxTotal": "9.80"},
+        {"id": "express", "name": "Express", "price": "99.00", "taxRate": "0.25", "taxTotal": "19.80"},
+    ],
+}
+
+
+def make_render(cart_id: str = "cart-1001", version: int = 1, quantity: int = 2) -> dict[str, Any]:
+    """The contract's example cart with another id, version and T-shirt quantity.
+
+    Totals are kept consistent (250.00 each, 25 % VAT included, 49.00 shipping).
+    """
+    render = copy.deepcopy(CONTRACT_RENDER)
+    render["cartId"] = cart_id
+    render["version"] = version
+    line = render["lines"][0]
+    line["quantity"] = line["reservedQuantity"] = quantity
+    sales = 250 * quantity
+    line["salesTotal"] = f"{sales}.00"
+    line["taxTotal"] = f"{sales // 5}.00"
+    render["cartTotal"] = f"{sales + 49}.00"
+    render["cartTaxTotal"] = f"{sales // 5 + 9}.80"
+    return render
+
+
+def signed_headers(body: bytes, secret: str = COMMERCE_SECRET, timestamp: int | None = None) -> dict[str, str]:
+    return {
+        "X-Commerce-Signature": sign_payload(secret, body, timestamp),
+        "Content-Type": "application/json",
+    }
+
+
+class RecordingQueue:
+    """Stands in for Celery in web unit tests: records what would be enqueued."""
+
+    def __init__(self) -> None:
+        self.syncs: list[tuple[str, str | None, Any]] = []
+
+    def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
+        self.syncs.append((cart_id, payload_hash, payload))
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        redis_url="redis://unused:6379/0",
+        celery_broker_url="redis://unused:6379/0",
+        kustom_api_url="https://kustom.test",
+        kustom_username="merchant",
+        kustom_password="secret-password",
+        public_base_url="https://shop-kustom.test",
+        commerce_api_url=None,
+        commerce_webhook_secret=COMMERCE_SECRET,
+        callback_secret=CALLBACK_SECRET,
+    )
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[fakeredis.FakeRedis]:
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def task_queue() -> RecordingQueue:
+    return RecordingQueue()
+
+
+@pytest.fixture
+def app(settings: Settings, fake_redis: fakeredis.FakeRedis, task_queue: RecordingQueue):
+    from webhooks.app import create_app
+
+    return create_app({"SETTINGS": settings, "REDIS": fake_redis, "TASK_QUEUE": task_queue, "TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def post_render(client) -> Callable[..., Any]:
+    def post(render: dict[str, Any], *, secret: str = COMMERCE_SECRET):
+        body = json.dumps(render).encode()
+        return client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body, secret))
+
+    return post

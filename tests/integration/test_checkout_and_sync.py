@@ -1,0 +1,152 @@
+"""Issue 2 end to end: real redis-server, real Celery worker, Kustom over HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from kustom_app.payload import build_order_payload, payload_hash
+from kustom_app.render import load_render
+from tests.conftest import make_render, signed_headers
+from tests.integration.conftest import wait_until
+
+pytestmark = pytest.mark.integration
+
+URLS = {
+    "termsUrl": "http://shop.test/terms",
+    "checkoutUrl": "http://shop.test/checkout",
+    "confirmationUrl": "http://shop.test/confirmation",
+}
+
+
+def new_cart() -> str:
+    return f"cart-{uuid.uuid4().hex[:12]}"
+
+
+def post_render(http, web, render):
+    body = json.dumps(render).encode()
+    response = http.post(f"{web.url}/commerce/cart-mutation", data=body, headers=signed_headers(body))
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def checkout(http, web, cart_id):
+    response = http.post(f"{web.url}/carts/{cart_id}/kustom", json=URLS)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def status(http, web, cart_id):
+    return http.get(f"{web.url}/carts/{cart_id}/kustom/status").json()
+
+
+def order_updates(state, order_id):
+    return [c for c in state.calls("update_order") if c["path"].endswith(order_id)]
+
+
+def kustom_order(state, order_id):
+    return state.stored_order(order_id)["checkout"]
+
+
+def expected_lines(render):
+    return build_order_payload(load_render(render))
+
+
+@pytest.fixture
+def double(kustom_double):
+    return kustom_double[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_faults(double):
+    double.clear_faults()
+    yield
+    double.clear_faults()
+
+
+def test_checkout_twice_and_concurrently_creates_one_order(http, web, worker, double):
+    cart = new_cart()
+    post_render(http, web, make_render(cart, 1))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: checkout(http, web, cart), range(8)))
+    results.append(checkout(http, web, cart))
+    order_ids = {r["kustomOrderId"] for r in results}
+    assert len(order_ids) == 1
+    created = [c for c in double.calls("create_order") if c["status"] == 201
+               and c["json"]["merchant_reference1"] == cart]
+    assert len(created) == 1
+    assert all(r["htmlSnippet"] for r in results)
+
+
+def test_burst_of_out_of_order_renders_ends_on_highest_version(http, web, worker, double):
+    cart = new_cart()
+    post_render(http, web, make_render(cart, 1, quantity=1))
+    order_id = checkout(http, web, cart)["kustomOrderId"]
+    renders = [make_render(cart, v, quantity=v) for v in range(2, 32)]
+    random.shuffle(renders)
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda r: post_render(http, web, r), renders))
+    final = make_render(cart, 31, quantity=31)
+    want = payload_hash(expected_lines(final))
+    wait_until(lambda: (s := status(http, web, cart))["syncHash"] == want and not s["syncing"])
+    stored = kustom_order(double, order_id)
+    assert stored["order_amount"] == expected_lines(final)["order_amount"]
+    assert stored["order_lines"] == expected_lines(final)["order_lines"]
+    updates = order_updates(double, order_id)
+    assert 1 <= len(updates) <= 6, f"{len(updates)} Kustom updates for 30 renders"
+    # The last push Kustom received is the newest payload: nothing older landed after it.
+    assert updates[-1]["json"]["order_amount"] == expected_lines(final)["order_amount"]
+
+
+def test_identical_render_calls_kustom_not_at_all(http, web, worker, double):
+    cart = new_cart()
+    post_render(http, web, make_render(cart, 1))
+    order_id = checkout(http, web, cart)["kustomOrderId"]
+    body = post_render(http, web, make_render(cart, 2))  # same content, new version
+    assert body["syncing"] is False
+    body = post_render(http, web, make_render(cart, 3, quantity=4))
+    wait_until(lambda: not status(http, web, cart)["syncing"])
+    assert len(order_updates(double, order_id)) == 1
+    post_render(http, web, make_render(cart, 4, quantity=4))
+    assert status(http, web, cart)["syncing"] is False
+    assert len(order_updates(double, order_id)) == 1
+
+
+def test_sync_lands_after_kustom_answers_503_twice(http, web, worker, double):
+    cart = new_cart()
+    post_render(http, web, make_render(cart, 1))
+    order_id = checkout(http, web, cart)["kustomOrderId"]
+    double.add_faults("update_order", [503, 503])
+    body = post_render(http, web, make_render(cart, 2, quantity=5))
+    assert body["syncing"] is True
+    wait_until(lambda: status(http, web, cart)["syncHash"] == body["pendingHash"])
+    attempts = order_updates(double, order_id)
+    assert [c["status"] for c in attempts] == [503, 503, 200]
+    assert kustom_order(double, order_id)["order_amount"] == 5 * 25000 + 4900
+
+
+def test_expired_order_is_recreated_by_checkout(http, web, worker, double):
+    cart = new_cart()
+    post_render(http, web, make_render(cart, 1))
+    first = checkout(http, web, cart)["kustomOrderId"]
+    double.expire_order(first)
+    second = checkout(http, web, cart)["kustomOrderId"]
+    assert second != first
+    assert checkout(http, web, cart)["kustomOrderId"] == second
+
+
+def test_sync_to_an_expired_order_marks_it_for_recreation(http, web, worker, double):
+    cart = new_cart()
+    post_render(http, web, make_render(cart, 1))
+    first = checkout(http, web, cart)["kustomOrderId"]
+    double.expire_order(first)
+    post_render(http, web, make_render(cart, 2, quantity=3))
+    wait_until(lambda: not status(http, web, cart)["syncing"])
+    second = checkout(http, web, cart)["kustomOrderId"]
+    assert second != first
+    created = kustom_order(double, second)
+    assert created["order_amount"] == 3 * 25000 + 4900, "the new order has the newest cart"

@@ -1,0 +1,148 @@
+"""POST /commerce/cart-mutation: signature first, schema next, then state."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from kustom_app.state import CartStore
+from tests.conftest import make_render, signed_headers
+
+
+def state_keys(fake_redis) -> list[bytes]:
+    return sorted(fake_redis.keys("*"))
+
+
+def test_accepted_render_without_order_is_in_sync(post_render, task_queue):
+    response = post_render(make_render("cart-a", 1))
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["cartId"] == "cart-a"
+    assert body["pendingHash"] == body["syncHash"] and body["syncing"] is False
+    assert task_queue.syncs == [], "no Kustom order yet: nothing to sync"
+
+
+def test_hash_is_stable_for_equal_carts_and_changes_with_the_cart(post_render):
+    a = post_render(make_render("cart-a", 1)).get_json()["pendingHash"]
+    b = post_render(make_render("cart-b", 1)).get_json()["pendingHash"]
+    c = post_render(make_render("cart-a", 2, quantity=3)).get_json()["pendingHash"]
+    reordered = dict(reversed(list(make_render("cart-a", 3).items())))
+    d = post_render(reordered).get_json()["pendingHash"]
+    assert a != b, "merchant_reference1 is the cart id, so carts differ"
+    assert a != c
+    assert d == a, "same cart content hashes the same whatever the key order"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json"},
+        {"X-Commerce-Signature": "t=1,v1=deadbeef", "Content-Type": "application/json"},
+    ],
+)
+def test_bad_signature_is_401_and_stores_nothing(client, fake_redis, headers):
+    body = json.dumps(make_render()).encode()
+    response = client.post("/commerce/cart-mutation", data=body, headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "invalid_signature"
+    assert state_keys(fake_redis) == []
+
+
+def test_stale_signature_is_refused(client, fake_redis):
+    body = json.dumps(make_render()).encode()
+    headers = signed_headers(body, timestamp=int(time.time()) - 301)
+    response = client.post("/commerce/cart-mutation", data=body, headers=headers)
+    assert response.status_code == 401
+    assert state_keys(fake_redis) == []
+
+
+def test_signature_over_other_bytes_is_refused(client, fake_redis):
+    body = json.dumps(make_render()).encode()
+    headers = signed_headers(body)
+    response = client.post("/commerce/cart-mutation", data=body.replace(b"549", b"548"), headers=headers)
+    assert response.status_code == 401
+    assert state_keys(fake_redis) == []
+
+
+def test_without_secret_commerce_events_answer_503(settings, fake_redis, task_queue):
+    from dataclasses import replace
+
+    from webhooks.app import create_app
+
+    app = create_app(
+        {"SETTINGS": replace(settings, commerce_webhook_secret=None), "REDIS": fake_redis,
+         "TASK_QUEUE": task_queue}
+    )
+    body = json.dumps(make_render()).encode()
+    response = app.test_client().post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "commerce_not_configured"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda r: r.pop("cartId"), "cartId"),
+        (lambda r: r.update(version="seven"), "version"),
+        (lambda r: r.update(cartTotal="lots"), "cartTotal"),
+        (lambda r: r["lines"][0].update(quantity=1.5), "lines"),
+        (lambda r: r.update(taxIncluded="yes"), "taxIncluded"),
+        (lambda r: r.update(lines="none"), "lines"),
+    ],
+)
+def test_schema_errors_are_400_with_field_and_store_nothing(post_render, fake_redis, mutate, field):
+    render = make_render()
+    mutate(render)
+    response = post_render(render)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error"
+    assert field in error["details"]["fields"]
+    assert state_keys(fake_redis) == []
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b""])
+def test_malformed_json_is_400(client, fake_redis, body):
+    response = client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json"
+    assert state_keys(fake_redis) == []
+
+
+def test_oversized_body_is_413(client, fake_redis):
+    body = b'{"pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    response = client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+    assert state_keys(fake_redis) == []
+
+
+def test_bad_cart_id_is_refused(post_render, fake_redis):
+    response = post_render(make_render("cart with spaces"))
+    assert response.status_code == 400
+    assert state_keys(fake_redis) == []
+
+
+def test_lower_version_is_ignored(post_render, fake_redis, settings):
+    first = post_render(make_render("cart-v", 5, quantity=1)).get_json()
+    second = post_render(make_render("cart-v", 4, quantity=3))
+    assert second.status_code == 202
+    assert second.get_json()["pendingHash"] == first["pendingHash"]
+    state = CartStore(fake_redis, prefix=settings.key_prefix).load("cart-v")
+    assert state.version == 5 and state.render["lines"][0]["quantity"] == 1
+
+
+def test_unpayable_render_is_stored_and_shown_as_not_in_sync_once_an_order_exists(
+    post_render, fake_redis, settings
+):
+    store = CartStore(fake_redis, prefix=settings.key_prefix)
+    post_render(make_render("cart-u", 1))
+    state = store.load("cart-u")
+    store.record_order("cart-u", "order-u", state.pending_hash, {}, now=1)
+    broken = make_render("cart-u", 2)
+    broken["cartTotal"] = "548.00"
+    body = post_render(broken).get_json()
+    assert body["syncing"] is True, "the iframe stays suspended while the cart cannot be paid"
+    assert store.load("cart-u").version == 2

@@ -1,0 +1,55 @@
+"""Events from the commerce backend (CONTRACT section 4). Signed; verified before parsing."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from kustom_app.render import load_render
+from kustom_app.signing import InvalidSignature, verify_signature
+from kustom_app.sync import ingest_render
+from webhooks.errors import ApiError, parse_json_object
+from webhooks.schemas import CART_ID_PATTERN
+
+bp = Blueprint("commerce", __name__, url_prefix="/commerce")
+
+SIGNATURE_HEADER = "X-Commerce-Signature"
+
+
+@bp.before_request
+def _verify_signature() -> None:
+    secret = current_app.extensions["kustom"].settings.commerce_webhook_secret
+    if not secret:
+        raise ApiError(
+            503,
+            "commerce_not_configured",
+            "COMMERCE_WEBHOOK_SECRET is not set; commerce events cannot be verified.",
+        )
+    header = request.headers.get(SIGNATURE_HEADER)
+    if not header:  # before the body is read: as cheap as a refusal gets
+        raise ApiError(401, "invalid_signature", f"The {SIGNATURE_HEADER} header is missing.")
+    try:
+        verify_signature(secret, request.get_data(cache=True), header)
+    except InvalidSignature as e:
+        raise ApiError(401, "invalid_signature", f"The signature is not valid: {e}.") from e
+
+
+@bp.post("/cart-mutation")
+def cart_mutation() -> Response:
+    render = load_render(parse_json_object())
+    if not CART_ID_PATTERN.match(render["cartId"]):
+        raise ApiError(400, "invalid_cart_id", "The cart id has characters or a length not allowed.")
+    outcome, prepared = ingest_render(current_app.extensions["kustom"].store, render)
+    if outcome.enqueue:
+        current_app.extensions["kustom.enqueue"].sync(
+            render["cartId"], prepared.hash, prepared.payload
+        )
+    response = jsonify(
+        {
+            "cartId": render["cartId"],
+            "pendingHash": outcome.pending_hash,
+            "syncHash": outcome.sync_hash,
+            "syncing": outcome.syncing,
+        }
+    )
+    response.status_code = 202
+    return response

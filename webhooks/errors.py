@@ -1,0 +1,87 @@
+"""The one error shape of the service: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from kustom_app.checkout import CheckoutError
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    return response
+
+
+def parse_json_object(raw: bytes | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, with decimals kept exact."""
+    data = request.get_data(cache=True) if raw is None else raw
+    if not data:
+        raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+    try:
+        parsed = json.loads(data, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {e}") from e
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+    return parsed
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError) -> Response:
+        return error_response(e.status, e.code, e.message, e.details)
+
+    @app.errorhandler(CheckoutError)
+    def _checkout_error(e: CheckoutError) -> Response:
+        return error_response(e.status, e.code, e.message, e.details)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(e: ValidationError) -> Response:
+        messages = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+        return error_response(
+            400, "validation_error", "The request body has invalid fields.", {"fields": messages}
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> Response:
+        status = e.code or 500
+        return error_response(status, HTTP_CODES.get(status, "http_error"), e.description or "")
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        log.exception("kustom.web.unhandled path=%s", request.path)
+        return error_response(500, "internal_error", "An unexpected error occurred.")

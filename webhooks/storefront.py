@@ -1,0 +1,76 @@
+"""Storefront endpoints, called from the shopper's browser (CONTRACT section 3)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from kustom_app.checkout import StorefrontUrls
+from webhooks.errors import ApiError, parse_json_object
+from webhooks.schemas import CART_ID_PATTERN, CheckoutRequestSchema
+
+bp = Blueprint("storefront", __name__)
+
+_checkout_schema = CheckoutRequestSchema()
+
+
+def checked_cart_id(cart_id: str) -> str:
+    if not CART_ID_PATTERN.match(cart_id):
+        raise ApiError(400, "invalid_cart_id", "The cart id has characters or a length not allowed.")
+    return cart_id
+
+
+@bp.after_request
+def _cors(response: Response) -> Response:
+    origin = request.headers.get("Origin")
+    allowed = current_app.extensions["kustom"].settings.cors_allowed_origins
+    if origin and (origin in allowed or "*" in allowed):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@bp.route("/carts/<cart_id>/kustom", methods=["OPTIONS"])
+@bp.route("/carts/<cart_id>/kustom/<path:_rest>", methods=["OPTIONS"])
+def _preflight(cart_id: str, _rest: str = "") -> Response:
+    return Response(status=204)
+
+
+@bp.post("/carts/<cart_id>/kustom")
+def checkout(cart_id: str) -> Response:
+    checked_cart_id(cart_id)
+    body = _checkout_schema.load(parse_json_object())
+    services = current_app.extensions["kustom"]
+    if not services.settings.kustom_configured:
+        raise ApiError(
+            503,
+            "kustom_not_configured",
+            "Kustom credentials are not configured (KUSTOM_USERNAME, KUSTOM_PASSWORD).",
+        )
+    result = services.checkout.open(
+        cart_id,
+        StorefrontUrls(body["termsUrl"], body["checkoutUrl"], body["confirmationUrl"]),
+    )
+    if result.enqueue_sync:
+        state = services.store.load(cart_id)
+        current_app.extensions["kustom.enqueue"].sync(
+            cart_id, state.pending_hash if state else None, None
+        )
+    return jsonify(
+        {
+            "kustomOrderId": result.order_id,
+            "htmlSnippet": result.html_snippet,
+            "syncing": result.syncing,
+        }
+    )
+
+
+@bp.get("/carts/<cart_id>/kustom/status")
+def status(cart_id: str) -> Response:
+    checked_cart_id(cart_id)
+    state = current_app.extensions["kustom"].store.load(cart_id)
+    if state is None:
+        raise ApiError(404, "cart_not_found", f"Nothing is known about cart {cart_id}.")
+    return jsonify(state.status())

@@ -1,0 +1,64 @@
+"""The Celery application: the worker's, beat's and Flower's entry point.
+
+Every choice here is deliberate (see the README's "Celery settings" section):
+
+- ``acks_late`` + ``reject_on_worker_lost``: a task whose worker dies is delivered again;
+  every task is idempotent, so running twice is safe, losing one is not.
+- ``worker_prefetch_multiplier = 1``: a busy worker does not hoard messages.
+- ``visibility_timeout`` above every retry countdown (enforced in Settings), so a delayed
+  retry is never handed to a second worker while the first still holds it.
+- No result backend: tasks report through Redis state and the commerce backend.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import after_setup_logger
+
+from kustom_app.settings import Settings
+
+SYNC_QUEUE = "kustom.sync"
+ORDERS_QUEUE = "kustom.orders"
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    app = Celery("kustom_app", include=["workers.tasks"])
+    app.conf.update(
+        broker_url=settings.celery_broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_expires=3600,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=120,
+        task_soft_time_limit=100,
+        task_default_queue=ORDERS_QUEUE,
+        task_routes={"syncKustomOrder": {"queue": SYNC_QUEUE}},
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "reconcile-kustom-orders": {
+                "task": "reconcileKustomOrders",
+                "schedule": settings.reconcile_interval_seconds,
+                "options": {"expires": settings.reconcile_interval_seconds},
+            }
+        },
+    )
+    app.conf.kustom_settings = settings
+    return app
+
+
+@after_setup_logger.connect
+def _configure_logging(logger: logging.Logger, **_: object) -> None:
+    logger.setLevel(logging.INFO)
+
+
+app = make_celery()
