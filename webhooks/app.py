@@ -9,7 +9,7 @@ from flask import Flask
 
 from kustom_app.services import Services
 from kustom_app.settings import Settings
-from webhooks import commerce, ops, storefront
+from webhooks import commerce, events, kustom_callbacks, kustom_confirm, ops, payments, storefront
 from webhooks.errors import register_error_handlers
 
 
@@ -50,6 +50,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(storefront.bp)
     app.register_blueprint(commerce.bp)
+    app.register_blueprint(payments.bp)
+    app.register_blueprint(kustom_confirm.bp)
+    app.register_blueprint(kustom_callbacks.bp)
+    app.register_blueprint(events.bp)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return app

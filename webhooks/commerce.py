@@ -16,7 +16,8 @@ SIGNATURE_HEADER = "X-Commerce-Signature"
 
 
 @bp.before_request
-def _verify_signature() -> None:
+def verify_commerce_signature() -> None:
+    """Refuse (401/503) a commerce event that is not signed with the shared secret."""
     secret = current_app.extensions["kustom"].settings.commerce_webhook_secret
     if not secret:
         raise ApiError(

@@ -25,7 +25,7 @@ ORDERS_QUEUE = "kustom.orders"
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
-    app = Celery("kustom_app", include=["workers.tasks"])
+    app = Celery("kustom_app", include=["workers.tasks", "workers.ordermanagement"])
     app.conf.update(
         broker_url=settings.celery_broker_url,
         broker_connection_retry_on_startup=True,
