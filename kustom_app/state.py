@@ -114,6 +114,7 @@ class CartStore:
         self._finish_sync = _load_script(client, "finish_sync")
         self._release_sync = _load_script(client, "release_sync")
         self._record_order = _load_script(client, "record_order")
+        self._record_applied = _load_script(client, "record_applied")
 
     # Keys ------------------------------------------------------------------------------
 
@@ -216,6 +217,34 @@ class CartStore:
             ],
         )
         return _text(enqueue) == "1"
+
+    def record_applied_render(
+        self,
+        cart_id: str,
+        version: int,
+        render: dict[str, Any],
+        payload_hash: str,
+        payload: dict[str, Any],
+        *,
+        now: int | None = None,
+    ) -> bool:
+        """Kustom applied this render's payload itself (a callback answer): pending = sync.
+
+        Returns False (nothing stored) when a newer render version is already stored.
+        """
+        result = self._record_applied(
+            keys=self._keys(cart_id),
+            args=[
+                version,
+                json.dumps(render, separators=(",", ":")),
+                payload_hash,
+                json.dumps(payload, separators=(",", ":")),
+                now_ms() if now is None else now,
+                self.ttl,
+                cart_id,
+            ],
+        )
+        return _text(result) == "applied"
 
     # Sync leases -----------------------------------------------------------------------
 

@@ -161,3 +161,14 @@ def test_unpayable_pending_is_never_pushed(store):
     assert outcome.syncing and not outcome.enqueue
     assert store.begin_sync(CART, "tok", now=2_100).action == "unpayable"
     assert record(store, 3, "h3", now=2_200).enqueue, "a payable render is synced again"
+
+
+def test_render_applied_by_kustom_is_pending_and_synced(store):
+    with_order(store)
+    record(store, 2, "h2")
+    assert store.record_applied_render(CART, 3, render(3), "h3", {"h": "h3"}, now=2_000)
+    state = store.load(CART)
+    assert (state.pending_hash, state.sync_hash, state.version) == ("h3", "h3", 3)
+    assert store.stale_syncing(0, 10, now=10_000) == []
+    assert not store.record_applied_render(CART, 2, render(2), "h2", {"h": "h2"}, now=2_100)
+    assert store.load(CART).pending_hash == "h3"
