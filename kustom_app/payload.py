@@ -1,0 +1,371 @@
+"""Cart render → the cart part of a Kustom order body, and the hash that tracks its sync.
+
+Kustom refuses an order whose arithmetic does not add up in minor units (CONTRACT section 8,
+invariant 5), and a payment for an amount other than the cart's is worse than none. So the
+builder never rounds or repairs anything: it converts exactly, checks every sum Kustom
+checks, and refuses the cart (`CartNotPayable`, answered as 422 `cart_not_payable`) naming
+the first line or total that is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from kustom_app.money import NotRepresentable, to_major, to_minor, to_tax_rate
+
+# Limits from the `order` / `order_line` schemas of Kustom's OpenAPI description.
+MAX_ORDER_LINES = 1000
+MAX_LINE_AMOUNT = 100_000_000
+MAX_NAME_LENGTH = 255
+MAX_URL_LENGTH = 1024
+
+SALES_TAX_REFERENCE = "sales-tax"
+SALES_TAX_NAME = "Sales Tax"
+
+_BASIS = 10_000  # Kustom's tax_rate unit: hundredths of a percent
+
+
+class CartNotPayable(ValueError):
+    """The cart cannot become a Kustom order as it stands; the shopper cannot pay it yet.
+
+    `message` is a sentence for people naming the offending line or total; `details` is
+    JSON-safe context for the API error body (`lineId`, `field`, values as strings).
+    """
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+def build_order_payload(render: dict[str, Any]) -> dict[str, Any]:
+    """The order fields that come from the cart, in the form Kustom checks to the unit.
+
+    Takes a render as `load_render` returns it. The result holds only str/int/bool/list/dict
+    and has no `merchant_urls` (the caller adds those when creating an order), so the same
+    payload serves create, update and the callback answers, and hashes the same for the
+    same cart. Raises `CartNotPayable` rather than sending Kustom anything it would reject
+    or anything that differs from the cart's own totals.
+    """
+    currency: str = render["currencyCode"]
+    included: bool = render["taxIncluded"]
+    lines: list[dict[str, Any]] = render["lines"]
+    if len(lines) > MAX_ORDER_LINES:
+        raise CartNotPayable(
+            f"the cart has {len(lines)} lines; Kustom takes at most {MAX_ORDER_LINES}",
+            {"field": "lines", "count": len(lines)},
+        )
+
+    order_lines: list[dict[str, Any]] = []
+    cart_line_tax = 0  # the render's own tax figures, whatever the lines carry
+    for line in lines:
+        order_line, line_tax = _item_line(line, currency, included)
+        cart_line_tax += line_tax
+        if order_line is not None:
+            order_lines.append(order_line)
+    if not order_lines:
+        raise CartNotPayable("the cart has no lines to pay for", {"field": "lines"})
+
+    shipping = render.get("shipping")
+    shipping_line: dict[str, Any] | None = None
+    if shipping is not None:
+        shipping_line, shipping_tax = _shipping_line(shipping, currency, included)
+        order_lines.append(shipping_line)
+        cart_line_tax += shipping_tax
+
+    cart_total = _minor(render["cartTotal"], currency, "cartTotal", None)
+    cart_tax = _minor(render["cartTaxTotal"], currency, "cartTaxTotal", None)
+    if not included:
+        if cart_line_tax != cart_tax:
+            raise _total_mismatch(
+                "cartTaxTotal", cart_tax, "the lines' taxTotal", cart_line_tax, currency
+            )
+        if cart_tax > 0:
+            order_lines.append(_sales_tax_line(cart_tax, currency))
+    if len(order_lines) > MAX_ORDER_LINES:
+        raise CartNotPayable(
+            f"the cart needs {len(order_lines)} order lines with shipping and tax; "
+            f"Kustom takes at most {MAX_ORDER_LINES}",
+            {"field": "lines", "count": len(order_lines)},
+        )
+
+    order_amount = 0
+    order_tax_amount = 0
+    for order_line in order_lines:
+        order_amount += order_line["total_amount"]
+        order_tax_amount += order_line["total_tax_amount"]
+    if order_amount != cart_total:
+        raise _total_mismatch("cartTotal", cart_total, "the lines", order_amount, currency)
+    if order_tax_amount != cart_tax:
+        raise _total_mismatch(
+            "cartTaxTotal", cart_tax, "the lines' tax", order_tax_amount, currency
+        )
+
+    payload: dict[str, Any] = {
+        "purchase_country": render["countryCode"],
+        "purchase_currency": currency,
+        "locale": render["locale"],
+        "order_amount": order_amount,
+        "order_tax_amount": order_tax_amount,
+        "order_lines": order_lines,
+    }
+    options = render.get("shippingOptions")
+    if options is not None:
+        payload["shipping_options"] = _shipping_options(options, shipping_line, currency, included)
+    payload["merchant_reference1"] = render["cartId"]
+    return payload
+
+
+def payload_hash(payload: dict[str, Any]) -> str:
+    """A short fingerprint of a payload: equal hashes mean Kustom needs no update.
+
+    Canonical JSON (sorted keys, no whitespace) so key order never matters; a payload
+    holding anything but JSON types (a Decimal, a float sneaking in) fails loudly here.
+    """
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # surrogatepass: a lone surrogate from a JSON "\ud800" escape must hash, not crash.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _item_line(
+    line: dict[str, Any], currency: str, included: bool
+) -> tuple[dict[str, Any] | None, int]:
+    line_id = line["lineId"]
+    label = f"line {line_id}"
+    where = {"lineId": line_id}
+    quantity: int = line["quantity"]
+    unit_price = _minor(line["unitPrice"], currency, f"{label} unitPrice", where)
+    discount = _minor(line["discountTotal"], currency, f"{label} discountTotal", where)
+    total = _minor(line["salesTotal"], currency, f"{label} salesTotal", where)
+    tax = _minor(line["taxTotal"], currency, f"{label} taxTotal", where)
+
+    if quantity == 0:
+        if total == discount == tax == 0:
+            return None, 0  # a removed line the backend still lists: nothing to pay
+        raise CartNotPayable(
+            f"{label} has quantity 0 but salesTotal {_fmt(total, currency)}, discountTotal "
+            f"{_fmt(discount, currency)} and taxTotal {_fmt(tax, currency)} are not all zero",
+            {**where, "field": "quantity"},
+        )
+    _check_line_limit(unit_price, f"{label} unitPrice", where, currency)
+    _check_line_limit(total, f"{label} salesTotal", where, currency)
+    expected = quantity * unit_price - discount
+    if total != expected:
+        raise CartNotPayable(
+            f"{label} salesTotal {_fmt(total, currency)} does not equal quantity {quantity} x "
+            f"unitPrice {_fmt(unit_price, currency)} - discountTotal "
+            f"{_fmt(discount, currency)} = {_fmt(expected, currency)}",
+            {
+                **where,
+                "field": "salesTotal",
+                "expected": str(to_major(expected, currency)),
+                "actual": str(to_major(total, currency)),
+            },
+        )
+
+    if included:
+        tax_rate = _tax_rate(line["taxRate"], f"{label} taxRate", where)
+        _check_included_tax(tax, total, tax_rate, label, "salesTotal", where, currency)
+        line_tax = tax
+    else:
+        # US style: amounts exclude tax, which travels on the single sales_tax line.
+        tax_rate = line_tax = 0
+
+    product_number: str = line["productNumber"]
+    order_line: dict[str, Any] = {
+        "type": "physical",
+        "reference": product_number,
+        "name": (line["description"] or product_number)[:MAX_NAME_LENGTH],
+        "quantity": quantity,
+        "quantity_unit": "pcs",
+        "unit_price": unit_price,
+        "tax_rate": tax_rate,
+        "total_amount": total,
+        "total_discount_amount": discount,
+        "total_tax_amount": line_tax,
+    }
+    # Links are a nicety; one longer than Kustom accepts is left out, not a refused cart.
+    for field, key in (("productUrl", "product_url"), ("imageUrl", "image_url")):
+        url = line[field]
+        if url and len(url) <= MAX_URL_LENGTH:
+            order_line[key] = url
+    return order_line, tax
+
+
+def _shipping_line(
+    shipping: dict[str, Any], currency: str, included: bool
+) -> tuple[dict[str, Any], int]:
+    label = f"shipping {shipping['id']}"
+    where = {"shippingId": shipping["id"]}
+    price = _minor(shipping["price"], currency, f"{label} price", where)
+    tax = _minor(shipping["taxTotal"], currency, f"{label} taxTotal", where)
+    _check_line_limit(price, f"{label} price", where, currency)
+    if included:
+        tax_rate = _tax_rate(shipping["taxRate"], f"{label} taxRate", where)
+        _check_included_tax(tax, price, tax_rate, label, "price", where, currency)
+        line_tax = tax
+    else:
+        tax_rate = line_tax = 0
+    order_line = {
+        "type": "shipping_fee",
+        "reference": shipping["id"],
+        "name": shipping["name"][:MAX_NAME_LENGTH],
+        "quantity": 1,
+        "unit_price": price,
+        "tax_rate": tax_rate,
+        "total_amount": price,
+        "total_discount_amount": 0,
+        "total_tax_amount": line_tax,
+    }
+    return order_line, tax
+
+
+def _shipping_options(
+    options: list[dict[str, Any]],
+    selected: dict[str, Any] | None,
+    currency: str,
+    included: bool,
+) -> list[dict[str, Any]]:
+    selected_id = selected["reference"] if selected is not None else None
+    result: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for option in options:
+        option_id: str = option["id"]
+        label = f"shipping option {option_id}"
+        where = {"shippingOptionId": option_id}
+        if option_id in seen:
+            raise CartNotPayable(
+                f"shippingOptions lists {option_id} more than once", {**where, "field": "id"}
+            )
+        seen.add(option_id)
+        price = _minor(option["price"], currency, f"{label} price", where)
+        tax = _minor(option["taxTotal"], currency, f"{label} taxTotal", where)
+        if included:
+            tax_rate = _tax_rate(option["taxRate"], f"{label} taxRate", where)
+            _check_included_tax(tax, price, tax_rate, label, "price", where, currency)
+        else:
+            tax_rate = tax = 0
+        preselected = option_id == selected_id
+        if (
+            selected is not None
+            and preselected
+            and (
+                price != selected["unit_price"]
+                or tax != selected["total_tax_amount"]
+                or tax_rate != selected["tax_rate"]
+            )
+        ):
+            # Kustom would show one price in the option list and charge another.
+            raise CartNotPayable(
+                f"the selected shipping {option_id} has a different price or tax than its "
+                "entry in shippingOptions",
+                {**where, "field": "shipping"},
+            )
+        entry: dict[str, Any] = {
+            "id": option_id,
+            "name": option["name"][:MAX_NAME_LENGTH],
+            "price": price,
+            "tax_amount": tax,
+            "tax_rate": tax_rate,
+            "preselected": preselected,
+        }
+        if option["description"]:
+            entry["description"] = option["description"]
+        result.append(entry)
+    return result
+
+
+def _sales_tax_line(tax: int, currency: str) -> dict[str, Any]:
+    _check_line_limit(tax, "cartTaxTotal", {}, currency)
+    return {
+        "type": "sales_tax",
+        "reference": SALES_TAX_REFERENCE,
+        "name": SALES_TAX_NAME,
+        "quantity": 1,
+        "unit_price": tax,
+        "tax_rate": 0,
+        "total_amount": tax,
+        "total_discount_amount": 0,
+        "total_tax_amount": tax,
+    }
+
+
+def _minor(value: Decimal, currency: str, what: str, where: dict[str, str] | None) -> int:
+    field = what.rpartition(" ")[2]
+    try:
+        minor = to_minor(value, currency, what=what)
+    except NotRepresentable as e:
+        raise CartNotPayable(
+            e.message, {**(where or {}), "field": field, "value": str(value)}
+        ) from e
+    if minor < 0:
+        raise CartNotPayable(
+            f"{what} {value} is negative", {**(where or {}), "field": field, "value": str(value)}
+        )
+    return minor
+
+
+def _tax_rate(rate: Decimal, what: str, where: dict[str, str]) -> int:
+    try:
+        return to_tax_rate(rate, what=what)
+    except ValueError as e:
+        raise CartNotPayable(str(e), {**where, "field": "taxRate", "value": str(rate)}) from e
+
+
+def _check_line_limit(amount: int, what: str, where: dict[str, str], currency: str) -> None:
+    if amount > MAX_LINE_AMOUNT:
+        raise CartNotPayable(
+            f"{what} {_fmt(amount, currency)} is above Kustom's limit of "
+            f"{_fmt(MAX_LINE_AMOUNT, currency)} per line",
+            {**where, "field": what.rpartition(" ")[2]},
+        )
+
+
+def _check_included_tax(
+    tax: int,
+    total: int,
+    tax_rate: int,
+    label: str,
+    total_field: str,
+    where: dict[str, str],
+    currency: str,
+) -> None:
+    # Kustom: |tax - (total - total*10000/(10000+rate))| <= 1, multiplied out to integers.
+    denominator = _BASIS + tax_rate
+    if abs(tax * denominator - total * tax_rate) <= denominator:
+        return
+    expected = round(Fraction(total * tax_rate, denominator))
+    percent = Decimal(tax_rate).scaleb(-2).normalize()
+    raise CartNotPayable(
+        f"{label} taxTotal {_fmt(tax, currency)} is not the tax included in {total_field} "
+        f"{_fmt(total, currency)} at {percent:f} % (expected {_fmt(expected, currency)}, "
+        "give or take one minor unit)",
+        {
+            **where,
+            "field": "taxTotal",
+            "expected": str(to_major(expected, currency)),
+            "actual": str(to_major(tax, currency)),
+        },
+    )
+
+
+def _total_mismatch(
+    field: str, cart: int, of_what: str, lines: int, currency: str
+) -> CartNotPayable:
+    return CartNotPayable(
+        f"{field} {_fmt(cart, currency)} does not equal the sum of {of_what} "
+        f"{_fmt(lines, currency)}",
+        {
+            "field": field,
+            "expected": str(to_major(lines, currency)),
+            "actual": str(to_major(cart, currency)),
+        },
+    )
+
+
+def _fmt(minor: int, currency: str) -> str:
+    return str(to_major(minor, currency))
