@@ -1,0 +1,1559 @@
+"""An in-process double of Kustom's Checkout v3 and Order Management APIs.
+
+It behaves like Kustom (the former Klarna Checkout v3 API) for the calls kustom-app makes:
+HTTP Basic auth, Kustom-shaped error bodies and a ``Klarna-Correlation-Id`` header on every
+response, Kustom's order arithmetic (``BAD_VALUE`` naming each bad field), empty-body 404s for
+unknown or expired checkout orders, ``READ_ONLY_ORDER`` once completed, and the order
+management rules for captures, refunds, cancel and release, including
+``Klarna-Idempotency-Key`` replay.
+
+Everything lives in memory in one :class:`KustomDoubleState` (``app.extensions["kustom_double"]``)
+behind one lock. Tests drive it either over HTTP through the ``/_double/...`` endpoints (no auth)
+or directly through the state object's methods.
+
+Run it locally (the "Kustom playground")::
+
+    python -m playground.kustom --host 127.0.0.1 --port 8710 [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hmac
+import html
+import json
+import re
+import secrets
+import string
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeGuard, cast
+
+import requests
+from flask import Flask, Response, current_app, g, request
+
+EXTENSION_KEY = "kustom_double"
+CORRELATION_HEADER = "Klarna-Correlation-Id"
+IDEMPOTENCY_HEADER = "Klarna-Idempotency-Key"
+
+#: Operation names used in the call log, for faults and in ``/_double/...``.
+OPERATIONS: tuple[str, ...] = (
+    "create_order",
+    "get_order",
+    "update_order",
+    "om_get",
+    "acknowledge",
+    "merchant_references",
+    "capture",
+    "refund",
+    "cancel",
+    "release",
+    "get_capture",
+    "get_refund",
+    "extend_authorization",
+)
+CHECKOUT_OPERATIONS = frozenset({"create_order", "get_order", "update_order"})
+
+# Limits from kustom-checkout-api.yml / Kustom's documentation.
+MAX_ORDER_LINES = 1000
+MAX_LINE_AMOUNT = 100_000_000
+MAX_TAX_RATE = 10_000
+MAX_OM_AMOUNT = 200_000_000
+AUTHORIZATION_DAYS = 28
+ORDER_LINE_TYPES = frozenset(
+    {
+        "physical",
+        "discount",
+        "shipping_fee",
+        "sales_tax",
+        "digital",
+        "gift_card",
+        "store_credit",
+        "surcharge",
+    }
+)
+TAX_CHECK_EXEMPT_TYPES = frozenset({"sales_tax", "discount"})
+REQUIRED_MERCHANT_URLS = ("terms", "checkout", "confirmation", "push")
+OPTIONAL_MERCHANT_URLS = ("validation", "notification", "cancellation_terms")
+# Fields of the checkout order that Kustom sets; ignored when a merchant sends them.
+READ_ONLY_ORDER_FIELDS = frozenset(
+    {
+        "order_id",
+        "name",
+        "status",
+        "html_snippet",
+        "started_at",
+        "completed_at",
+        "last_modified_at",
+        "recurring_token",
+        "recurring_description",
+    }
+)
+DEFAULT_OPTIONS = {
+    "allow_separate_shipping_address": False,
+    "date_of_birth_mandatory": False,
+    "require_validate_callback_success": False,
+}
+FRAUD_STATUSES = frozenset({"ACCEPTED", "PENDING", "REJECTED"})
+FRAUD_EVENTS = {"ACCEPTED": "FRAUD_RISK_ACCEPTED", "REJECTED": "FRAUD_RISK_REJECTED"}
+FAULT_ERROR_CODES = {
+    400: "BAD_VALUE",
+    401: "UNAUTHORIZED",
+    403: "NOT_ALLOWED",
+    404: "NO_SUCH_ORDER",
+    409: "CONFLICT",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_SERVER_ERROR",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(moment: datetime | None = None) -> str:
+    """Kustom's format: ``yyyy-mm-ddThh:mm:ssZ``."""
+    return (moment or _now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short_reference() -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(7))
+
+
+class KustomError(Exception):
+    """An API error answer, shaped like Kustom's.
+
+    ``empty_body`` reproduces Kustom's bodiless answers (a 404 for an unknown or expired
+    checkout order).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error_code: str | None = None,
+        error_messages: Iterable[str] = (),
+        *,
+        empty_body: bool = False,
+    ) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.error_messages = list(error_messages)
+        self.empty_body = empty_body
+        super().__init__(f"{status} {error_code or ''} {self.error_messages}".strip())
+
+    def body(self, correlation_id: str) -> dict[str, Any] | None:
+        if self.empty_body:
+            return None
+        return {
+            "error_code": self.error_code,
+            "error_messages": self.error_messages,
+            "correlation_id": correlation_id,
+        }
+
+
+class DoubleError(Exception):
+    """Misuse of the test-control API (unknown order, wrong state, bad input)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: Any = None  # JSON-serialisable, or None for an empty body
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _bad_value(fields: Iterable[str]) -> KustomError:
+    return KustomError(400, "BAD_VALUE", [f"Bad value: {name}" for name in fields])
+
+
+# --------------------------------------------------------------------------------------------
+# Validation (Kustom's arithmetic and the limits of kustom-checkout-api.yml)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_string(
+    value: Any, *, min_length: int = 0, max_length: int, pattern: str | None = None
+) -> bool:
+    if not isinstance(value, str) or not min_length <= len(value) <= max_length:
+        return False
+    return pattern is None or re.fullmatch(pattern, value) is not None
+
+
+def _tax_within_one(total_amount: int, tax_rate: int, total_tax_amount: int) -> bool:
+    """``|total_tax_amount - (total_amount - total_amount*10000/(10000+tax_rate))| <= 1``.
+
+    Exactly, in integers: the expected tax is ``total_amount*tax_rate/(10000+tax_rate)``.
+    """
+    denominator = 10_000 + tax_rate
+    return abs(total_tax_amount * denominator - total_amount * tax_rate) <= denominator
+
+
+def validate_order_line(line: Any, prefix: str) -> list[str]:
+    """Bad field paths of one checkout order line (e.g. ``order_lines[0].total_amount``)."""
+    if not isinstance(line, dict):
+        return [prefix]
+    bad: list[str] = []
+    if not _check_string(line.get("name"), min_length=1, max_length=255):
+        bad.append(f"{prefix}.name")
+    line_type = line.get("type")
+    if line_type is not None and line_type not in ORDER_LINE_TYPES:
+        bad.append(f"{prefix}.type")
+    if "reference" in line and not _check_string(line["reference"], max_length=255):
+        bad.append(f"{prefix}.reference")
+    if "quantity_unit" in line and not _check_string(
+        line["quantity_unit"], min_length=1, max_length=8
+    ):
+        bad.append(f"{prefix}.quantity_unit")
+    for name in ("merchant_data", "product_url", "image_url"):
+        if name in line and not _check_string(line[name], max_length=1024):
+            bad.append(f"{prefix}.{name}")
+
+    quantity = line.get("quantity")
+    unit_price = line.get("unit_price")
+    tax_rate = line.get("tax_rate")
+    total_amount = line.get("total_amount")
+    discount = line.get("total_discount_amount", 0)
+    total_tax = line.get("total_tax_amount")
+    checks = (
+        ("quantity", _is_int(quantity) and quantity >= 0),
+        ("unit_price", _is_int(unit_price) and unit_price <= MAX_LINE_AMOUNT),
+        ("tax_rate", _is_int(tax_rate) and 0 <= tax_rate <= MAX_TAX_RATE),
+        ("total_amount", _is_int(total_amount) and total_amount <= MAX_LINE_AMOUNT),
+        ("total_discount_amount", _is_int(discount) and discount >= 0),
+        ("total_tax_amount", _is_int(total_tax)),
+    )
+    bad.extend(f"{prefix}.{name}" for name, ok in checks if not ok)
+    checked_numbers = (quantity, unit_price, tax_rate, total_amount, discount, total_tax)
+    if not all(ok for _, ok in checks):
+        return bad  # Kustom's arithmetic needs every number
+    numbers = cast(tuple[int, int, int, int, int, int], checked_numbers)
+    quantity, unit_price, tax_rate, total_amount, discount, total_tax = numbers
+    if total_amount != quantity * unit_price - discount:
+        bad.append(f"{prefix}.total_amount")
+    elif line_type not in TAX_CHECK_EXEMPT_TYPES and not _tax_within_one(
+        total_amount, tax_rate, total_tax
+    ):
+        bad.append(f"{prefix}.total_tax_amount")
+    return bad
+
+
+def validate_order(order: Mapping[str, Any]) -> list[str]:
+    """Bad field paths of a (complete, merged) checkout order; empty when Kustom accepts it."""
+    bad: list[str] = []
+    patterns = (
+        ("purchase_country", r"[A-Za-z]{2}"),
+        ("purchase_currency", r"[A-Za-z]{3}"),
+        ("locale", r"[A-Za-z]{2}(?:-[A-Za-z]{2})*"),
+    )
+    for name, pattern in patterns:
+        if not _check_string(order.get(name), max_length=16, pattern=pattern):
+            bad.append(name)
+    amounts_ok = True
+    for name in ("order_amount", "order_tax_amount"):
+        value = order.get(name)
+        if not (_is_int(value) and value >= 0):
+            bad.append(name)
+            amounts_ok = False
+
+    lines = order.get("order_lines")
+    if not isinstance(lines, list) or len(lines) > MAX_ORDER_LINES:
+        bad.append("order_lines")
+    else:
+        for index, line in enumerate(lines):
+            bad.extend(validate_order_line(line, f"order_lines[{index}]"))
+        # The sums are checked whenever they can be computed, independently of the lines.
+        if amounts_ok and all(
+            isinstance(line, dict)
+            and _is_int(line.get("total_amount"))
+            and _is_int(line.get("total_tax_amount"))
+            for line in lines
+        ):
+            if order["order_amount"] != sum(line["total_amount"] for line in lines):
+                bad.append("order_amount")
+            if order["order_tax_amount"] != sum(line["total_tax_amount"] for line in lines):
+                bad.append("order_tax_amount")
+
+    urls = order.get("merchant_urls")
+    if not isinstance(urls, dict):
+        bad.append("merchant_urls")
+    else:
+        for name in REQUIRED_MERCHANT_URLS:
+            if not _check_string(urls.get(name), min_length=1, max_length=2000):
+                bad.append(f"merchant_urls.{name}")
+        for name in OPTIONAL_MERCHANT_URLS:
+            if name in urls and not _check_string(urls[name], max_length=2000):
+                bad.append(f"merchant_urls.{name}")
+
+    for name in ("merchant_reference1", "merchant_reference2"):
+        if name in order and not _check_string(order[name], max_length=255):
+            bad.append(name)
+    if "merchant_data" in order and not _check_string(order["merchant_data"], max_length=6000):
+        bad.append("merchant_data")
+    for name in ("billing_address", "shipping_address", "customer", "options", "gui"):
+        if name in order and not isinstance(order[name], dict):
+            bad.append(name)
+    for name in ("shipping_countries", "billing_countries", "tags"):
+        value = order.get(name)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        ):
+            bad.append(name)
+    return bad
+
+
+def _validate_om_amount(body: Mapping[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    return [] if _is_int(value) and 1 <= value <= MAX_OM_AMOUNT else [name]
+
+
+def _validate_om_extras(body: Mapping[str, Any], *, shipping_info: bool) -> list[str]:
+    bad: list[str] = []
+    for name in ("reference", "description"):
+        if name in body and not _check_string(body[name], max_length=255):
+            bad.append(name)
+    lines = body.get("order_lines")
+    if lines is not None and not (
+        isinstance(lines, list)
+        and len(lines) <= MAX_ORDER_LINES
+        and all(isinstance(line, dict) for line in lines)
+    ):
+        bad.append("order_lines")
+    if shipping_info:
+        info = body.get("shipping_info")
+        if info is not None and not (
+            isinstance(info, list)
+            and len(info) <= 500
+            and all(isinstance(item, dict) for item in info)
+        ):
+            bad.append("shipping_info")
+    return bad
+
+
+# --------------------------------------------------------------------------------------------
+# The html snippet
+# --------------------------------------------------------------------------------------------
+
+_SNIPPET_SCRIPT = """(function (w, d) {
+  if (typeof w._klarnaCheckout === "function") { return; }
+  var handlers = {};
+  function frame() { return d.getElementById("klarna-checkout-iframe"); }
+  var api = {
+    suspend: function () {
+      var f = frame();
+      if (f) { f.setAttribute("data-suspended", "true"); f.style.opacity = "0.5";
+               f.style.pointerEvents = "none"; }
+    },
+    resume: function () {
+      var f = frame();
+      if (f) { f.removeAttribute("data-suspended"); f.style.opacity = "";
+               f.style.pointerEvents = ""; f.src = f.src; }
+    },
+    on: function (events) {
+      for (var name in events) {
+        if (Object.prototype.hasOwnProperty.call(events, name)) { handlers[name] = events[name]; }
+      }
+    }
+  };
+  w._klarnaCheckout = function (callback) { callback(api); };
+  w._klarnaCheckout.handlers = handlers;
+})(window, document);"""
+
+
+def html_snippet(base_url: str, order_id: str) -> str:
+    src = html.escape(f"{base_url.rstrip('/')}/playground/checkout/{order_id}", quote=True)
+    return (
+        '<div id="klarna-checkout-container" style="overflow-x: hidden;">'
+        f'<iframe id="klarna-checkout-iframe" name="klarna-checkout-iframe" src="{src}" '
+        'style="width: 100%; min-height: 600px; border: 0;" frameborder="0" '
+        'scrolling="no"></iframe>'
+        f'<script type="text/javascript">{_SNIPPET_SCRIPT}</script>'
+        "</div>"
+    )
+
+
+def _default_address(country: str) -> dict[str, str]:
+    return {
+        "given_name": "Test",
+        "family_name": "Person",
+        "email": "test.person@example.com",
+        "street_address": "Teststreet 1",
+        "postal_code": "12345",
+        "city": "Testcity",
+        "phone": "+46700000000",
+        "country": country,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# State
+# --------------------------------------------------------------------------------------------
+
+
+class KustomDoubleState:
+    """All of the double's state, in memory, behind one lock (``self.lock``).
+
+    Kustom-API methods (``create_order``, ``capture``, ...) raise :class:`KustomError` like the
+    API would answer; test-control methods (``complete_order``, ``expire_order``, ...) raise
+    :class:`DoubleError`. The Python methods act directly: they neither log calls nor apply
+    latency, faults or idempotency — only HTTP requests do.
+    """
+
+    def __init__(
+        self,
+        *,
+        username: str = "playground",
+        password: str = "playground",  # noqa: S107 - the playground's public dummy login
+        latency_seconds: float = 0.0,
+        base_url: str | None = None,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.push_timeout_seconds = 10.0
+        self._initial_latency = float(latency_seconds)
+        # A Condition over an RLock: `with state.lock:` guards state, waiters get notified.
+        self.lock = threading.Condition(threading.RLock())
+        self._generation = 0
+        self._reset_locked()
+
+    # ---------------------------------------------------------------- bookkeeping
+
+    def _reset_locked(self) -> None:
+        self.latency_seconds = self._initial_latency
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._calls: list[dict[str, Any]] = []
+        self._faults: dict[str, deque[dict[str, Any]]] = {}
+        self._idempotency: dict[str, ApiResponse] = {}
+        self._callbacks: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        """Forget orders, calls, faults, idempotency keys and callbacks; restore latency."""
+        with self.lock:
+            self._generation += 1
+            self._reset_locked()
+            self.lock.notify_all()
+
+    def set_latency(self, seconds: float) -> None:
+        if seconds < 0:
+            raise DoubleError(400, "latency must be >= 0")
+        with self.lock:
+            self.latency_seconds = float(seconds)
+
+    def _record_call(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self._calls.append(entry)
+            self.lock.notify_all()
+
+    def calls(
+        self, operation: str | None = None, *, order_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The call log: ``{method, path, operation, status, idempotency_key, json, at, ...}``."""
+        with self.lock:
+            return [
+                copy.deepcopy(call)
+                for call in self._calls
+                if (operation is None or call["operation"] == operation)
+                and (order_id is None or call["order_id"] == order_id)
+            ]
+
+    def callbacks(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Push / notification requests the double sent to the merchant, with their outcome."""
+        with self.lock:
+            return [
+                copy.deepcopy(item)
+                for item in self._callbacks
+                if kind is None or item["kind"] == kind
+            ]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Block until ``predicate()`` (evaluated under the lock) is truthy; return its value."""
+        with self.lock:
+            result = self.lock.wait_for(predicate, timeout)
+        if not result:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        return result
+
+    def wait_for_calls(
+        self, operation: str, count: int = 1, *, timeout: float = 5.0, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` calls of ``operation`` were answered; return them."""
+
+        def enough() -> list[dict[str, Any]] | None:
+            found = self.calls(operation, **filters)
+            return found if len(found) >= count else None
+
+        found: list[dict[str, Any]] = self.wait_for(enough, timeout)
+        return found
+
+    def wait_for_callbacks(
+        self, kind: str = "push", count: int = 1, *, timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        def enough() -> list[dict[str, Any]] | None:
+            found = self.callbacks(kind)
+            return found if len(found) >= count else None
+
+        found: list[dict[str, Any]] = self.wait_for(enough, timeout)
+        return found
+
+    # ---------------------------------------------------------------- faults
+
+    def add_faults(
+        self,
+        operation: str,
+        statuses: Iterable[int | Mapping[str, Any]] | None = None,
+        *,
+        delay_seconds: float | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Make the next calls of ``operation`` fail and/or be slow.
+
+        ``statuses``: one entry per call, an int status (Kustom-shaped body, e.g. 503
+        ``SERVICE_UNAVAILABLE``) or ``{"status", "error_code"?, "error_messages"?}``; faulted
+        calls do not act. ``delay_seconds`` without ``statuses`` slows the next ``count``
+        (default 1) calls, which then act normally; with ``statuses`` each fault is delayed.
+        """
+        if operation not in OPERATIONS:
+            raise DoubleError(400, f"unknown operation {operation!r}; one of {OPERATIONS}")
+        if delay_seconds is not None and (
+            isinstance(delay_seconds, bool)
+            or not isinstance(delay_seconds, int | float)
+            or delay_seconds < 0
+        ):
+            raise DoubleError(400, "delay_seconds must be a number >= 0")
+        delay = float(delay_seconds or 0.0)
+        entries: list[dict[str, Any]] = []
+        if statuses is not None:
+            for item in statuses:
+                spec: dict[str, Any] = dict(item) if isinstance(item, Mapping) else {"status": item}
+                status = spec.get("status")
+                if not _is_int(status) or not 400 <= status <= 599:
+                    raise DoubleError(400, f"fault status must be an int 400..599: {item!r}")
+                spec["delay_seconds"] = delay
+                entries.append(spec)
+        else:
+            if delay_seconds is None:
+                raise DoubleError(400, "give statuses and/or delay_seconds")
+            n = 1 if count is None else count
+            if not _is_int(n) or n < 1:
+                raise DoubleError(400, "count must be an int >= 1")
+            entries = [{"status": None, "delay_seconds": delay} for _ in range(n)]
+        with self.lock:
+            self._faults.setdefault(operation, deque()).extend(entries)
+
+    def clear_faults(self, operation: str | None = None) -> None:
+        with self.lock:
+            if operation is None:
+                self._faults.clear()
+            else:
+                self._faults.pop(operation, None)
+
+    def pending_faults(self) -> dict[str, list[dict[str, Any]]]:
+        with self.lock:
+            return {op: [dict(f) for f in q] for op, q in self._faults.items() if q}
+
+    def _take_fault(self, operation: str) -> dict[str, Any] | None:
+        with self.lock:
+            queue = self._faults.get(operation)
+            if not queue:
+                return None
+            fault = queue.popleft()
+            if not queue:
+                del self._faults[operation]
+            return fault
+
+    # ---------------------------------------------------------------- idempotency
+
+    def _idempotent_response(self, key: str) -> ApiResponse | None:
+        with self.lock:
+            return self._idempotency.get(key)
+
+    def _remember_response(self, key: str, response: ApiResponse) -> None:
+        with self.lock:
+            self._idempotency[key] = copy.deepcopy(response)
+
+    # ---------------------------------------------------------------- lookups
+
+    def _live_record(self, order_id: str) -> dict[str, Any] | None:
+        record = self._orders.get(order_id)
+        if record is None or record["expired"]:
+            return None
+        return record
+
+    def _checkout_record(self, order_id: str) -> dict[str, Any]:
+        record = self._live_record(order_id)
+        if record is None:
+            raise KustomError(404, empty_body=True)
+        return record
+
+    def _om_record(self, order_id: str, *, not_found: str = "NO_SUCH_ORDER") -> dict[str, Any]:
+        record = self._live_record(order_id)
+        if record is None or record["om"] is None:
+            raise KustomError(404, not_found, [f"No such order: {order_id}"])
+        return record
+
+    def _admin_record(self, order_id: str) -> dict[str, Any]:
+        record = self._orders.get(order_id)
+        if record is None:
+            raise DoubleError(404, f"unknown order {order_id}")
+        return record
+
+    def order_ids(self) -> list[str]:
+        with self.lock:
+            return list(self._orders)
+
+    def stored_order(self, order_id: str) -> dict[str, Any] | None:
+        """Everything stored for an order, internal fields included (a copy), or None."""
+        with self.lock:
+            record = self._orders.get(order_id)
+            if record is None:
+                return None
+            om = record["om"]
+            return copy.deepcopy(
+                {
+                    "order_id": order_id,
+                    "checkout": record["order"],
+                    "order_management": om,
+                    "status": record["order"]["status"],
+                    "om_status": om["status"] if om else None,
+                    "expired": record["expired"],
+                    "update_count": record["update_count"],
+                    "acknowledged": record["acknowledged"],
+                    "acknowledge_count": record["acknowledge_count"],
+                    "authorization_extensions": record["authorization_extensions"],
+                    "captures": om["captures"] if om else [],
+                    "refunds": om["refunds"] if om else [],
+                    "base_url": record["base_url"],
+                }
+            )
+
+    # ---------------------------------------------------------------- Checkout v3
+
+    def create_order(self, payload: Any, *, base_url: str | None = None) -> dict[str, Any]:
+        """``POST /checkout/v3/orders``: the created order (a copy)."""
+        if not isinstance(payload, dict):
+            raise _bad_value(["body"])
+        order = {k: copy.deepcopy(v) for k, v in payload.items() if k not in READ_ONLY_ORDER_FIELDS}
+        errors = validate_order(order)
+        if errors:
+            raise _bad_value(errors)
+        base = (self.base_url or base_url or "http://127.0.0.1").rstrip("/")
+        order_id = str(uuid.uuid4())
+        now = _timestamp()
+        country = order["purchase_country"]
+        built: dict[str, Any] = {
+            "order_id": order_id,
+            "status": "checkout_incomplete",
+            "purchase_country": country,
+            "purchase_currency": order["purchase_currency"],
+            "locale": order["locale"],
+            "billing_address": {"country": country, **order.pop("billing_address", {})},
+            "customer": order.pop("customer", {}),
+            "shipping_address": {"country": country, **order.pop("shipping_address", {})},
+            "order_amount": order["order_amount"],
+            "order_tax_amount": order["order_tax_amount"],
+            "order_lines": order["order_lines"],
+            "merchant_urls": order["merchant_urls"],
+            "html_snippet": html_snippet(base, order_id),
+            "started_at": now,
+            "last_modified_at": now,
+            "options": {**DEFAULT_OPTIONS, **order.pop("options", {})},
+            "external_payment_methods": order.pop("external_payment_methods", []),
+            "external_checkouts": order.pop("external_checkouts", []),
+        }
+        for key, value in order.items():
+            built.setdefault(key, value)
+        with self.lock:
+            self._orders[order_id] = {
+                "order": built,
+                "om": None,
+                "expired": False,
+                "update_count": 0,
+                "acknowledged": False,
+                "acknowledge_count": 0,
+                "authorization_extensions": 0,
+                "base_url": base,
+            }
+            return copy.deepcopy(built)
+
+    def read_order(self, order_id: str) -> dict[str, Any]:
+        """``GET /checkout/v3/orders/{id}``."""
+        with self.lock:
+            return copy.deepcopy(self._checkout_record(order_id)["order"])
+
+    def update_order(self, order_id: str, payload: Any) -> dict[str, Any]:
+        """``POST /checkout/v3/orders/{id}``: merge, re-validate, bump ``last_modified_at``."""
+        with self.lock:
+            record = self._checkout_record(order_id)
+            order = record["order"]
+            if order["status"] != "checkout_incomplete":
+                raise KustomError(403, "READ_ONLY_ORDER", ["Resource is read-only"])
+            if not isinstance(payload, dict):
+                raise _bad_value(["body"])
+            merged = copy.deepcopy(order)
+            for key, value in payload.items():
+                if key not in READ_ONLY_ORDER_FIELDS:
+                    merged[key] = copy.deepcopy(value)
+            errors = validate_order(merged)
+            if errors:
+                raise _bad_value(errors)
+            country = merged["purchase_country"]
+            for name in ("billing_address", "shipping_address"):
+                address = merged.setdefault(name, {})
+                if name not in payload and set(address) <= {"country"}:
+                    address["country"] = country
+            merged["options"] = {**DEFAULT_OPTIONS, **merged.get("options", {})}
+            merged["last_modified_at"] = _timestamp()
+            record["order"] = merged
+            record["update_count"] += 1
+            return copy.deepcopy(merged)
+
+    # ---------------------------------------------------------------- Order management
+
+    def om_order(self, order_id: str) -> dict[str, Any]:
+        """``GET /ordermanagement/v1/orders/{id}``."""
+        with self.lock:
+            return copy.deepcopy(self._om_record(order_id)["om"])
+
+    def acknowledge(self, order_id: str) -> None:
+        with self.lock:
+            record = self._om_record(order_id)
+            record["acknowledged"] = True
+            record["acknowledge_count"] += 1
+
+    def update_merchant_references(self, order_id: str, payload: Any) -> None:
+        with self.lock:
+            record = self._om_record(order_id)
+            if not isinstance(payload, dict):
+                raise _bad_value(["body"])
+            bad = [
+                name
+                for name in ("merchant_reference1", "merchant_reference2")
+                if name in payload and not _check_string(payload[name], max_length=255)
+            ]
+            if bad:
+                raise _bad_value(bad)
+            om = record["om"]
+            if om["status"] == "CANCELLED":
+                raise KustomError(403, "NOT_ALLOWED", ["Can not update a cancelled order"])
+            for name in ("merchant_reference1", "merchant_reference2"):
+                if name in payload:
+                    om[name] = payload[name]
+
+    def capture(self, order_id: str, payload: Any) -> dict[str, Any]:
+        """``POST .../captures``: the new capture (a copy)."""
+        with self.lock:
+            record = self._om_record(order_id)
+            if not isinstance(payload, dict):
+                raise _bad_value(["body"])
+            bad = _validate_om_amount(payload, "captured_amount")
+            bad += _validate_om_extras(payload, shipping_info=True)
+            if bad:
+                raise _bad_value(bad)
+            om = record["om"]
+            amount = payload["captured_amount"]
+            if om["status"] == "CANCELLED":
+                raise KustomError(403, "NOT_ALLOWED", ["Order is cancelled"])
+            if om["fraud_status"] != "ACCEPTED":
+                raise KustomError(
+                    403,
+                    "CAPTURE_NOT_ALLOWED",
+                    [f"Capture not allowed: fraud_status is {om['fraud_status']}"],
+                )
+            if amount > om["remaining_authorized_amount"]:
+                raise KustomError(
+                    403,
+                    "CAPTURE_NOT_ALLOWED",
+                    [
+                        "Captured amount is higher than the remaining authorized amount "
+                        f"({om['remaining_authorized_amount']})"
+                    ],
+                )
+            capture = {
+                "capture_id": str(uuid.uuid4()),
+                "klarna_reference": f"{om['klarna_reference']}-{len(om['captures']) + 1}",
+                "captured_amount": amount,
+                "captured_at": _timestamp(),
+                "description": payload.get("description", ""),
+                "order_lines": copy.deepcopy(payload.get("order_lines", [])),
+                "refunded_amount": 0,
+                "billing_address": copy.deepcopy(om["billing_address"]),
+                "shipping_address": copy.deepcopy(om["shipping_address"]),
+                "shipping_info": copy.deepcopy(payload.get("shipping_info", [])),
+            }
+            if "reference" in payload:
+                capture["reference"] = payload["reference"]
+            om["captures"].append(capture)
+            om["captured_amount"] += amount
+            om["remaining_authorized_amount"] -= amount
+            om["status"] = "CAPTURED" if om["remaining_authorized_amount"] == 0 else "PART_CAPTURED"
+            record["acknowledged"] = True  # capturing also acknowledges
+            return copy.deepcopy(capture)
+
+    def get_capture(self, order_id: str, capture_id: str) -> dict[str, Any]:
+        with self.lock:
+            om = self._om_record(order_id)["om"]
+            for capture in om["captures"]:
+                if capture["capture_id"] == capture_id:
+                    return copy.deepcopy(capture)
+            raise KustomError(404, "NO_SUCH_CAPTURE", [f"No such capture: {capture_id}"])
+
+    def refund(self, order_id: str, payload: Any) -> dict[str, Any]:
+        """``POST .../refunds``: the new refund (a copy)."""
+        with self.lock:
+            record = self._om_record(order_id, not_found="NOT_FOUND")
+            if not isinstance(payload, dict):
+                raise _bad_value(["body"])
+            bad = _validate_om_amount(payload, "refunded_amount")
+            bad += _validate_om_extras(payload, shipping_info=False)
+            if bad:
+                raise _bad_value(bad)
+            om = record["om"]
+            amount = payload["refunded_amount"]
+            refundable = om["captured_amount"] - om["refunded_amount"]
+            if amount > refundable:
+                raise KustomError(
+                    403,
+                    "REFUND_NOT_ALLOWED",
+                    [f"Refunded amount is higher than the refundable amount ({refundable})"],
+                )
+            refund = {
+                "refund_id": str(uuid.uuid4()),
+                "refunded_amount": amount,
+                "refunded_at": _timestamp(),
+                "description": payload.get("description", ""),
+                "order_lines": copy.deepcopy(payload.get("order_lines", [])),
+            }
+            if "reference" in payload:
+                refund["reference"] = payload["reference"]
+            om["refunds"].append(refund)
+            om["refunded_amount"] += amount
+            left = amount
+            for capture in om["captures"]:  # allocate to captures, oldest first
+                take = min(left, capture["captured_amount"] - capture["refunded_amount"])
+                capture["refunded_amount"] += take
+                left -= take
+            return copy.deepcopy(refund)
+
+    def get_refund(self, order_id: str, refund_id: str) -> dict[str, Any]:
+        with self.lock:
+            om = self._om_record(order_id, not_found="NOT_FOUND")["om"]
+            for refund in om["refunds"]:
+                if refund["refund_id"] == refund_id:
+                    return copy.deepcopy(refund)
+            raise KustomError(404, "NOT_FOUND", [f"No such refund: {refund_id}"])
+
+    def cancel(self, order_id: str) -> None:
+        with self.lock:
+            om = self._om_record(order_id)["om"]
+            if om["status"] == "CANCELLED":
+                raise KustomError(403, "CANCEL_NOT_ALLOWED", ["Order is already cancelled"])
+            if om["captured_amount"] > 0:
+                raise KustomError(403, "CANCEL_NOT_ALLOWED", ["Order has captures"])
+            om["status"] = "CANCELLED"
+            om["remaining_authorized_amount"] = 0
+
+    def release_remaining_authorization(self, order_id: str) -> None:
+        """Spec: refused (403 NOT_ALLOWED) when the order is cancelled or has no captures."""
+        with self.lock:
+            om = self._om_record(order_id)["om"]
+            if om["status"] == "CANCELLED":
+                raise KustomError(403, "NOT_ALLOWED", ["Order is cancelled"])
+            if not om["captures"]:
+                raise KustomError(403, "NOT_ALLOWED", ["Order has no captures"])
+            om["remaining_authorized_amount"] = 0
+            om["status"] = "CAPTURED"
+
+    def extend_authorization_time(self, order_id: str) -> None:
+        with self.lock:
+            record = self._om_record(order_id)
+            om = record["om"]
+            if om["status"] in ("CANCELLED", "EXPIRED", "CLOSED"):
+                raise KustomError(403, "NOT_ALLOWED", [f"Order is {om['status'].lower()}"])
+            om["expires_at"] = _timestamp(_now() + timedelta(days=AUTHORIZATION_DAYS))
+            record["authorization_extensions"] += 1
+
+    # ---------------------------------------------------------------- test control
+
+    def complete_order(
+        self,
+        order_id: str,
+        *,
+        fraud_status: str = "ACCEPTED",
+        billing_address: Mapping[str, Any] | None = None,
+        shipping_address: Mapping[str, Any] | None = None,
+        customer: Mapping[str, Any] | None = None,
+        push: bool = False,
+        push_delay_seconds: float = 0.0,
+    ) -> dict[str, Any]:
+        """The shopper completes the purchase: ``checkout_complete`` and an AUTHORIZED OM order.
+
+        With ``push=True`` the merchant's push URL is POSTed from a background thread after
+        ``push_delay_seconds``. Returns :meth:`stored_order`.
+        """
+        if fraud_status not in ("ACCEPTED", "PENDING"):
+            raise DoubleError(400, "fraud_status must be ACCEPTED or PENDING")
+        for name, value in (
+            ("billing_address", billing_address),
+            ("shipping_address", shipping_address),
+            ("customer", customer),
+        ):
+            if value is not None and not isinstance(value, Mapping):
+                raise DoubleError(400, f"{name} must be an object")
+        with self.lock:
+            record = self._admin_record(order_id)
+            if record["expired"]:
+                raise DoubleError(409, "order is expired")
+            order = record["order"]
+            if order["status"] != "checkout_incomplete":
+                raise DoubleError(409, f"order is {order['status']}")
+            country = order["purchase_country"]
+            billing = {
+                **_default_address(country),
+                **order.get("billing_address", {}),
+                **(billing_address or {}),
+            }
+            shipping = {**billing, **order.get("shipping_address", {}), **(shipping_address or {})}
+            now = _now()
+            order.update(
+                status="checkout_complete",
+                completed_at=_timestamp(now),
+                last_modified_at=_timestamp(now),
+                billing_address=billing,
+                shipping_address=shipping,
+                customer={**order.get("customer", {}), **(customer or {})},
+            )
+            record["om"] = {
+                "order_id": order_id,
+                "status": "AUTHORIZED",
+                "fraud_status": fraud_status,
+                "order_amount": order["order_amount"],
+                "original_order_amount": order["order_amount"],
+                "captured_amount": 0,
+                "refunded_amount": 0,
+                "remaining_authorized_amount": order["order_amount"],
+                "purchase_currency": order["purchase_currency"],
+                "purchase_country": country,
+                "locale": order["locale"],
+                "order_lines": copy.deepcopy(order["order_lines"]),
+                "merchant_reference1": order.get("merchant_reference1", ""),
+                "merchant_reference2": order.get("merchant_reference2", ""),
+                "klarna_reference": _short_reference(),
+                "billing_address": copy.deepcopy(billing),
+                "shipping_address": copy.deepcopy(shipping),
+                "customer": copy.deepcopy(order["customer"]),
+                "created_at": _timestamp(now),
+                "expires_at": _timestamp(now + timedelta(days=AUTHORIZATION_DAYS)),
+                "initial_payment_method": {"type": "INVOICE", "description": "Pay later"},
+                "shipping_info": [],
+                "captures": [],
+                "refunds": [],
+            }
+            if "merchant_data" in order:
+                record["om"]["merchant_data"] = order["merchant_data"]
+            self.lock.notify_all()
+        if push:
+            self.send_push(order_id, delay_seconds=push_delay_seconds)
+        result = self.stored_order(order_id)
+        assert result is not None
+        return result
+
+    def expire_order(self, order_id: str) -> None:
+        """The order answers 404 everywhere from now on (Kustom's 48 h expiry)."""
+        with self.lock:
+            self._admin_record(order_id)["expired"] = True
+
+    def set_fraud_status(
+        self, order_id: str, fraud_status: str, *, notify: bool = False
+    ) -> dict[str, Any]:
+        """Resolve a pending order (REJECTED also cancels it); optionally POST the
+        ``merchant_urls.notification`` URL with ``{"order_id", "event_type"}``."""
+        if fraud_status not in FRAUD_STATUSES:
+            raise DoubleError(400, f"fraud_status must be one of {sorted(FRAUD_STATUSES)}")
+        with self.lock:
+            record = self._admin_record(order_id)
+            om = record["om"]
+            if om is None:
+                raise DoubleError(409, "order is not completed")
+            om["fraud_status"] = fraud_status
+            if fraud_status == "REJECTED" and om["captured_amount"] == 0:
+                om["status"] = "CANCELLED"
+                om["remaining_authorized_amount"] = 0
+            url_template = record["order"]["merchant_urls"].get("notification")
+        if notify and fraud_status in FRAUD_EVENTS:
+            if not url_template:
+                raise DoubleError(409, "order has no merchant_urls.notification")
+            self._post_callback(
+                "notification",
+                order_id,
+                url_template,
+                json_body={"order_id": order_id, "event_type": FRAUD_EVENTS[fraud_status]},
+                delay_seconds=0.0,
+            )
+        result = self.stored_order(order_id)
+        assert result is not None
+        return result
+
+    def send_push(self, order_id: str, *, delay_seconds: float = 0.0) -> None:
+        """POST the merchant's push URL (empty body) from a background thread."""
+        with self.lock:
+            record = self._admin_record(order_id)
+            url_template = record["order"]["merchant_urls"]["push"]
+        self._post_callback(
+            "push", order_id, url_template, json_body=None, delay_seconds=delay_seconds
+        )
+
+    def _post_callback(
+        self,
+        kind: str,
+        order_id: str,
+        url_template: str,
+        *,
+        json_body: Any,
+        delay_seconds: float,
+    ) -> None:
+        url = url_template.replace("{checkout.order.id}", order_id)
+        with self.lock:
+            generation = self._generation
+
+        def run() -> None:
+            if delay_seconds > 0:
+                time.sleep(delay_seconds)
+            with self.lock:
+                if generation != self._generation:
+                    return  # reset since: drop it
+            status: int | None = None
+            error: str | None = None
+            started = time.time()
+            try:
+                if json_body is None:
+                    answer = requests.post(url, timeout=self.push_timeout_seconds)
+                else:
+                    answer = requests.post(url, json=json_body, timeout=self.push_timeout_seconds)
+                status = answer.status_code
+            except requests.RequestException as exc:
+                error = repr(exc)
+            with self.lock:
+                if generation != self._generation:
+                    return
+                self._callbacks.append(
+                    {
+                        "kind": kind,
+                        "order_id": order_id,
+                        "url": url,
+                        "json": json_body,
+                        "status": status,
+                        "error": error,
+                        "at": started,
+                    }
+                )
+                self.lock.notify_all()
+
+        threading.Thread(target=run, name=f"kustom-double-{kind}", daemon=True).start()
+
+
+# --------------------------------------------------------------------------------------------
+# Flask app
+# --------------------------------------------------------------------------------------------
+
+
+def _json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+    if body is None:
+        response = Response(b"", status=status)
+        del response.headers["Content-Type"]
+    else:
+        response = Response(json.dumps(body), status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _request_json() -> tuple[bool, Any]:
+    """(ok, parsed body); an empty body parses as None."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return True, None
+    try:
+        return True, json.loads(raw)
+    except ValueError:
+        return False, None
+
+
+def _state() -> KustomDoubleState:
+    state: KustomDoubleState = current_app.extensions[EXTENSION_KEY]
+    return state
+
+
+def _authorized(state: KustomDoubleState) -> bool:
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return False
+    user_ok = hmac.compare_digest((auth.username or "").encode(), state.username.encode())
+    password_ok = hmac.compare_digest((auth.password or "").encode(), state.password.encode())
+    return user_ok and password_ok
+
+
+def _fault_response(operation: str, fault: Mapping[str, Any], correlation_id: str) -> ApiResponse:
+    status = int(fault["status"])
+    if status == 404 and operation in CHECKOUT_OPERATIONS and "error_code" not in fault:
+        return ApiResponse(404)  # Kustom's bodiless checkout 404
+    code = fault.get("error_code") or FAULT_ERROR_CODES.get(status, "ERROR")
+    messages = fault.get("error_messages") or [f"Injected fault: {status} {code}"]
+    return ApiResponse(
+        status,
+        {"error_code": code, "error_messages": list(messages), "correlation_id": correlation_id},
+    )
+
+
+Handler = Callable[..., ApiResponse]
+
+
+def _dispatch(
+    operation: str, handler: Handler, kwargs: dict[str, Any], idempotent: bool
+) -> Response:
+    state = _state()
+    correlation_id = str(uuid.uuid4())
+    g.correlation_id = correlation_id
+    parsed_ok, body = _request_json()
+    key = request.headers.get(IDEMPOTENCY_HEADER) if idempotent else None
+    entry: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path,
+        "operation": operation,
+        "status": None,
+        "idempotency_key": key,
+        "json": copy.deepcopy(body),
+        "at": time.time(),
+        "order_id": kwargs.get("order_id"),
+        "replayed": False,
+        "fault": False,
+    }
+    latency = state.latency_seconds
+    if latency > 0:
+        time.sleep(latency)
+    answer: ApiResponse
+    if not _authorized(state):
+        answer = ApiResponse(
+            401,
+            {
+                "error_code": "UNAUTHORIZED",
+                "error_messages": ["Unauthorized"],
+                "correlation_id": correlation_id,
+            },
+            {"WWW-Authenticate": 'Basic realm="Kustom"'},
+        )
+    else:
+        fault = state._take_fault(operation)
+        if fault is not None and fault.get("delay_seconds"):
+            time.sleep(fault["delay_seconds"])
+        if fault is not None and fault.get("status") is not None:
+            answer = _fault_response(operation, fault, correlation_id)
+            entry["fault"] = True
+        elif not parsed_ok:
+            answer = ApiResponse(
+                400,
+                {
+                    "error_code": "BAD_VALUE",
+                    "error_messages": ["Bad value: body (malformed JSON)"],
+                    "correlation_id": correlation_id,
+                },
+            )
+        else:
+            with state.lock:  # replay check, action and storing the answer are atomic
+                stored = state._idempotent_response(key) if key else None
+                if stored is not None:
+                    answer = copy.deepcopy(stored)
+                    entry["replayed"] = True
+                    # Same answer, but this HTTP response's own correlation id.
+                    if isinstance(answer.body, dict) and "correlation_id" in answer.body:
+                        answer.body["correlation_id"] = correlation_id
+                else:
+                    try:
+                        answer = handler(state, body=body, **kwargs)
+                    except KustomError as exc:
+                        answer = ApiResponse(exc.status, exc.body(correlation_id))
+                    if key:
+                        state._remember_response(key, answer)
+    entry["status"] = answer.status
+    state._record_call(entry)
+    headers = {**answer.headers, CORRELATION_HEADER: correlation_id}
+    return _json_response(answer.status, answer.body, headers)
+
+
+def _base_url(state: KustomDoubleState) -> str:
+    return state.base_url or request.host_url.rstrip("/")
+
+
+def _om_url(state: KustomDoubleState, order_id: str, *parts: str) -> str:
+    return "/".join([_base_url(state), "ordermanagement/v1/orders", order_id, *parts])
+
+
+# Handlers: (state, body=..., **path params) -> ApiResponse; they may raise KustomError.
+
+
+def _h_create_order(state: KustomDoubleState, body: Any) -> ApiResponse:
+    order = state.create_order(body, base_url=_base_url(state))
+    location = f"{_base_url(state)}/checkout/v3/orders/{order['order_id']}"
+    return ApiResponse(201, order, {"Location": location})
+
+
+def _h_get_order(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    return ApiResponse(200, state.read_order(order_id))
+
+
+def _h_update_order(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    return ApiResponse(200, state.update_order(order_id, body))
+
+
+def _h_om_get(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    return ApiResponse(200, state.om_order(order_id))
+
+
+def _h_acknowledge(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    state.acknowledge(order_id)
+    return ApiResponse(204)
+
+
+def _h_merchant_references(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    state.update_merchant_references(order_id, body)
+    return ApiResponse(204)
+
+
+def _h_capture(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    capture = state.capture(order_id, body)
+    capture_id = capture["capture_id"]
+    return ApiResponse(
+        201,
+        None,
+        {"Location": _om_url(state, order_id, "captures", capture_id), "Capture-Id": capture_id},
+    )
+
+
+def _h_get_capture(
+    state: KustomDoubleState, body: Any, order_id: str, capture_id: str
+) -> ApiResponse:
+    return ApiResponse(200, state.get_capture(order_id, capture_id))
+
+
+def _h_refund(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    refund = state.refund(order_id, body)
+    refund_id = refund["refund_id"]
+    return ApiResponse(
+        201,
+        None,
+        {"Location": _om_url(state, order_id, "refunds", refund_id), "Refund-Id": refund_id},
+    )
+
+
+def _h_get_refund(
+    state: KustomDoubleState, body: Any, order_id: str, refund_id: str
+) -> ApiResponse:
+    return ApiResponse(200, state.get_refund(order_id, refund_id))
+
+
+def _h_cancel(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    state.cancel(order_id)
+    return ApiResponse(204)
+
+
+def _h_release(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    state.release_remaining_authorization(order_id)
+    return ApiResponse(204)
+
+
+def _h_extend_authorization(state: KustomDoubleState, body: Any, order_id: str) -> ApiResponse:
+    state.extend_authorization_time(order_id)
+    return ApiResponse(204)
+
+
+_OM = "/ordermanagement/v1/orders/<order_id>"
+# (rule, methods, operation, handler, idempotent)
+_API_ROUTES: tuple[tuple[str, str, str, Handler, bool], ...] = (
+    ("/checkout/v3/orders", "POST", "create_order", _h_create_order, False),
+    ("/checkout/v3/orders/<order_id>", "GET", "get_order", _h_get_order, False),
+    ("/checkout/v3/orders/<order_id>", "POST", "update_order", _h_update_order, False),
+    (_OM, "GET", "om_get", _h_om_get, False),
+    (f"{_OM}/acknowledge", "POST", "acknowledge", _h_acknowledge, True),
+    (f"{_OM}/merchant-references", "PATCH", "merchant_references", _h_merchant_references, True),
+    (f"{_OM}/captures", "POST", "capture", _h_capture, True),
+    (f"{_OM}/captures/<capture_id>", "GET", "get_capture", _h_get_capture, False),
+    (f"{_OM}/refunds", "POST", "refund", _h_refund, True),
+    (f"{_OM}/refunds/<refund_id>", "GET", "get_refund", _h_get_refund, False),
+    (f"{_OM}/cancel", "POST", "cancel", _h_cancel, True),
+    (f"{_OM}/release-remaining-authorization", "POST", "release", _h_release, True),
+    (
+        f"{_OM}/extend-authorization-time",
+        "POST",
+        "extend_authorization",
+        _h_extend_authorization,
+        True,
+    ),
+)
+
+
+def _admin_json() -> dict[str, Any]:
+    ok, body = _request_json()
+    if not ok:
+        raise DoubleError(400, "malformed JSON")
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise DoubleError(400, "expected a JSON object")
+    return body
+
+
+def _register_admin(app: Flask) -> None:
+    @app.errorhandler(DoubleError)
+    def _double_error(exc: DoubleError) -> Response:
+        return _json_response(exc.status, {"error": str(exc)})
+
+    @app.get("/_double/calls")
+    def _calls() -> Response:
+        operation = request.args.get("operation") or None
+        order_id = request.args.get("order_id") or None
+        return _json_response(200, _state().calls(operation, order_id=order_id))
+
+    @app.get("/_double/callbacks")
+    def _callbacks() -> Response:
+        return _json_response(200, _state().callbacks(request.args.get("kind") or None))
+
+    @app.post("/_double/reset")
+    def _reset() -> Response:
+        _state().reset()
+        return _json_response(204, None)
+
+    @app.get("/_double/faults")
+    def _faults() -> Response:
+        return _json_response(200, _state().pending_faults())
+
+    @app.post("/_double/faults")
+    def _add_faults() -> Response:
+        body = _admin_json()
+        operation = body.get("operation")
+        if not isinstance(operation, str):
+            raise DoubleError(400, "operation is required")
+        statuses = body.get("statuses")
+        if statuses is not None and not isinstance(statuses, list):
+            raise DoubleError(400, "statuses must be a list")
+        state = _state()
+        state.add_faults(
+            operation,
+            statuses,
+            delay_seconds=body.get("delay_seconds"),
+            count=body.get("count"),
+        )
+        return _json_response(200, state.pending_faults())
+
+    @app.delete("/_double/faults")
+    def _clear_faults() -> Response:
+        _state().clear_faults(request.args.get("operation") or None)
+        return _json_response(204, None)
+
+    @app.get("/_double/latency")
+    def _get_latency() -> Response:
+        return _json_response(200, {"seconds": _state().latency_seconds})
+
+    @app.post("/_double/latency")
+    def _set_latency() -> Response:
+        seconds = _admin_json().get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise DoubleError(400, "seconds must be a number")
+        _state().set_latency(seconds)
+        return _json_response(200, {"seconds": _state().latency_seconds})
+
+    @app.get("/_double/orders")
+    def _orders() -> Response:
+        state = _state()
+        return _json_response(200, [state.stored_order(oid) for oid in state.order_ids()])
+
+    @app.get("/_double/orders/<order_id>")
+    def _order(order_id: str) -> Response:
+        stored = _state().stored_order(order_id)
+        if stored is None:
+            raise DoubleError(404, f"unknown order {order_id}")
+        return _json_response(200, stored)
+
+    @app.post("/_double/orders/<order_id>/complete")
+    def _complete(order_id: str) -> Response:
+        body = _admin_json()
+        delay = body.get("push_delay_seconds", 0.0)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise DoubleError(400, "push_delay_seconds must be a number >= 0")
+        stored = _state().complete_order(
+            order_id,
+            fraud_status=body.get("fraud_status", "ACCEPTED"),
+            billing_address=body.get("billing_address"),
+            shipping_address=body.get("shipping_address"),
+            customer=body.get("customer"),
+            push=bool(body.get("push", False)),
+            push_delay_seconds=float(delay),
+        )
+        return _json_response(200, stored)
+
+    @app.post("/_double/orders/<order_id>/expire")
+    def _expire(order_id: str) -> Response:
+        _state().expire_order(order_id)
+        return _json_response(204, None)
+
+    @app.post("/_double/orders/<order_id>/push")
+    def _push(order_id: str) -> Response:
+        delay = _admin_json().get("delay_seconds", 0.0)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise DoubleError(400, "delay_seconds must be a number >= 0")
+        _state().send_push(order_id, delay_seconds=float(delay))
+        return _json_response(202, None)
+
+    @app.post("/_double/orders/<order_id>/fraud-status")
+    def _fraud_status(order_id: str) -> Response:
+        body = _admin_json()
+        stored = _state().set_fraud_status(
+            order_id, str(body.get("fraud_status")), notify=bool(body.get("notify", False))
+        )
+        return _json_response(200, stored)
+
+
+def _register_placeholder_ui(app: Flask) -> None:
+    @app.get("/playground/checkout/<order_id>")
+    def _checkout_page(order_id: str) -> Response:
+        """Placeholder for the shopper UI (built later): shows the order, no actions."""
+        state = _state()
+        with state.lock:
+            record = state._live_record(order_id)
+            order = copy.deepcopy(record["order"]) if record else None
+        if order is None:
+            return Response("<p>Unknown or expired Kustom order.</p>", status=404)
+        rows = "".join(
+            f"<tr><td>{html.escape(str(line.get('name')))}</td>"
+            f"<td>{html.escape(str(line.get('quantity')))}</td>"
+            f"<td>{html.escape(str(line.get('total_amount')))}</td></tr>"
+            for line in order["order_lines"]
+        )
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>Kustom playground</title>"
+            "</head><body><h1>Kustom playground checkout</h1>"
+            f"<p>Order {html.escape(order_id)} — {html.escape(order['status'])}</p>"
+            f"<table><tr><th>Item</th><th>Qty</th><th>Total</th></tr>{rows}</table>"
+            f"<p>Total {order['order_amount']} {html.escape(order['purchase_currency'])}"
+            f" (tax {order['order_tax_amount']})</p></body></html>"
+        )
+        return Response(page, mimetype="text/html")
+
+
+def create_app(
+    *,
+    username: str = "playground",
+    password: str = "playground",  # noqa: S107 - the playground's public dummy login
+    latency_seconds: float = 0.0,
+    base_url: str | None = None,
+) -> Flask:
+    """The Kustom double as a Flask app; its state is ``app.extensions["kustom_double"]``.
+
+    ``base_url`` (default: the request's host URL) prefixes the ``Location`` headers and the
+    iframe URL of the html snippet.
+    """
+    app = Flask("playground.kustom")
+    app.extensions[EXTENSION_KEY] = KustomDoubleState(
+        username=username,
+        password=password,
+        latency_seconds=latency_seconds,
+        base_url=base_url,
+    )
+
+    for rule, method, operation, handler, idempotent in _API_ROUTES:
+
+        def view(
+            _operation: str = operation,
+            _handler: Handler = handler,
+            _idempotent: bool = idempotent,
+            **kwargs: Any,
+        ) -> Response:
+            return _dispatch(_operation, _handler, kwargs, _idempotent)
+
+        app.add_url_rule(rule, endpoint=operation, view_func=view, methods=[method])
+
+    _register_admin(app)
+    _register_placeholder_ui(app)
+
+    @app.errorhandler(404)
+    def _not_found(_exc: Exception) -> Response:
+        return _json_response(404, None)
+
+    @app.errorhandler(405)
+    def _method_not_allowed(_exc: Exception) -> Response:
+        return _json_response(
+            405,
+            {
+                "error_code": "METHOD_NOT_ALLOWED",
+                "error_messages": [f"Method {request.method} not allowed"],
+                "correlation_id": getattr(g, "correlation_id", None) or str(uuid.uuid4()),
+            },
+        )
+
+    @app.after_request
+    def _correlation(response: Response) -> Response:
+        if CORRELATION_HEADER not in response.headers:
+            response.headers[CORRELATION_HEADER] = getattr(g, "correlation_id", None) or str(
+                uuid.uuid4()
+            )
+        return response
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m playground.kustom",
+        description="Serve the in-memory Kustom Checkout v3 / Order Management double.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8710)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to API calls")
+    parser.add_argument("--username", default="playground")
+    parser.add_argument("--password", default="playground")
+    parser.add_argument("--base-url", default=None, help="public URL, if not http://host:port")
+    args = parser.parse_args(argv)
+
+    from werkzeug.serving import make_server
+
+    app = create_app(
+        username=args.username,
+        password=args.password,
+        latency_seconds=args.latency,
+        base_url=args.base_url,
+    )
+    server = make_server(args.host, args.port, app, threaded=True)
+    url = args.base_url or f"http://{args.host}:{server.server_port}"
+    print(f"Kustom playground double listening on {url}", flush=True)
+    print(
+        f"  KUSTOM_API_URL={url} KUSTOM_USERNAME={args.username} KUSTOM_PASSWORD={args.password}",
+        flush=True,
+    )
+    print(f"  test control: {url}/_double/calls, {url}/_double/orders/<id>/complete", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
