@@ -14,6 +14,7 @@ import redis
 
 from kustom_app.checkout import CheckoutService
 from kustom_app.commerce import CommerceClient
+from kustom_app.completion import CompletionService
 from kustom_app.kustom import KustomClient
 from kustom_app.settings import Settings
 from kustom_app.state import CartStore
@@ -72,6 +73,16 @@ class Services:
             callback_secret=s.callback_secret,
             kustom_api_url=s.kustom_api_url,
             order_max_age_seconds=s.order_max_age_seconds,
+        )
+
+    @cached_property
+    def completion(self) -> CompletionService:
+        return CompletionService(
+            self.store,
+            self.kustom,
+            self.commerce,
+            record_ttl_seconds=self.settings.order_record_ttl_seconds,
+            lease_ms=int(self.settings.completion_lease_seconds * 1000),
         )
 
 

@@ -78,6 +78,9 @@ class Settings:
     retry_max_seconds: float = 300.0
     max_retries: int = 12
     reconcile_batch: int = 200
+    order_record_ttl_seconds: int = 180 * 86400  # captures and refunds come weeks later
+    confirm_wait_seconds: float = 3.0
+    completion_lease_seconds: float = 60.0
 
     @property
     def kustom_configured(self) -> bool:
@@ -136,4 +139,6 @@ class Settings:
             retry_max_seconds=retry_max,
             max_retries=_int(env, "TASK_MAX_RETRIES", 12),
             reconcile_batch=_int(env, "RECONCILE_BATCH", 200),
+            completion_lease_seconds=_float(env, "COMPLETION_LEASE_SECONDS", 60.0),
+            confirm_wait_seconds=_float(env, "CONFIRM_WAIT_SECONDS", 3.0),
         )

@@ -6,12 +6,19 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
     version, render, rendered_at           the newest cart render received
     pending_hash, pending_payload, pending_at
                                            the payload Kustom's order should have
-    sync_hash, synced_at                   the payload Kustom's order has
+    sync_hash, sync_payload, synced_at     the payload Kustom's order has
     order_id, order_created_at, order_updated_at, order_unusable, kustom_read_only
     sync_queued_at                         a syncKustomOrder job is queued
     sync_lock, sync_lock_until             the lease of the job pushing right now
     state                                  open | completing | completed
+    completion_token, completion_lease_until, completion_order_id, completion_path
+                                           the claim of whoever completes the cart
+    order_number, completed_at, completed_by, fraud_status, acknowledged_at
+    mismatch, completion_error, last_push_at, fraud_decision
 ``{prefix}:syncing`` (zset)                carts whose pending != sync, scored by since-when
+``{prefix}:claims`` (zset)                 carts being completed, scored by lease end
+``{prefix}:unacked`` (zset)                completed carts whose Kustom order awaits its ack
+``{prefix}:order:{cartId}`` (string)       the completed order, kept for captures/refunds
 ``{prefix}:events:{cartId}`` (channel)     published on every hash or state change
 
 Every multi-step change is one Lua script, so web and worker processes never interleave
@@ -29,6 +36,7 @@ from typing import Any
 import redis
 
 QUEUED_STALE_MS = 30_000
+COMPLETION_LEASE_MS = 60_000  # longer than one commerce completion call can take
 SYNC_LEASE_MS = 45_000  # longer than one Kustom call can take (connect + read timeouts)
 
 
@@ -72,6 +80,14 @@ class SyncStep:
 
 
 @dataclass(frozen=True)
+class Claim:
+    action: str  # claimed | completed | busy | unknown
+    order_number: str | None = None
+    order_id: str | None = None
+    retry_after_ms: int = 0
+
+
+@dataclass(frozen=True)
 class CartState:
     cart_id: str
     version: int | None
@@ -89,6 +105,23 @@ class CartState:
     @property
     def syncing(self) -> bool:
         return (self.pending_hash or None) != (self.sync_hash or None)
+
+    @property
+    def sync_payload(self) -> dict[str, Any] | None:
+        raw = self.fields.get("sync_payload")
+        return json.loads(raw) if raw else None
+
+    @property
+    def order_number(self) -> str | None:
+        return self.fields.get("order_number") or None
+
+    @property
+    def completion_order_id(self) -> str | None:
+        return self.fields.get("completion_order_id") or None
+
+    @property
+    def acknowledged(self) -> bool:
+        return bool(self.fields.get("acknowledged_at"))
 
     def status(self) -> dict[str, Any]:
         """The storefront's view (CONTRACT section 3, status endpoint)."""
@@ -115,6 +148,9 @@ class CartStore:
         self._release_sync = _load_script(client, "release_sync")
         self._record_order = _load_script(client, "record_order")
         self._record_applied = _load_script(client, "record_applied")
+        self._claim_completion = _load_script(client, "claim_completion")
+        self._finish_completion = _load_script(client, "finish_completion")
+        self._release_completion = _load_script(client, "release_completion")
 
     # Keys ------------------------------------------------------------------------------
 
@@ -124,6 +160,17 @@ class CartStore:
     @property
     def syncing_key(self) -> str:
         return f"{self.prefix}:syncing"
+
+    @property
+    def claims_key(self) -> str:
+        return f"{self.prefix}:claims"
+
+    @property
+    def unacked_key(self) -> str:
+        return f"{self.prefix}:unacked"
+
+    def order_record_key(self, cart_id: str) -> str:
+        return f"{self.prefix}:order:{cart_id}"
 
     def events_channel(self, cart_id: str) -> str:
         return f"{self.prefix}:events:{cart_id}"
@@ -275,6 +322,7 @@ class CartStore:
         token: str,
         pushed_hash: str,
         order_id: str,
+        pushed_payload: dict[str, Any] | None = None,
         *,
         lease_ms: int = SYNC_LEASE_MS,
         now: int | None = None,
@@ -292,6 +340,7 @@ class CartStore:
                     self.ttl,
                     cart_id,
                     order_id,
+                    json.dumps(pushed_payload, separators=(",", ":")) if pushed_payload else "",
                 ],
             )
         ]
@@ -324,6 +373,104 @@ class CartStore:
             timeout=timeout,
             blocking_timeout=blocking_timeout,
         )
+
+    # Completion ------------------------------------------------------------------------
+
+    def claim_completion(
+        self,
+        cart_id: str,
+        token: str,
+        order_id: str,
+        path: str,
+        *,
+        lease_ms: int = COMPLETION_LEASE_MS,
+        now: int | None = None,
+    ) -> Claim:
+        """Atomically move the cart from open to completing (or report who got there first)."""
+        result = [
+            _text(x)
+            for x in self._claim_completion(
+                keys=[self.cart_key(cart_id), self.claims_key, self.events_channel(cart_id)],
+                args=[token, order_id, now_ms() if now is None else now, lease_ms, path, cart_id],
+            )
+        ]
+        action = result[0] or "unknown"
+        if action == "completed":
+            return Claim(action, order_number=result[1] or None, order_id=result[2] or None)
+        if action == "busy":
+            return Claim(action, order_id=result[2] or None, retry_after_ms=int(result[1] or 0))
+        return Claim(action)
+
+    def finish_completion(
+        self,
+        cart_id: str,
+        order_id: str,
+        order_number: str,
+        path: str,
+        *,
+        fraud_status: str = "",
+        record_ttl_seconds: int = 180 * 86400,
+        now: int | None = None,
+    ) -> Claim:
+        """Record the cart completed; `completed` the first time, `already` after that."""
+        at = now_ms() if now is None else now
+        record = json.dumps(
+            {"cartId": cart_id, "kustomOrderId": order_id, "orderNumber": order_number,
+             "completedAt": at}
+        )
+        result = [
+            _text(x)
+            for x in self._finish_completion(
+                keys=[
+                    self.cart_key(cart_id),
+                    self.claims_key,
+                    self.unacked_key,
+                    self.events_channel(cart_id),
+                    self.order_record_key(cart_id),
+                ],
+                args=[order_id, order_number, at, path, cart_id, self.ttl, record,
+                      record_ttl_seconds, fraud_status],
+            )
+        ]
+        return Claim(result[0] or "already", order_number=result[1] or None,
+                     order_id=result[2] or None)
+
+    def release_completion(
+        self, cart_id: str, token: str, error: dict[str, Any] | None = None
+    ) -> bool:
+        """Hand a claim back so another path can complete; keeps ``error`` for operators."""
+        result = self._release_completion(
+            keys=[self.cart_key(cart_id), self.claims_key, self.events_channel(cart_id)],
+            args=[token, json.dumps(error) if error else "", cart_id],
+        )
+        return _text(result) == "released"
+
+    def record_mismatch(self, cart_id: str, order_id: str, reasons: list[str]) -> None:
+        """Kustom's order does not match the cart: kept for an operator, never auto-fixed."""
+        entry = json.dumps({"kustomOrderId": order_id, "reasons": reasons, "at": now_ms()})
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.cart_key(cart_id), "mismatch", entry)
+        pipe.zadd(f"{self.prefix}:mismatches", {cart_id: now_ms()})
+        pipe.expire(f"{self.prefix}:mismatches", self.ttl)
+        pipe.execute()
+
+    def record_acknowledged(self, cart_id: str, order_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.cart_key(cart_id), mapping={"acknowledged_at": now_ms(),
+                                                   "acknowledged_order_id": order_id})
+        pipe.zrem(self.unacked_key, cart_id)
+        pipe.execute()
+
+    def record_callback_seen(self, cart_id: str, field: str, value: str = "") -> None:
+        """Note a push or fraud notification (the sweeper looks at when the last came)."""
+        key = self.cart_key(cart_id)
+        if self.redis.exists(key):
+            self.redis.hset(key, field, value or str(now_ms()))
+
+    def completed_order(self, cart_id: str) -> dict[str, Any] | None:
+        """The long-lived record of the cart's completed Kustom order, if any."""
+        raw = self.redis.get(self.order_record_key(cart_id))
+        return json.loads(raw) if raw else None
 
     # Sweeper support -------------------------------------------------------------------
 

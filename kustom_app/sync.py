@@ -113,7 +113,7 @@ def sync_cart(
             pushed_hash = step.hash or ""
             kustom.update_order(order_id, step.payload or {}, cart=cart_id, hash=pushed_hash)
             pushes += 1
-            step = store.finish_sync(cart_id, token, pushed_hash, order_id)
+            step = store.finish_sync(cart_id, token, pushed_hash, order_id, step.payload)
             log.info(
                 "kustom.sync.pushed cart=%s order=%s hash=%s next=%s",
                 cart_id,

@@ -88,9 +88,21 @@ class RecordingQueue:
 
     def __init__(self) -> None:
         self.syncs: list[tuple[str, str | None, Any]] = []
+        self.completions: list[tuple[str, str, str]] = []
+        self.acknowledgements: list[tuple[str, str]] = []
+        self.fraud_decisions: list[tuple[str, str, str]] = []
 
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
         self.syncs.append((cart_id, payload_hash, payload))
+
+    def complete(self, cart_id: str, order_id: str, path: str) -> None:
+        self.completions.append((cart_id, order_id, path))
+
+    def acknowledge(self, cart_id: str, order_id: str) -> None:
+        self.acknowledgements.append((cart_id, order_id))
+
+    def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None:
+        self.fraud_decisions.append((cart_id, order_id, event_type))
 
 
 @pytest.fixture

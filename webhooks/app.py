@@ -15,6 +15,9 @@ from webhooks.errors import register_error_handlers
 
 class TaskQueue(Protocol):
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None: ...
+    def complete(self, cart_id: str, order_id: str, path: str) -> None: ...
+    def acknowledge(self, cart_id: str, order_id: str) -> None: ...
+    def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None: ...
 
 
 class CeleryTaskQueue:
@@ -24,6 +27,21 @@ class CeleryTaskQueue:
         from workers.tasks import enqueue_sync
 
         enqueue_sync(cart_id, payload_hash, payload)
+
+    def complete(self, cart_id: str, order_id: str, path: str) -> None:
+        from workers.tasks import enqueue_completion
+
+        enqueue_completion(cart_id, order_id, path)
+
+    def acknowledge(self, cart_id: str, order_id: str) -> None:
+        from workers.tasks import enqueue_acknowledge
+
+        enqueue_acknowledge(cart_id, order_id)
+
+    def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None:
+        from workers.tasks import enqueue_fraud_decision
+
+        enqueue_fraud_decision(cart_id, order_id, event_type)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+import uuid
+
 from kustom_app.checkout import StorefrontUrls
+from kustom_app.commerce import CommerceUnavailable
+from kustom_app.completion import CompletionError
+from kustom_app.kustom import KustomUnavailable
 from webhooks.errors import ApiError, parse_json_object
 from webhooks.schemas import CART_ID_PATTERN, CheckoutRequestSchema
 
@@ -74,3 +79,58 @@ def status(cart_id: str) -> Response:
     if state is None:
         raise ApiError(404, "cart_not_found", f"Nothing is known about cart {cart_id}.")
     return jsonify(state.status())
+
+
+def _completed(order_number: str | None) -> Response:
+    return jsonify(
+        {"status": "checkout_complete", "cartState": "completed", "orderNumber": order_number}
+    )
+
+
+def _incomplete() -> Response:
+    response = jsonify({"status": "checkout_incomplete"})
+    response.status_code = 202
+    return response
+
+
+@bp.post("/carts/<cart_id>/kustom/confirm")
+def confirm(cart_id: str) -> Response:
+    """The browser is back on the confirmation page: complete the cart if Kustom has."""
+    checked_cart_id(cart_id)
+    services = current_app.extensions["kustom"]
+    state = services.store.load(cart_id)
+    if state is None:
+        raise ApiError(404, "cart_not_found", f"Nothing is known about cart {cart_id}.")
+    if state.cart_state == "completed":  # repeated confirm: same answer, no work
+        return _completed(state.order_number)
+    if not state.order_id:
+        raise ApiError(404, "kustom_order_not_found", f"Cart {cart_id} has no Kustom order.")
+    tasks = current_app.extensions["kustom.enqueue"]
+    try:
+        outcome = services.completion.complete(
+            cart_id,
+            state.order_id,
+            path="confirm",
+            token=uuid.uuid4().hex,
+            wait_seconds=services.settings.confirm_wait_seconds,
+        )
+    except CommerceUnavailable:
+        # The completion task retries with backoff; the browser keeps asking meanwhile.
+        tasks.complete(cart_id, state.order_id, "confirm")
+        return _incomplete()
+    except KustomUnavailable as e:
+        raise ApiError(502, "kustom_unavailable", "Kustom did not answer; try again.") from e
+    except CompletionError as e:
+        raise ApiError(e.status, e.code, e.message, e.details) from e
+    if outcome.status == "completed":
+        if outcome.newly_completed:
+            tasks.acknowledge(cart_id, outcome.order_id)
+        return _completed(outcome.order_number)
+    if outcome.status == "mismatch":
+        raise ApiError(
+            409,
+            "amount_mismatch",
+            "Kustom's order does not match the cart; nothing was completed.",
+            {"kustomOrderId": outcome.order_id, "reasons": outcome.reasons},
+        )
+    return _incomplete()

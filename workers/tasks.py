@@ -14,7 +14,9 @@ from typing import Any
 
 from celery import Task
 
-from kustom_app.kustom import KustomRejected, KustomUnavailable
+from kustom_app.commerce import CommerceRejected, CommerceUnavailable
+from kustom_app.completion import CompletionError
+from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
 from kustom_app.services import process_services
 from kustom_app.sync import SyncBusy, sync_cart
 from workers.celery_app import app
@@ -102,6 +104,130 @@ def sync_kustom_order(
     return result.outcome
 
 
+def _retry_transient(task: Task, error: Exception, context: dict[str, Any]) -> Exception:
+    """Retry with backoff; after the last retry keep the task in the dead-letter list."""
+    if task.request.retries >= process_services().settings.max_retries:
+        record_dead_letter(task, error, context)
+        return error
+    return task.retry(countdown=backoff_seconds(task.request.retries), exc=error)
+
+
+@app.task(
+    name="completeKustomOrder",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "push") -> str:
+    """Complete the cart from Kustom's order unless the confirm path already did; then ack.
+
+    The task id is the claim token, so a retried task re-claims its own completion.
+    """
+    services = process_services()
+    if path == "push":
+        services.store.record_callback_seen(cart_id, "last_push_at")
+    try:
+        outcome = services.completion.complete(
+            cart_id, order_id, path=path, token=self.request.id or "", release_on_outage=False
+        )
+    except (KustomUnavailable, CommerceUnavailable) as e:
+        raise _retry_transient(self, e, {"cart": cart_id, "order": order_id}) from e
+    except (CompletionError, KustomRejected) as e:
+        record_dead_letter(self, e, {"cart": cart_id, "order": order_id})
+        return "refused"
+    if outcome.status == "completed":
+        state = services.store.load(cart_id)
+        if state is None or not state.acknowledged:
+            enqueue_acknowledge(cart_id, order_id)
+    elif outcome.status in ("incomplete", "in_progress"):
+        # Kustom pushes only after completion, but order management can lag a moment; a
+        # busy claim belongs to the confirm path and is checked again after its lease.
+        if self.request.retries >= services.settings.max_retries:
+            return outcome.status
+        countdown = max(outcome.retry_after_ms / 1000, backoff_seconds(self.request.retries))
+        raise self.retry(countdown=min(countdown, services.settings.retry_max_seconds))
+    log.info(
+        "kustom.completion.task cart=%s order=%s outcome=%s path=%s task=%s",
+        cart_id,
+        order_id,
+        outcome.status,
+        path,
+        self.request.id,
+    )
+    return outcome.status
+
+
+@app.task(
+    name="acknowledgeKustomOrder",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
+    """Acknowledge the order (Kustom stops pushing) and record our order number on it.
+
+    Only ever queued after the commerce backend created the shop order.
+    """
+    services = process_services()
+    state = services.store.load(cart_id)
+    if state is None or state.cart_state != "completed" or state.completion_order_id != order_id:
+        log.warning("kustom.ack.skipped cart=%s order=%s reason=not_completed", cart_id, order_id)
+        return "not_completed"
+    context = {"cart": cart_id, "order": order_id}
+    try:
+        services.kustom.acknowledge_order(
+            order_id, idempotency_key("acknowledge", order_id), cart=cart_id
+        )
+        if state.order_number:
+            services.kustom.update_merchant_references(
+                order_id,
+                {"merchant_reference1": cart_id, "merchant_reference2": state.order_number},
+                idempotency_key("merchant-references", f"{order_id}:{state.order_number}"),
+                cart=cart_id,
+            )
+    except KustomUnavailable as e:
+        raise _retry_transient(self, e, context) from e
+    except KustomRejected as e:
+        record_dead_letter(self, e, {**context, "kustomErrorCode": e.error_code})
+        return "rejected"
+    services.store.record_acknowledged(cart_id, order_id)
+    log.info("kustom.ack.done cart=%s order=%s task=%s", cart_id, order_id, self.request.id)
+    return "acknowledged"
+
+
+FRAUD_DECISIONS = {"FRAUD_RISK_ACCEPTED", "FRAUD_RISK_REJECTED", "FRAUD_RISK_STOPPED"}
+
+
+@app.task(name="forwardFraudDecision", bind=True, acks_late=True, max_retries=None)
+def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: str) -> str:
+    """Pass Kustom's fraud decision on a pending order to the commerce backend."""
+    services = process_services()
+    context = {"cart": cart_id, "order": order_id, "decision": event_type}
+    if services.commerce is None:
+        record_dead_letter(self, RuntimeError("COMMERCE_API_URL is not set"), context)
+        return "not_configured"
+    try:
+        # Never trust the callback body: the order must exist and belong to the cart.
+        order = services.kustom.get_om_order(order_id, cart=cart_id)
+        if order.get("merchant_reference1") != cart_id:
+            record_dead_letter(self, RuntimeError("order belongs to another cart"), context)
+            return "wrong_cart"
+        services.commerce.post(
+            "fraud_decision",
+            f"/carts/{cart_id}/fraud-decision",
+            {"kustomOrderId": order_id, "decision": event_type},
+        )
+    except (KustomUnavailable, CommerceUnavailable) as e:
+        raise _retry_transient(self, e, context) from e
+    except (KustomRejected, CommerceRejected) as e:
+        record_dead_letter(self, e, context)
+        return "rejected"
+    services.store.record_callback_seen(cart_id, "fraud_decision", event_type)
+    return "forwarded"
+
+
 @app.task(name="reconcileKustomOrders", bind=True, acks_late=True)
 def reconcile_kustom_orders(self: Task) -> dict[str, int]:
     """Periodic sweeper: finish what crashes and outages interrupted."""
@@ -126,4 +252,23 @@ def enqueue_sync(cart_id: str, payload_hash: str | None, payload: Any) -> None:
     sync_kustom_order.apply_async(
         args=(cart_id, payload_hash, payload),
         argsrepr=f"(cart={cart_id!r}, hash={payload_hash!r})",
+    )
+
+
+def enqueue_completion(cart_id: str, order_id: str, path: str = "push") -> None:
+    complete_kustom_order.apply_async(
+        args=(cart_id, order_id, path), argsrepr=f"(cart={cart_id!r}, order={order_id!r}, path={path!r})"
+    )
+
+
+def enqueue_acknowledge(cart_id: str, order_id: str) -> None:
+    acknowledge_kustom_order.apply_async(
+        args=(cart_id, order_id), argsrepr=f"(cart={cart_id!r}, order={order_id!r})"
+    )
+
+
+def enqueue_fraud_decision(cart_id: str, order_id: str, event_type: str) -> None:
+    forward_fraud_decision.apply_async(
+        args=(cart_id, order_id, event_type),
+        argsrepr=f"(cart={cart_id!r}, order={order_id!r}, decision={event_type!r})",
     )

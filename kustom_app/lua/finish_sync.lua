@@ -1,6 +1,6 @@
 -- A push landed at Kustom: record what Kustom now has; hand back newer work if any.
 -- KEYS[1] cart hash, KEYS[2] syncing index, KEYS[3] events channel
--- ARGV: token, pushed_hash, now_ms, lease_ms, ttl_s, cart_id, order_id
+-- ARGV: token, pushed_hash, now_ms, lease_ms, ttl_s, cart_id, order_id, pushed_payload_json
 local cart = KEYS[1]
 local s = redis.call('HMGET', cart, 'sync_lock', 'pending_hash', 'pending_payload', 'order_id')
 if s[1] ~= ARGV[1] then return {'lost'} end
@@ -9,7 +9,8 @@ if s[4] ~= ARGV[7] then
   redis.call('HDEL', cart, 'sync_lock', 'sync_lock_until')
   return {'lost'}
 end
-redis.call('HSET', cart, 'sync_hash', ARGV[2], 'synced_at', ARGV[3], 'order_updated_at', ARGV[3])
+redis.call('HSET', cart, 'sync_hash', ARGV[2], 'sync_payload', ARGV[8], 'synced_at', ARGV[3],
+  'order_updated_at', ARGV[3])
 redis.call('EXPIRE', cart, ARGV[5])
 redis.call('PUBLISH', KEYS[3], ARGV[6])
 if s[2] == ARGV[2] then

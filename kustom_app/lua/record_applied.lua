@@ -9,7 +9,8 @@ if cur_version and tonumber(ARGV[1]) < cur_version then
 end
 redis.call('HSET', cart, 'version', ARGV[1], 'render', ARGV[2], 'rendered_at', ARGV[5],
   'pending_hash', ARGV[3], 'pending_payload', ARGV[4], 'pending_at', ARGV[5],
-  'sync_hash', ARGV[3], 'synced_at', ARGV[5], 'order_updated_at', ARGV[5])
+  'sync_hash', ARGV[3], 'sync_payload', ARGV[4], 'synced_at', ARGV[5],
+  'order_updated_at', ARGV[5])
 redis.call('ZREM', KEYS[2], ARGV[7])
 redis.call('EXPIRE', cart, ARGV[6])
 redis.call('PUBLISH', KEYS[3], ARGV[7])

@@ -27,7 +27,7 @@ if hash ~= pending then
   if not order_usable then
     -- Nothing at Kustom to update: the order will be created from this render.
     sync = hash
-    redis.call('HSET', cart, 'sync_hash', hash)
+    redis.call('HSET', cart, 'sync_hash', hash, 'sync_payload', ARGV[4])
   end
 end
 if pending == sync then

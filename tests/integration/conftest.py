@@ -17,6 +17,7 @@ import requests
 
 from kustom_app.services import reset_process_services
 from kustom_app.settings import Settings
+from playground.commerce import create_app as create_commerce_double
 from playground.kustom import create_app as create_kustom_double
 from playground.server import ServerThread
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET
@@ -40,16 +41,42 @@ def kustom_double() -> Iterator[tuple[ServerThread, Any]]:
 
 
 @pytest.fixture(scope="session")
-def service_env(redis_server: RedisServer, kustom_double) -> dict[str, str]:
+def commerce_double() -> Iterator[tuple[ServerThread, Any]]:
+    app = create_commerce_double(secret=COMMERCE_SECRET)
+    with ServerThread(app, name="commerce-double") as server:
+        yield server, app.extensions["commerce_double"]
+
+
+class LateApp:
+    """A WSGI app filled in after the server is bound, so it can know its own URL."""
+
+    app: Any = None
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
+@pytest.fixture(scope="session")
+def web_server() -> Iterator[tuple[ServerThread, LateApp]]:
+    late = LateApp()
+    with ServerThread(late, name="kustom-app-web") as server:
+        yield server, late
+
+
+@pytest.fixture(scope="session")
+def service_env(redis_server: RedisServer, kustom_double, commerce_double, web_server) -> dict[str, str]:
     server, _ = kustom_double
     return {
+        "COMMERCE_API_URL": commerce_double[0].url,
+        "PUBLIC_BASE_URL": web_server[0].url,
+        "COMPLETION_LEASE_SECONDS": "3",
+        "CONFIRM_WAIT_SECONDS": "1",
         "REDIS_URL": redis_server.url,
         "KUSTOM_API_URL": server.url,
         "KUSTOM_USERNAME": "playground",
         "KUSTOM_PASSWORD": "playground",
         "COMMERCE_WEBHOOK_SECRET": COMMERCE_SECRET,
         "CALLBACK_SECRET": CALLBACK_SECRET,
-        "PUBLIC_BASE_URL": "http://127.0.0.1:9",
         "TASK_RETRY_BASE_SECONDS": "0.2",
         "TASK_RETRY_MAX_SECONDS": "2",
         "CELERY_VISIBILITY_TIMEOUT": "30",
@@ -78,12 +105,12 @@ def worker(service_env: dict[str, str]) -> Iterator[CeleryWorker]:
 
 
 @pytest.fixture(scope="session")
-def web(service_env: dict[str, str], celery_in_process) -> Iterator[ServerThread]:
+def web(service_env: dict[str, str], celery_in_process, web_server) -> ServerThread:
     from webhooks.app import create_app
 
-    app = create_app({"SETTINGS": Settings.from_env(service_env)})
-    with ServerThread(app, name="kustom-app-web") as server:
-        yield server
+    server, late = web_server
+    late.app = create_app({"SETTINGS": Settings.from_env(service_env)})
+    return server
 
 
 @pytest.fixture

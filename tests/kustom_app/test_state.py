@@ -65,7 +65,12 @@ def test_job_pushes_newest_pending_and_records_sync(store):
     record(store, 2, "h2")
     record(store, 3, "h3")
     step = store.begin_sync(CART, "tok", now=2_000)
-    assert (step.action, step.hash, step.payload, step.order_id) == ("push", "h3", {"h": "h3"}, "order-1")
+    assert (step.action, step.hash, step.payload, step.order_id) == (
+        "push",
+        "h3",
+        {"h": "h3"},
+        "order-1",
+    )
     done = store.finish_sync(CART, "tok", "h3", "order-1", now=2_100)
     assert done.action == "done"
     state = store.load(CART)

@@ -1,0 +1,295 @@
+"""Completing a cart once Kustom has authorized the payment — exactly once.
+
+The browser's confirm call and Kustom's push race; both run `CompletionService.complete`:
+
+1. fetch the order from Kustom (never trust the caller) and check it is this cart's, in
+   this currency, with the amount and lines of the payload Kustom was last synced with;
+   on mismatch complete nothing and keep the reasons for an operator;
+2. claim the completion in Redis (one Lua compare-and-set, with a token and a lease);
+3. create the shop order at the commerce backend with the idempotency key
+   ``kustom-complete-<kustomOrderId>``, so even a claim holder that stalled past its
+   lease cannot create a second order;
+4. record ``completed`` with the order number. Acknowledging the Kustom order is queued
+   by the caller afterwards — never before the commerce backend has the order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
+from kustom_app.kustom import KustomClient, KustomRejected
+from kustom_app.state import CartStore
+
+log = logging.getLogger(__name__)
+
+COMPARED_LINE_FIELDS = (
+    "type",
+    "reference",
+    "quantity",
+    "unit_price",
+    "tax_rate",
+    "total_amount",
+    "total_discount_amount",
+    "total_tax_amount",
+)
+
+
+class CompletionError(Exception):
+    status = 400
+    code = "completion_error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class CartUnknown(CompletionError):
+    status, code = 404, "cart_not_found"
+
+
+class KustomOrderUnknown(CompletionError):
+    status, code = 404, "kustom_order_not_found"
+
+
+class CommerceNotConfigured(CompletionError):
+    status, code = 503, "commerce_not_configured"
+
+
+class CommerceRefused(CompletionError):
+    status, code = 502, "commerce_rejected"
+
+
+@dataclass(frozen=True)
+class CompletionOutcome:
+    status: str  # completed | incomplete | in_progress | mismatch
+    order_id: str
+    order_number: str | None = None
+    newly_completed: bool = False
+    reasons: list[str] = field(default_factory=list)
+    retry_after_ms: int = 0
+
+
+def _line_key(line: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(line.get(name, 0 if name != "type" else "physical") for name in COMPARED_LINE_FIELDS)
+
+
+def order_mismatches(order: dict[str, Any], expected: dict[str, Any] | None, cart_id: str) -> list[str]:
+    """Why Kustom's completed order is not the cart it was synced with (empty: it is)."""
+    if expected is None:
+        return ["no synced cart payload is known for this cart"]
+    reasons = []
+    if order.get("merchant_reference1") != cart_id:
+        reasons.append(
+            f"the order belongs to cart {order.get('merchant_reference1')!r}, not {cart_id!r}"
+        )
+    currency = str(order.get("purchase_currency") or "").upper()
+    if currency != expected.get("purchase_currency"):
+        reasons.append(
+            f"the order is in {currency or 'no currency'}, the cart in {expected.get('purchase_currency')}"
+        )
+    amount = order.get("original_order_amount", order.get("order_amount"))
+    if amount != expected.get("order_amount"):
+        reasons.append(f"the order amount {amount} differs from the cart's {expected.get('order_amount')}")
+    got = sorted(_line_key(line) for line in order.get("order_lines") or [])
+    want = sorted(_line_key(line) for line in expected.get("order_lines") or [])
+    if got != want:
+        reasons.append("the order lines differ from the cart's")
+    return reasons
+
+
+def completion_body(order_id: str, order: dict[str, Any]) -> dict[str, Any]:
+    """What the commerce backend receives (CONTRACT section 5), amounts in minor units."""
+    lines = order.get("order_lines") or []
+    return {
+        "kustomOrderId": order_id,
+        "orderAmount": order.get("original_order_amount", order.get("order_amount")),
+        "orderTaxAmount": order.get(
+            "order_tax_amount", sum(int(line.get("total_tax_amount") or 0) for line in lines)
+        ),
+        "currencyCode": str(order.get("purchase_currency") or "").upper(),
+        "billingAddress": order.get("billing_address"),
+        "shippingAddress": order.get("shipping_address"),
+        "customer": order.get("customer"),
+        "selectedShippingOption": order.get("selected_shipping_option"),
+        "fraudStatus": order.get("fraud_status"),
+    }
+
+
+class CompletionService:
+    def __init__(
+        self,
+        store: CartStore,
+        kustom: KustomClient,
+        commerce: CommerceClient | None,
+        *,
+        record_ttl_seconds: int = 180 * 86400,
+        lease_ms: int = 60_000,
+    ) -> None:
+        self.lease_ms = lease_ms
+        self.store = store
+        self.kustom = kustom
+        self.commerce = commerce
+        self.record_ttl_seconds = record_ttl_seconds
+
+    def fetch_completed_order(self, cart_id: str, order_id: str) -> dict[str, Any] | None:
+        """The order from order management, or None while Kustom has not completed it.
+
+        Raises `KustomOrderUnknown` when Kustom knows the order under neither API.
+        """
+        try:
+            return self.kustom.get_om_order(order_id, cart=cart_id)
+        except KustomRejected as e:
+            if e.status != 404:
+                raise
+        try:
+            checkout = self.kustom.get_order(order_id, cart=cart_id)
+        except KustomRejected as e:
+            if e.status == 404:
+                raise KustomOrderUnknown(f"Kustom does not know order {order_id}.") from e
+            raise
+        log.info(
+            "kustom.completion.not_complete cart=%s order=%s status=%s",
+            cart_id,
+            order_id,
+            checkout.get("status"),
+        )
+        return None
+
+    def _wait_for_winner(self, cart_id: str, order_id: str, seconds: float) -> CompletionOutcome:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            state = self.store.load(cart_id)
+            if state and state.cart_state == "completed":
+                return CompletionOutcome("completed", order_id, state.order_number)
+            if state is None or state.cart_state == "open":
+                break
+            time.sleep(0.05)
+        return CompletionOutcome("in_progress", order_id)
+
+    def complete(
+        self,
+        cart_id: str,
+        order_id: str,
+        *,
+        path: str,
+        token: str,
+        wait_seconds: float = 0.0,
+        release_on_outage: bool = True,
+    ) -> CompletionOutcome:
+        """Complete the cart from Kustom order ``order_id`` unless someone already did.
+
+        Raises `CommerceUnavailable`/`KustomUnavailable` for outages (retry later) and
+        `CompletionError` subclasses for refusals.
+        """
+        state = self.store.load(cart_id)
+        if state is None:
+            raise CartUnknown(f"Nothing is known about cart {cart_id}.")
+        if state.cart_state == "completed":
+            if state.completion_order_id in (None, order_id):
+                return CompletionOutcome("completed", order_id, state.order_number)
+            reasons = [
+                f"cart {cart_id} was already completed with Kustom order "
+                f"{state.completion_order_id}; this is a second payment"
+            ]
+            self._mismatch(cart_id, order_id, path, reasons)
+            return CompletionOutcome("mismatch", order_id, reasons=reasons)
+        order = self.fetch_completed_order(cart_id, order_id)
+        if order is None:
+            return CompletionOutcome("incomplete", order_id)
+        reasons = order_mismatches(order, state.sync_payload, cart_id)
+        if reasons:
+            self._mismatch(cart_id, order_id, path, reasons)
+            return CompletionOutcome("mismatch", order_id, reasons=reasons)
+        if self.commerce is None:
+            raise CommerceNotConfigured("COMMERCE_API_URL is not set; the cart cannot be completed.")
+
+        claim = self.store.claim_completion(cart_id, token, order_id, path, lease_ms=self.lease_ms)
+        if claim.action == "completed":
+            return CompletionOutcome("completed", order_id, claim.order_number)
+        if claim.action == "busy":
+            outcome = self._wait_for_winner(cart_id, order_id, wait_seconds)
+            if outcome.status != "completed":
+                return CompletionOutcome("in_progress", order_id, retry_after_ms=claim.retry_after_ms)
+            return outcome
+        if claim.action == "unknown":
+            raise CartUnknown(f"Cart {cart_id} expired while being completed.")
+
+        try:
+            order_number = self._create_shop_order(cart_id, order_id, order)
+        except CommerceUnavailable:
+            if release_on_outage:
+                self.store.release_completion(cart_id, token, {"error": "commerce_unavailable"})
+            raise
+        except CommerceRejected as e:
+            self.store.release_completion(
+                cart_id, token, {"error": "commerce_rejected", "status": e.status, "body": e.body}
+            )
+            log.error(
+                "kustom.completion.commerce_rejected cart=%s order=%s status=%s",
+                cart_id,
+                order_id,
+                e.status,
+            )
+            raise CommerceRefused(
+                "The commerce backend refused to complete the cart.",
+                {"status": e.status, "code": e.error_code},
+            ) from e
+        finished = self.store.finish_completion(
+            cart_id,
+            order_id,
+            order_number,
+            path,
+            fraud_status=str(order.get("fraud_status") or ""),
+            record_ttl_seconds=self.record_ttl_seconds,
+        )
+        log.info(
+            "kustom.completion.%s cart=%s order=%s number=%s path=%s",
+            "completed" if finished.action == "completed" else "already_completed",
+            cart_id,
+            order_id,
+            finished.order_number,
+            path,
+        )
+        return CompletionOutcome(
+            "completed",
+            order_id,
+            finished.order_number,
+            newly_completed=finished.action == "completed",
+        )
+
+    def _create_shop_order(self, cart_id: str, order_id: str, order: dict[str, Any]) -> str:
+        assert self.commerce is not None
+        try:
+            _, body = self.commerce.post(
+                "complete_cart",
+                f"/carts/{cart_id}/complete",
+                completion_body(order_id, order),
+                headers={"Idempotency-Key": f"kustom-complete-{order_id}"},
+            )
+        except CommerceRejected as e:
+            if e.status == 409 and e.error_code == "already_completed":
+                number = e.body.get("orderNumber") if isinstance(e.body, dict) else None
+                if number:
+                    return str(number)
+            raise
+        number = body.get("orderNumber") if isinstance(body, dict) else None
+        if not number:
+            raise CommerceUnavailable(
+                "the commerce backend answered without an orderNumber", operation="complete_cart"
+            )
+        return str(number)
+
+    def _mismatch(self, cart_id: str, order_id: str, path: str, reasons: list[str]) -> None:
+        self.store.record_mismatch(cart_id, order_id, reasons)
+        log.critical(
+            "kustom.completion.amount_mismatch cart=%s order=%s path=%s reasons=%s",
+            cart_id,
+            order_id,
+            path,
+            "; ".join(reasons),
+        )

@@ -1,0 +1,142 @@
+"""The completion routine's refusals, with Kustom and commerce faked at HTTP level."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import responses
+
+from kustom_app.commerce import CommerceClient
+from kustom_app.completion import (
+    CompletionService,
+    KustomOrderUnknown,
+    completion_body,
+    order_mismatches,
+)
+from kustom_app.kustom import KustomClient
+from kustom_app.payload import build_order_payload, payload_hash
+from kustom_app.render import load_render
+from kustom_app.state import CartStore
+from tests.conftest import make_render
+
+KUSTOM = "https://kustom.test"
+COMMERCE = "https://commerce.test"
+CART, ORDER = "cart-1", "order-1"
+
+
+@pytest.fixture
+def store(fake_redis):
+    return CartStore(fake_redis)
+
+
+@pytest.fixture
+def payload():
+    return build_order_payload(load_render(make_render(CART, 1)))
+
+
+@pytest.fixture
+def service(store, payload):
+    store.record_render(CART, 1, make_render(CART, 1), payload_hash(payload), payload)
+    store.record_order(CART, ORDER, payload_hash(payload), payload)
+    return CompletionService(
+        store, KustomClient(KUSTOM, "u", "p"), CommerceClient(COMMERCE, "secret")
+    )
+
+
+def om_order(payload, **changes):
+    order = {
+        "order_id": ORDER,
+        "status": "AUTHORIZED",
+        "fraud_status": "ACCEPTED",
+        "order_amount": payload["order_amount"],
+        "original_order_amount": payload["order_amount"],
+        "purchase_currency": payload["purchase_currency"],
+        "order_lines": copy.deepcopy(payload["order_lines"]),
+        "merchant_reference1": CART,
+        "billing_address": {"country": "SE"},
+        "shipping_address": {"country": "SE"},
+    }
+    order.update(changes)
+    return order
+
+
+@pytest.fixture
+def http():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+def test_matching_order_completes_once_with_idempotency_key(service, store, payload, http):
+    http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", json=om_order(payload))
+    http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
+    first = service.complete(CART, ORDER, path="confirm", token="t1")
+    second = service.complete(CART, ORDER, path="push", token="t2")
+    assert (first.status, first.order_number, first.newly_completed) == ("completed", "SO-1", True)
+    assert (second.status, second.order_number, second.newly_completed) == ("completed", "SO-1", False)
+    commerce_calls = [c for c in http.calls if c.request.url.startswith(COMMERCE)]
+    assert len(commerce_calls) == 1
+    assert commerce_calls[0].request.headers["Idempotency-Key"] == f"kustom-complete-{ORDER}"
+    assert store.completed_order(CART)["orderNumber"] == "SO-1"
+
+
+def test_already_completed_409_counts_as_done(service, payload, http):
+    http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", json=om_order(payload))
+    http.post(f"{COMMERCE}/carts/{CART}/complete", status=409,
+              json={"error": {"code": "already_completed"}, "orderNumber": "SO-7"})
+    assert service.complete(CART, ORDER, path="push", token="t").order_number == "SO-7"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"original_order_amount": 1, "order_amount": 1}, "amount"),
+        ({"merchant_reference1": "cart-2"}, "belongs to cart"),
+        ({"purchase_currency": "NOK"}, "NOK"),
+    ],
+)
+def test_mismatch_completes_nothing(service, store, payload, http, changes, reason):
+    http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", json=om_order(payload, **changes))
+    outcome = service.complete(CART, ORDER, path="push", token="t")
+    assert outcome.status == "mismatch"
+    assert any(reason in r for r in outcome.reasons)
+    assert not [c for c in http.calls if c.request.url.startswith(COMMERCE)]
+    state = store.load(CART)
+    assert state.cart_state == "open" and "mismatch" in state.fields
+
+
+def test_changed_lines_are_a_mismatch(payload):
+    order = om_order(payload)
+    order["order_lines"][0]["quantity"] += 1
+    assert order_mismatches(order, payload, CART) == ["the order lines differ from the cart's"]
+    assert order_mismatches(om_order(payload), payload, CART) == []
+
+
+def test_not_yet_complete_order_is_incomplete(service, http):
+    http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", status=404)
+    http.get(f"{KUSTOM}/checkout/v3/orders/{ORDER}", json={"status": "checkout_incomplete"})
+    assert service.complete(CART, ORDER, path="confirm", token="t").status == "incomplete"
+
+
+def test_unknown_order_is_refused(service, http):
+    http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", status=404)
+    http.get(f"{KUSTOM}/checkout/v3/orders/{ORDER}", status=404)
+    with pytest.raises(KustomOrderUnknown):
+        service.complete(CART, ORDER, path="push", token="t")
+
+
+def test_second_payment_for_a_completed_cart_is_flagged_not_completed(service, store, payload, http):
+    http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", json=om_order(payload))
+    http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
+    service.complete(CART, ORDER, path="confirm", token="t")
+    outcome = service.complete(CART, "order-2", path="push", token="t")
+    assert outcome.status == "mismatch" and "second payment" in outcome.reasons[0]
+
+
+def test_commerce_body_is_minor_units_and_addresses(payload):
+    body = completion_body(ORDER, om_order(payload))
+    assert body["orderAmount"] == 54900 and body["orderTaxAmount"] == 10980
+    assert body["currencyCode"] == "SEK" and body["fraudStatus"] == "ACCEPTED"
+    assert set(body) == {"kustomOrderId", "orderAmount", "orderTaxAmount", "currencyCode",
+                         "billingAddress", "shippingAddress", "customer",
+                         "selectedShippingOption", "fraudStatus"}
