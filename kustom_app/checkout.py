@@ -245,10 +245,14 @@ class CheckoutService:
             details: dict[str, Any] = {"status": e.status, "correlationId": e.correlation_id}
             if hasattr(e, "error_code"):
                 details["kustomErrorCode"] = e.error_code
-            raise KustomUnavailableError("Kustom could not create the checkout order.", details) from e
+            raise KustomUnavailableError(
+                "Kustom could not create the checkout order.", details
+            ) from e
         order_id = str(order["order_id"])
         needs_sync = self.store.record_order(cart_id, order_id, prepared.hash, prepared.payload)
-        log.info("kustom.checkout.created cart=%s order=%s hash=%s", cart_id, order_id, prepared.hash)
+        log.info(
+            "kustom.checkout.created cart=%s order=%s hash=%s", cart_id, order_id, prepared.hash
+        )
         after = self.store.load(cart_id)
         return CheckoutResult(
             order_id,

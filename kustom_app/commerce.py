@@ -12,6 +12,7 @@ import logging
 import time
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -131,7 +132,7 @@ class CommerceClient:
         _, body = self._request(
             "get_cart",
             "GET",
-            f"/carts/{requests.utils.quote(cart_id, safe='')}",
+            f"/carts/{quote(cart_id, safe='')}",
             timeout=timeout,
         )
         return body

@@ -75,10 +75,14 @@ class CompletionOutcome:
 
 
 def _line_key(line: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(line.get(name, 0 if name != "type" else "physical") for name in COMPARED_LINE_FIELDS)
+    return tuple(
+        line.get(name, 0 if name != "type" else "physical") for name in COMPARED_LINE_FIELDS
+    )
 
 
-def order_mismatches(order: dict[str, Any], expected: dict[str, Any] | None, cart_id: str) -> list[str]:
+def order_mismatches(
+    order: dict[str, Any], expected: dict[str, Any] | None, cart_id: str
+) -> list[str]:
     """Why Kustom's completed order is not the cart it was synced with (empty: it is)."""
     if expected is None:
         return ["no synced cart payload is known for this cart"]
@@ -89,12 +93,13 @@ def order_mismatches(order: dict[str, Any], expected: dict[str, Any] | None, car
         )
     currency = str(order.get("purchase_currency") or "").upper()
     if currency != expected.get("purchase_currency"):
-        reasons.append(
-            f"the order is in {currency or 'no currency'}, the cart in {expected.get('purchase_currency')}"
-        )
+        cart_currency = expected.get("purchase_currency")
+        reasons.append(f"the order is in {currency or 'no currency'}, the cart in {cart_currency}")
     amount = order.get("original_order_amount", order.get("order_amount"))
     if amount != expected.get("order_amount"):
-        reasons.append(f"the order amount {amount} differs from the cart's {expected.get('order_amount')}")
+        reasons.append(
+            f"the order amount {amount} differs from the cart's {expected.get('order_amount')}"
+        )
     got = sorted(_line_key(line) for line in order.get("order_lines") or [])
     want = sorted(_line_key(line) for line in expected.get("order_lines") or [])
     if got != want:
@@ -206,7 +211,9 @@ class CompletionService:
             self._mismatch(cart_id, order_id, path, reasons)
             return CompletionOutcome("mismatch", order_id, reasons=reasons)
         if self.commerce is None:
-            raise CommerceNotConfigured("COMMERCE_API_URL is not set; the cart cannot be completed.")
+            raise CommerceNotConfigured(
+                "COMMERCE_API_URL is not set; the cart cannot be completed."
+            )
 
         claim = self.store.claim_completion(cart_id, token, order_id, path, lease_ms=self.lease_ms)
         if claim.action == "completed":
@@ -214,7 +221,9 @@ class CompletionService:
         if claim.action == "busy":
             outcome = self._wait_for_winner(cart_id, order_id, wait_seconds)
             if outcome.status != "completed":
-                return CompletionOutcome("in_progress", order_id, retry_after_ms=claim.retry_after_ms)
+                return CompletionOutcome(
+                    "in_progress", order_id, retry_after_ms=claim.retry_after_ms
+                )
             return outcome
         if claim.action == "unknown":
             raise CartUnknown(f"Cart {cart_id} expired while being completed.")

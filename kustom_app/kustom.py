@@ -61,9 +61,7 @@ class KustomRejected(KustomError):
         error_messages: list[str] | None = None,
         correlation_id: str | None = None,
     ) -> None:
-        super().__init__(
-            message, operation=operation, status=status, correlation_id=correlation_id
-        )
+        super().__init__(message, operation=operation, status=status, correlation_id=correlation_id)
         self.error_code = error_code
         self.error_messages = error_messages or []
 
@@ -75,9 +73,7 @@ class KustomRejected(KustomError):
 class KustomResponse:
     __slots__ = ("body", "correlation_id", "headers", "status")
 
-    def __init__(
-        self, status: int, body: Any, headers: Any, correlation_id: str | None
-    ) -> None:
+    def __init__(self, status: int, body: Any, headers: Any, correlation_id: str | None) -> None:
         self.status = status
         self.body = body
         self.headers = headers
@@ -163,8 +159,9 @@ class KustomClient:
         if status >= 400:
             details = body if isinstance(body, dict) else {}
             correlation_id = details.get("correlation_id") or correlation_id
+            code = details.get("error_code") or ""
             raise KustomRejected(
-                f"Kustom rejected {operation} with {status} {details.get('error_code') or ''}".strip(),
+                f"Kustom rejected {operation} with {status} {code}".strip(),
                 operation=operation,
                 status=status,
                 error_code=details.get("error_code"),
@@ -250,15 +247,23 @@ class KustomClient:
     def create_capture(self, order_id: str, body: dict[str, Any], key: str, **ctx: Any) -> str:
         """Capture (part of) the authorization; returns Kustom's capture id."""
         return self._created_id(
-            "capture", f"/ordermanagement/v1/orders/{order_id}/captures", body, key,
-            "Capture-ID", ctx,
+            "capture",
+            f"/ordermanagement/v1/orders/{order_id}/captures",
+            body,
+            key,
+            "Capture-ID",
+            ctx,
         )
 
     def create_refund(self, order_id: str, body: dict[str, Any], key: str, **ctx: Any) -> str:
         """Refund (part of) what was captured; returns Kustom's refund id."""
         return self._created_id(
-            "refund", f"/ordermanagement/v1/orders/{order_id}/refunds", body, key,
-            "Refund-ID", ctx,
+            "refund",
+            f"/ordermanagement/v1/orders/{order_id}/refunds",
+            body,
+            key,
+            "Refund-ID",
+            ctx,
         )
 
     def cancel_order(self, order_id: str, key: str, **ctx: Any) -> None:

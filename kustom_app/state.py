@@ -252,7 +252,7 @@ class CartStore:
         now: int | None = None,
     ) -> bool:
         """Remember the Kustom order created from ``payload``; True if a sync must follow."""
-        pending, enqueue = self._record_order(
+        _pending, enqueue = self._record_order(
             keys=self._keys(cart_id),
             args=[
                 order_id,
@@ -309,7 +309,9 @@ class CartStore:
         action = result[0] or "gone"
         if action == "push":
             return SyncStep(
-                action, hash=result[1], payload=json.loads(result[2] or "null"),
+                action,
+                hash=result[1],
+                payload=json.loads(result[2] or "null"),
                 order_id=result[3],
             )
         if action == "busy":
@@ -352,7 +354,13 @@ class CartStore:
         return SyncStep(action, hash=result[1] if len(result) > 1 else None)
 
     def release_sync(
-        self, cart_id: str, token: str, order_id: str = "", mark: str = "", *, now: int | None = None
+        self,
+        cart_id: str,
+        token: str,
+        order_id: str = "",
+        mark: str = "",
+        *,
+        now: int | None = None,
     ) -> None:
         """Give the lease back; ``mark`` records a 404 (unusable) or 403 (read_only) order."""
         self._release_sync(
@@ -415,8 +423,12 @@ class CartStore:
         """Record the cart completed; `completed` the first time, `already` after that."""
         at = now_ms() if now is None else now
         record = json.dumps(
-            {"cartId": cart_id, "kustomOrderId": order_id, "orderNumber": order_number,
-             "completedAt": at}
+            {
+                "cartId": cart_id,
+                "kustomOrderId": order_id,
+                "orderNumber": order_number,
+                "completedAt": at,
+            }
         )
         result = [
             _text(x)
@@ -428,12 +440,22 @@ class CartStore:
                     self.events_channel(cart_id),
                     self.order_record_key(cart_id),
                 ],
-                args=[order_id, order_number, at, path, cart_id, self.ttl, record,
-                      record_ttl_seconds, fraud_status],
+                args=[
+                    order_id,
+                    order_number,
+                    at,
+                    path,
+                    cart_id,
+                    self.ttl,
+                    record,
+                    record_ttl_seconds,
+                    fraud_status,
+                ],
             )
         ]
-        return Claim(result[0] or "already", order_number=result[1] or None,
-                     order_id=result[2] or None)
+        return Claim(
+            result[0] or "already", order_number=result[1] or None, order_id=result[2] or None
+        )
 
     def release_completion(
         self, cart_id: str, token: str, error: dict[str, Any] | None = None
@@ -456,8 +478,10 @@ class CartStore:
 
     def record_acknowledged(self, cart_id: str, order_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.cart_key(cart_id), mapping={"acknowledged_at": now_ms(),
-                                                   "acknowledged_order_id": order_id})
+        pipe.hset(
+            self.cart_key(cart_id),
+            mapping={"acknowledged_at": now_ms(), "acknowledged_order_id": order_id},
+        )
         pipe.zrem(self.unacked_key, cart_id)
         pipe.execute()
 

@@ -52,8 +52,20 @@ CONTRACT_RENDER: dict[str, Any] = {
         "taxTotal": "9.80",
     },
     "shippingOptions": [
-        {"id": "postnord", "name": "PostNord", "price": "49.00", "taxRate": "0.25", "taxTotal": "9.80"},
-        {"id": "express", "name": "Express", "price": "99.00", "taxRate": "0.25", "taxTotal": "19.80"},
+        {
+            "id": "postnord",
+            "name": "PostNord",
+            "price": "49.00",
+            "taxRate": "0.25",
+            "taxTotal": "9.80",
+        },
+        {
+            "id": "express",
+            "name": "Express",
+            "price": "99.00",
+            "taxRate": "0.25",
+            "taxTotal": "19.80",
+        },
     ],
 }
 
@@ -76,7 +88,9 @@ def make_render(cart_id: str = "cart-1001", version: int = 1, quantity: int = 2)
     return render
 
 
-def signed_headers(body: bytes, secret: str = COMMERCE_SECRET, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    body: bytes, secret: str = COMMERCE_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
     return {
         "X-Commerce-Signature": sign_payload(secret, body, timestamp),
         "Content-Type": "application/json",
@@ -137,7 +151,9 @@ def task_queue() -> RecordingQueue:
 def app(settings: Settings, fake_redis: fakeredis.FakeRedis, task_queue: RecordingQueue):
     from webhooks.app import create_app
 
-    return create_app({"SETTINGS": settings, "REDIS": fake_redis, "TASK_QUEUE": task_queue, "TESTING": True})
+    return create_app(
+        {"SETTINGS": settings, "REDIS": fake_redis, "TASK_QUEUE": task_queue, "TESTING": True}
+    )
 
 
 @pytest.fixture
@@ -149,6 +165,8 @@ def client(app):
 def post_render(client) -> Callable[..., Any]:
     def post(render: dict[str, Any], *, secret: str = COMMERCE_SECRET):
         body = json.dumps(render).encode()
-        return client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body, secret))
+        return client.post(
+            "/commerce/cart-mutation", data=body, headers=signed_headers(body, secret)
+        )
 
     return post

@@ -17,8 +17,10 @@ def verified_callback_cart() -> str:
     cart_id = request.args.get("cart")
     token = request.args.get("token")
     secret = current_app.extensions["kustom"].settings.callback_secret
-    if not cart_id or not CART_ID_PATTERN.match(cart_id) or not check_callback_token(
-        secret, cart_id, token
+    if (
+        not cart_id
+        or not CART_ID_PATTERN.match(cart_id)
+        or not check_callback_token(secret, cart_id, token)
     ):
         raise ApiError(401, "invalid_token", "The callback token is missing or wrong.")
     return cart_id

@@ -38,7 +38,9 @@ def verify_commerce_signature() -> None:
 def cart_mutation() -> Response:
     render = load_render(parse_json_object())
     if not CART_ID_PATTERN.match(render["cartId"]):
-        raise ApiError(400, "invalid_cart_id", "The cart id has characters or a length not allowed.")
+        raise ApiError(
+            400, "invalid_cart_id", "The cart id has characters or a length not allowed."
+        )
     outcome, prepared = ingest_render(current_app.extensions["kustom"].store, render)
     if outcome.enqueue:
         current_app.extensions["kustom.enqueue"].sync(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
-
 import uuid
+
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from kustom_app.checkout import StorefrontUrls
 from kustom_app.commerce import CommerceUnavailable
@@ -20,7 +20,9 @@ _checkout_schema = CheckoutRequestSchema()
 
 def checked_cart_id(cart_id: str) -> str:
     if not CART_ID_PATTERN.match(cart_id):
-        raise ApiError(400, "invalid_cart_id", "The cart id has characters or a length not allowed.")
+        raise ApiError(
+            400, "invalid_cart_id", "The cart id has characters or a length not allowed."
+        )
     return cart_id
 
 

@@ -64,7 +64,9 @@ def web_server() -> Iterator[tuple[ServerThread, LateApp]]:
 
 
 @pytest.fixture(scope="session")
-def service_env(redis_server: RedisServer, kustom_double, commerce_double, web_server) -> dict[str, str]:
+def service_env(
+    redis_server: RedisServer, kustom_double, commerce_double, web_server
+) -> dict[str, str]:
     server, _ = kustom_double
     return {
         "COMMERCE_API_URL": commerce_double[0].url,

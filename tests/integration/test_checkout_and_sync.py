@@ -29,7 +29,9 @@ def new_cart() -> str:
 
 def post_render(http, web, render):
     body = json.dumps(render).encode()
-    response = http.post(f"{web.url}/commerce/cart-mutation", data=body, headers=signed_headers(body))
+    response = http.post(
+        f"{web.url}/commerce/cart-mutation", data=body, headers=signed_headers(body)
+    )
     assert response.status_code == 202, response.text
     return response.json()
 
@@ -76,8 +78,11 @@ def test_checkout_twice_and_concurrently_creates_one_order(http, web, worker, do
     results.append(checkout(http, web, cart))
     order_ids = {r["kustomOrderId"] for r in results}
     assert len(order_ids) == 1
-    created = [c for c in double.calls("create_order") if c["status"] == 201
-               and c["json"]["merchant_reference1"] == cart]
+    created = [
+        c
+        for c in double.calls("create_order")
+        if c["status"] == 201 and c["json"]["merchant_reference1"] == cart
+    ]
     assert len(created) == 1
     assert all(r["htmlSnippet"] for r in results)
 

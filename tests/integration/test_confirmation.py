@@ -46,8 +46,12 @@ def open_paid_cart(http, web, commerce, kustom, *, fraud_status="ACCEPTED") -> t
     render = make_render(cart, 1, quantity=random.randint(1, 4))
     commerce.put_cart(render)
     body = json.dumps(render).encode()
-    assert http.post(f"{web.url}/commerce/cart-mutation", data=body,
-                     headers=signed_headers(body)).status_code == 202
+    assert (
+        http.post(
+            f"{web.url}/commerce/cart-mutation", data=body, headers=signed_headers(body)
+        ).status_code
+        == 202
+    )
     order_id = http.post(f"{web.url}/carts/{cart}/kustom", json=URLS).json()["kustomOrderId"]
     kustom.complete_order(order_id, fraud_status=fraud_status)
     return cart, order_id
@@ -59,16 +63,22 @@ def confirm(http, web, cart):
 
 def push(http, web, cart, order_id, token=None):
     token = token or callback_token(CALLBACK_SECRET, cart)
-    return http.post(f"{web.url}/kustom/push", params={"order_id": order_id, "cart": cart, "token": token})
+    return http.post(
+        f"{web.url}/kustom/push", params={"order_id": order_id, "cart": cart, "token": token}
+    )
 
 
 def acknowledged(kustom, order_id) -> bool:
     return kustom.stored_order(order_id)["acknowledged"]
 
 
-def test_fifty_carts_confirm_and_push_race_to_exactly_one_completion_each(http, web, worker, kustom, commerce):
+def test_fifty_carts_confirm_and_push_race_to_exactly_one_completion_each(
+    http, web, worker, kustom, commerce
+):
     carts = [open_paid_cart(http, web, commerce, kustom) for _ in range(50)]
-    calls = [(kind, cart, order) for cart, order in carts for kind in ["confirm"] * 5 + ["push"] * 5]
+    calls = [
+        (kind, cart, order) for cart, order in carts for kind in ["confirm"] * 5 + ["push"] * 5
+    ]
     random.shuffle(calls)
 
     def fire(call):
@@ -83,7 +93,9 @@ def test_fifty_carts_confirm_and_push_race_to_exactly_one_completion_each(http, 
 
     # every confirm eventually answers 200 with the one order number
     for cart, order in carts:
-        final = wait_until(lambda cart=cart: (r := confirm(http, web, cart)).status_code == 200 and r.json())
+        final = wait_until(
+            lambda cart=cart: (r := confirm(http, web, cart)).status_code == 200 and r.json()
+        )
         assert final["status"] == "checkout_complete" and final["cartState"] == "completed"
         orders = commerce.orders_for(cart)
         assert len(orders) == 1, f"{cart}: {len(orders)} shop orders"
@@ -99,14 +111,21 @@ def test_fifty_carts_confirm_and_push_race_to_exactly_one_completion_each(http, 
         assert refs["merchant_reference2"] == commerce.orders_for(cart)[0]["orderNumber"]
 
 
-def test_dead_claim_holder_is_taken_over_after_its_lease(http, web, worker, kustom, commerce, store):
+def test_dead_claim_holder_is_taken_over_after_its_lease(
+    http, web, worker, kustom, commerce, store
+):
     cart, order = open_paid_cart(http, web, commerce, kustom)
     # A completer claimed and died before calling the commerce backend.
-    assert store.claim_completion(cart, "dead-holder", order, "push", lease_ms=3000).action == "claimed"
+    assert (
+        store.claim_completion(cart, "dead-holder", order, "push", lease_ms=3000).action
+        == "claimed"
+    )
     first = confirm(http, web, cart)
     assert first.status_code == 202, "the live claim is respected"
     assert commerce.orders_for(cart) == []
-    done = wait_until(lambda: (r := confirm(http, web, cart)).status_code == 200 and r.json(), timeout=15)
+    done = wait_until(
+        lambda: (r := confirm(http, web, cart)).status_code == 200 and r.json(), timeout=15
+    )
     assert len(commerce.orders_for(cart)) == 1
     assert done["orderNumber"] == commerce.orders_for(cart)[0]["orderNumber"]
     # a push arriving afterwards changes nothing
@@ -115,7 +134,9 @@ def test_dead_claim_holder_is_taken_over_after_its_lease(http, web, worker, kust
     assert len(commerce.orders_for(cart)) == 1
 
 
-def test_stalled_holder_that_finishes_late_creates_no_second_order(http, web, worker, kustom, commerce, store):
+def test_stalled_holder_that_finishes_late_creates_no_second_order(
+    http, web, worker, kustom, commerce, store
+):
     """The lease expired while the first completer was still calling commerce."""
     cart, order = open_paid_cart(http, web, commerce, kustom)
     commerce.set_delay("complete", 4.0)  # longer than the 3 s lease
@@ -123,15 +144,21 @@ def test_stalled_holder_that_finishes_late_creates_no_second_order(http, web, wo
         push(http, web, cart, order)
         wait_until(lambda: store.load(cart).cart_state == "completing", timeout=10)
         commerce.set_delay("complete", 0.0)
-        result = wait_until(lambda: (r := confirm(http, web, cart)).status_code == 200 and r.json(), timeout=20)
+        result = wait_until(
+            lambda: (r := confirm(http, web, cart)).status_code == 200 and r.json(), timeout=20
+        )
     finally:
         commerce.set_delay("complete", 0.0)
-    wait_until(lambda: len(commerce.calls_for("complete")) >= 2 and acknowledged(kustom, order), timeout=20)
+    wait_until(
+        lambda: len(commerce.calls_for("complete")) >= 2 and acknowledged(kustom, order), timeout=20
+    )
     assert len(commerce.orders_for(cart)) == 1
     assert result["orderNumber"] == commerce.orders_for(cart)[0]["orderNumber"]
 
 
-def test_commerce_down_then_up_completes_and_acknowledges_after(http, web, worker, kustom, commerce, store):
+def test_commerce_down_then_up_completes_and_acknowledges_after(
+    http, web, worker, kustom, commerce, store
+):
     cart, order = open_paid_cart(http, web, commerce, kustom)
     commerce.fail_next("complete", [503, 503, 503])
     assert push(http, web, cart, order).status_code == 200
@@ -141,11 +168,15 @@ def test_commerce_down_then_up_completes_and_acknowledges_after(http, web, worke
     assert len(orders) == 1
     created_at = max(c["at"] for c in commerce.calls_for("complete") if c["status"] in (200, 201))
     acks = [c for c in kustom.calls("acknowledge", order_id=order) if c["status"] == 204]
-    assert acks and min(c["at"] for c in acks) >= created_at, "acknowledged only after the shop has the order"
+    assert acks and min(c["at"] for c in acks) >= created_at, (
+        "acknowledged only after the shop has the order"
+    )
     assert confirm(http, web, cart).json()["orderNumber"] == orders[0]["orderNumber"]
 
 
-def test_pending_fraud_status_is_passed_on_and_decision_forwarded(http, web, worker, kustom, commerce):
+def test_pending_fraud_status_is_passed_on_and_decision_forwarded(
+    http, web, worker, kustom, commerce
+):
     cart, order = open_paid_cart(http, web, commerce, kustom, fraud_status="PENDING")
     assert confirm(http, web, cart).status_code == 200
     assert commerce.orders_for(cart)[0]["request"]["fraudStatus"] == "PENDING"
@@ -156,8 +187,12 @@ def test_pending_fraud_status_is_passed_on_and_decision_forwarded(http, web, wor
         json={"order_id": order, "event_type": "FRAUD_RISK_ACCEPTED"},
     )
     assert response.status_code == 200
-    decision = commerce.wait_for(lambda: [d for d in commerce.fraud_decisions if d["cartId"] == cart])
-    assert decision[0]["decision"] == "FRAUD_RISK_ACCEPTED" and decision[0]["kustomOrderId"] == order
+    decision = commerce.wait_for(
+        lambda: [d for d in commerce.fraud_decisions if d["cartId"] == cart]
+    )
+    assert (
+        decision[0]["decision"] == "FRAUD_RISK_ACCEPTED" and decision[0]["kustomOrderId"] == order
+    )
 
 
 def test_checkout_of_a_completed_cart_is_409(http, web, worker, kustom, commerce):
@@ -169,21 +204,32 @@ def test_checkout_of_a_completed_cart_is_409(http, web, worker, kustom, commerce
     assert http.get(f"{web.url}/carts/{cart}/kustom/status").json()["cartState"] == "completed"
 
 
-def test_push_with_tampered_token_or_unknown_order_completes_nothing(http, web, worker, kustom, commerce, store):
+def test_push_with_tampered_token_or_unknown_order_completes_nothing(
+    http, web, worker, kustom, commerce, store
+):
     cart, order = open_paid_cart(http, web, commerce, kustom)
     bad = push(http, web, cart, order, token="0" * 64)
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_token"
     other = f"cart-{uuid.uuid4().hex[:8]}"
-    assert push(http, web, cart, order, token=callback_token(CALLBACK_SECRET, other)).status_code == 401
-    missing = http.post(f"{web.url}/kustom/push",
-                        params={"cart": cart, "token": callback_token(CALLBACK_SECRET, cart)})
+    assert (
+        push(http, web, cart, order, token=callback_token(CALLBACK_SECRET, other)).status_code
+        == 401
+    )
+    missing = http.post(
+        f"{web.url}/kustom/push",
+        params={"cart": cart, "token": callback_token(CALLBACK_SECRET, cart)},
+    )
     assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_order_id"
-    assert push(http, web, cart, str(uuid.uuid4())).status_code == 200  # unknown order: task refuses
+    assert (
+        push(http, web, cart, str(uuid.uuid4())).status_code == 200
+    )  # unknown order: task refuses
     before = now_ms()
-    wait_until(lambda: any(
-        json.loads(e)["order"] != order and json.loads(e)["at"] * 1000 >= before - 1000
-        for e in store.redis.lrange("kustom:deadletter", 0, 20)
-    ))
+    wait_until(
+        lambda: any(
+            json.loads(e)["order"] != order and json.loads(e)["at"] * 1000 >= before - 1000
+            for e in store.redis.lrange("kustom:deadletter", 0, 20)
+        )
+    )
     assert commerce.orders_for(cart) == []
     assert store.load(cart).cart_state == "open"
     assert not acknowledged(kustom, order)

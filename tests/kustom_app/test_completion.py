@@ -73,7 +73,11 @@ def test_matching_order_completes_once_with_idempotency_key(service, store, payl
     first = service.complete(CART, ORDER, path="confirm", token="t1")
     second = service.complete(CART, ORDER, path="push", token="t2")
     assert (first.status, first.order_number, first.newly_completed) == ("completed", "SO-1", True)
-    assert (second.status, second.order_number, second.newly_completed) == ("completed", "SO-1", False)
+    assert (second.status, second.order_number, second.newly_completed) == (
+        "completed",
+        "SO-1",
+        False,
+    )
     commerce_calls = [c for c in http.calls if c.request.url.startswith(COMMERCE)]
     assert len(commerce_calls) == 1
     assert commerce_calls[0].request.headers["Idempotency-Key"] == f"kustom-complete-{ORDER}"
@@ -82,8 +86,11 @@ def test_matching_order_completes_once_with_idempotency_key(service, store, payl
 
 def test_already_completed_409_counts_as_done(service, payload, http):
     http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", json=om_order(payload))
-    http.post(f"{COMMERCE}/carts/{CART}/complete", status=409,
-              json={"error": {"code": "already_completed"}, "orderNumber": "SO-7"})
+    http.post(
+        f"{COMMERCE}/carts/{CART}/complete",
+        status=409,
+        json={"error": {"code": "already_completed"}, "orderNumber": "SO-7"},
+    )
     assert service.complete(CART, ORDER, path="push", token="t").order_number == "SO-7"
 
 
@@ -125,7 +132,9 @@ def test_unknown_order_is_refused(service, http):
         service.complete(CART, ORDER, path="push", token="t")
 
 
-def test_second_payment_for_a_completed_cart_is_flagged_not_completed(service, store, payload, http):
+def test_second_payment_for_a_completed_cart_is_flagged_not_completed(
+    service, store, payload, http
+):
     http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", json=om_order(payload))
     http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
     service.complete(CART, ORDER, path="confirm", token="t")
@@ -137,6 +146,14 @@ def test_commerce_body_is_minor_units_and_addresses(payload):
     body = completion_body(ORDER, om_order(payload))
     assert body["orderAmount"] == 54900 and body["orderTaxAmount"] == 10980
     assert body["currencyCode"] == "SEK" and body["fraudStatus"] == "ACCEPTED"
-    assert set(body) == {"kustomOrderId", "orderAmount", "orderTaxAmount", "currencyCode",
-                         "billingAddress", "shippingAddress", "customer",
-                         "selectedShippingOption", "fraudStatus"}
+    assert set(body) == {
+        "kustomOrderId",
+        "orderAmount",
+        "orderTaxAmount",
+        "currencyCode",
+        "billingAddress",
+        "shippingAddress",
+        "customer",
+        "selectedShippingOption",
+        "fraudStatus",
+    }

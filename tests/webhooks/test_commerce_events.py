@@ -61,7 +61,9 @@ def test_stale_signature_is_refused(client, fake_redis):
 def test_signature_over_other_bytes_is_refused(client, fake_redis):
     body = json.dumps(make_render()).encode()
     headers = signed_headers(body)
-    response = client.post("/commerce/cart-mutation", data=body.replace(b"549", b"548"), headers=headers)
+    response = client.post(
+        "/commerce/cart-mutation", data=body.replace(b"549", b"548"), headers=headers
+    )
     assert response.status_code == 401
     assert state_keys(fake_redis) == []
 
@@ -72,11 +74,16 @@ def test_without_secret_commerce_events_answer_503(settings, fake_redis, task_qu
     from webhooks.app import create_app
 
     app = create_app(
-        {"SETTINGS": replace(settings, commerce_webhook_secret=None), "REDIS": fake_redis,
-         "TASK_QUEUE": task_queue}
+        {
+            "SETTINGS": replace(settings, commerce_webhook_secret=None),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+        }
     )
     body = json.dumps(make_render()).encode()
-    response = app.test_client().post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
+    response = app.test_client().post(
+        "/commerce/cart-mutation", data=body, headers=signed_headers(body)
+    )
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "commerce_not_configured"
 

@@ -38,7 +38,9 @@ def kustom():
 
 
 def create_calls(kustom) -> list:
-    return [c for c in kustom.calls if c.request.method == "POST" and c.request.url.endswith("/orders")]
+    return [
+        c for c in kustom.calls if c.request.method == "POST" and c.request.url.endswith("/orders")
+    ]
 
 
 def checkout(client, cart_id="cart-1", body=None):
@@ -71,8 +73,14 @@ def test_create_body_is_a_valid_kustom_order_with_tokenised_callbacks(client, po
     assert (sent["order_amount"], sent["order_tax_amount"]) == (54900, 10980)
     urls = sent["merchant_urls"]
     assert urls["terms"] == URLS["termsUrl"] and urls["confirmation"] == URLS["confirmationUrl"]
-    for name in ("push", "validation", "notification", "address_update", "country_change",
-                 "shipping_option_update"):
+    for name in (
+        "push",
+        "validation",
+        "notification",
+        "address_update",
+        "country_change",
+        "shipping_option_update",
+    ):
         query = parse_qs(urlsplit(urls[name]).query)
         assert urls[name].startswith("https://shop-kustom.test/kustom/")
         assert query["cart"] == ["cart-1"]
@@ -85,28 +93,36 @@ def test_unusable_order_is_recreated(client, post_render, kustom, status):
     post_render(make_render("cart-1", 1))
     kustom.post(f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-1"), status=201)
     checkout(client)
-    kustom.replace(responses.POST, f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-2"), status=201)
+    kustom.replace(
+        responses.POST, f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-2"), status=201
+    )
     kustom.get(f"{KUSTOM}/checkout/v3/orders/o-1", status=status, body=b"")
     response = checkout(client)
     assert response.get_json()["kustomOrderId"] == "o-2"
     assert client.get("/carts/cart-1/kustom/status").get_json()["kustomOrderId"] == "o-2"
 
 
-def test_order_older_than_48h_is_recreated_without_asking_kustom(client, post_render, kustom, fake_redis):
+def test_order_older_than_48h_is_recreated_without_asking_kustom(
+    client, post_render, kustom, fake_redis
+):
     post_render(make_render("cart-1", 1))
     kustom.post(f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-1"), status=201)
     checkout(client)
     key = "kustom:cart:cart-1"
     old = int(fake_redis.hget(key, "order_created_at")) - 48 * 3600 * 1000 - 1
     fake_redis.hset(key, mapping={"order_created_at": old, "order_updated_at": old})
-    kustom.replace(responses.POST, f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-2"), status=201)
+    kustom.replace(
+        responses.POST, f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-2"), status=201
+    )
     assert checkout(client).get_json()["kustomOrderId"] == "o-2"
     assert not [c for c in kustom.calls if c.request.method == "GET"]
 
 
 def test_kustom_down_is_502_and_no_order_recorded(client, post_render, kustom):
     post_render(make_render("cart-1", 1))
-    kustom.post(f"{KUSTOM}/checkout/v3/orders", status=503, json={"error_code": "SERVICE_UNAVAILABLE"})
+    kustom.post(
+        f"{KUSTOM}/checkout/v3/orders", status=503, json={"error_code": "SERVICE_UNAVAILABLE"}
+    )
     response = checkout(client)
     assert response.status_code == 502
     assert response.get_json()["error"]["code"] == "kustom_unavailable"
@@ -118,7 +134,11 @@ def test_kustom_rejection_is_502_with_kustom_error_code(client, post_render, kus
     kustom.post(
         f"{KUSTOM}/checkout/v3/orders",
         status=400,
-        json={"error_code": "BAD_VALUE", "error_messages": ["Bad value: locale"], "correlation_id": "c-9"},
+        json={
+            "error_code": "BAD_VALUE",
+            "error_messages": ["Bad value: locale"],
+            "correlation_id": "c-9",
+        },
     )
     error = checkout(client).get_json()["error"]
     assert error["code"] == "kustom_unavailable"
@@ -174,20 +194,28 @@ def test_without_credentials_checkout_is_503(settings, fake_redis, task_queue):
     from webhooks.app import create_app
 
     app = create_app(
-        {"SETTINGS": replace(settings, kustom_username=None, kustom_password=None),
-         "REDIS": fake_redis, "TASK_QUEUE": task_queue}
+        {
+            "SETTINGS": replace(settings, kustom_username=None, kustom_password=None),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+        }
     )
     response = app.test_client().post("/carts/cart-1/kustom", json=URLS)
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "kustom_not_configured"
 
 
-def test_cart_is_fetched_from_commerce_when_no_render_was_received(settings, fake_redis, task_queue, kustom):
+def test_cart_is_fetched_from_commerce_when_no_render_was_received(
+    settings, fake_redis, task_queue, kustom
+):
     from webhooks.app import create_app
 
     app = create_app(
-        {"SETTINGS": replace(settings, commerce_api_url="https://commerce.test"),
-         "REDIS": fake_redis, "TASK_QUEUE": task_queue}
+        {
+            "SETTINGS": replace(settings, commerce_api_url="https://commerce.test"),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+        }
     )
     kustom.get("https://commerce.test/carts/cart-9", json=make_render("cart-9", 3))
     kustom.post(f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-9"), status=201)
@@ -202,10 +230,15 @@ def test_commerce_404_is_cart_not_found(settings, fake_redis, task_queue, kustom
     from webhooks.app import create_app
 
     app = create_app(
-        {"SETTINGS": replace(settings, commerce_api_url="https://commerce.test"),
-         "REDIS": fake_redis, "TASK_QUEUE": task_queue}
+        {
+            "SETTINGS": replace(settings, commerce_api_url="https://commerce.test"),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+        }
     )
-    kustom.get("https://commerce.test/carts/cart-9", status=404, json={"error": {"code": "not_found"}})
+    kustom.get(
+        "https://commerce.test/carts/cart-9", status=404, json={"error": {"code": "not_found"}}
+    )
     response = app.test_client().post("/carts/cart-9/kustom", json=URLS)
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "cart_not_found"
@@ -215,7 +248,14 @@ def test_status_shape_and_unknown_cart(client, post_render):
     assert client.get("/carts/nobody/kustom/status").status_code == 404
     post_render(make_render("cart-1", 1))
     status = client.get("/carts/cart-1/kustom/status").get_json()
-    assert set(status) == {"cartId", "kustomOrderId", "pendingHash", "syncHash", "syncing", "cartState"}
+    assert set(status) == {
+        "cartId",
+        "kustomOrderId",
+        "pendingHash",
+        "syncHash",
+        "syncing",
+        "cartState",
+    }
     assert status["cartState"] == "open" and status["syncing"] is False
 
 
@@ -234,8 +274,11 @@ def test_cors_only_for_allowed_origins(settings, fake_redis, task_queue):
     from webhooks.app import create_app
 
     app = create_app(
-        {"SETTINGS": replace(settings, cors_allowed_origins=("https://shop.test",)),
-         "REDIS": fake_redis, "TASK_QUEUE": task_queue}
+        {
+            "SETTINGS": replace(settings, cors_allowed_origins=("https://shop.test",)),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+        }
     )
     c = app.test_client()
     ok = c.options("/carts/cart-1/kustom", headers={"Origin": "https://shop.test"})
