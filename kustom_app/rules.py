@@ -52,9 +52,7 @@ def stock_available(hook_input: Mapping[str, Any]) -> list[Effect]:
     if not unavailable:
         return []
     names = ", ".join(unavailable)
-    return [
-        _error("approval_failed", f"The following items are no longer available: {names}")
-    ]
+    return [_error("approval_failed", f"The following items are no longer available: {names}")]
 
 
 def _parse_minimums(raw: str) -> Decimal | dict[str, Decimal]:

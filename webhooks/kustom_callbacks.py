@@ -1,7 +1,236 @@
-"""Kustom checkout callbacks: validation, address, country and shipping-option updates (CONTRACT section 6)."""
+"""Kustom checkout callbacks: validation, address, country and shipping-option updates.
+
+CONTRACT section 6. Every callback proves itself with the per-cart token first (401, and
+nothing is read or stored otherwise); the body is parsed with unknown fields allowed; the
+meaning lives in `kustom_app.validation` and `kustom_app.callbacks`.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import Blueprint, Response, current_app, jsonify
+from flask.sansio.blueprints import BlueprintSetupState
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from kustom_app.callbacks import (
+    CallbackAnswer,
+    CallbackRefused,
+    change_country,
+    update_address,
+    update_shipping_option,
+)
+from kustom_app.validation import OrderValidator, Rejection, process_rules
+from webhooks.callback_auth import verified_callback_cart
+from webhooks.errors import parse_json_object
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("kustom_callbacks", __name__)
+
+VALIDATOR_EXTENSION = "kustom.validator"
+REDIRECT_ERROR_PARAM = "kustom_error"
+
+
+@bp.record_once
+def _load_rules(state: BlueprintSetupState) -> None:
+    # At app creation, so a bad KUSTOM_VALIDATION_RULES stops the process at start.
+    settings = state.app.extensions["kustom"].settings
+    state.app.extensions[VALIDATOR_EXTENSION] = OrderValidator(
+        process_rules(tuple(settings.validation_rules))
+    )
+
+
+# -- schemas (Kustom's bodies; only what we use is checked, the rest is let through) ---------
+
+
+def _amount(**kwargs: Any) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=0), **kwargs)
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class OrderLineSchema(_Lenient):
+    type = fields.String(load_default=None, allow_none=True)
+    reference = fields.String(load_default=None, allow_none=True)
+    quantity = _amount(required=True)
+    unit_price = fields.Integer(strict=True, required=True)
+    tax_rate = fields.Integer(strict=True, load_default=None, allow_none=True)
+    total_amount = fields.Integer(strict=True, required=True)
+    total_discount_amount = fields.Integer(strict=True, load_default=None, allow_none=True)
+    total_tax_amount = fields.Integer(strict=True, load_default=None, allow_none=True)
+
+
+class MerchantUrlsSchema(_Lenient):
+    checkout = fields.String(load_default=None, allow_none=True)
+
+
+class ValidationOrderSchema(_Lenient):
+    """Kustom's order as the validation callback sends it (``order`` schema)."""
+
+    order_amount = _amount(required=True)
+    order_tax_amount = _amount(required=True)
+    order_lines = fields.List(fields.Nested(OrderLineSchema), required=True)
+    purchase_currency = fields.String(required=True)
+    merchant_reference1 = fields.String(load_default=None, allow_none=True)
+    merchant_urls = fields.Nested(MerchantUrlsSchema, load_default=None, allow_none=True)
+
+
+class ShippingOptionRefSchema(_Lenient):
+    id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class ShippingServiceRequestSchema(_Lenient):
+    """The address/country/shipping-option callbacks' body (``shipping_service_request``)."""
+
+    order_amount = _amount(load_default=None)
+    order_tax_amount = _amount(load_default=None)
+    purchase_currency = fields.String(load_default=None)
+    billing_address = fields.Dict(load_default=None, allow_none=True)
+    shipping_address = fields.Dict(load_default=None, allow_none=True)
+    selected_shipping_option = fields.Nested(
+        ShippingOptionRefSchema, load_default=None, allow_none=True
+    )
+
+
+class ShippingOptionUpdateSchema(ShippingServiceRequestSchema):
+    selected_shipping_option = fields.Nested(ShippingOptionRefSchema, required=True)
+
+
+_validation_schema = ValidationOrderSchema()
+_update_schema = ShippingServiceRequestSchema()
+_shipping_option_schema = ShippingOptionUpdateSchema()
+
+
+# -- answers --------------------------------------------------------------------------------
+
+
+def with_error_param(url: str, code: str) -> str:
+    """``url`` with ``kustom_error=<code>`` in its query, any earlier one replaced.
+
+    The rest of the query is kept byte for byte (a ``{checkout.order.id}`` placeholder
+    stays unescaped), and so is the fragment.
+    """
+    parts = urlsplit(url)
+    kept = [
+        pair
+        for pair in parts.query.split("&")
+        if pair and pair.split("=", 1)[0] != REDIRECT_ERROR_PARAM
+    ]
+    kept.append(f"{REDIRECT_ERROR_PARAM}={code}")
+    return urlunsplit(parts._replace(query="&".join(kept)))
+
+
+def _checkout_url(order: dict[str, Any]) -> str | None:
+    url = (order.get("merchant_urls") or {}).get("checkout")
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a malformed IPv6 host
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return str(url)
+
+
+def _reject(rejection: Rejection, order: dict[str, Any]) -> Response:
+    settings = current_app.extensions["kustom"].settings
+    if settings.validation_reject == 303:
+        url = _checkout_url(order)
+        if url is not None:
+            response = Response(status=303)
+            response.headers["Location"] = with_error_param(url, rejection.code)
+            return response
+        # Nowhere to send the shopper: the JSON refusal still keeps them in the checkout.
+    response = jsonify({"error_type": rejection.code, "error_text": rejection.message})
+    response.status_code = 400
+    return response
+
+
+def _refused(cart_id: str, e: CallbackRefused) -> Response:
+    log.info("kustom.callback.refused cart=%s code=%s reason=%s", cart_id, e.code, e.reason)
+    response = jsonify(e.body())
+    response.status_code = 400
+    return response
+
+
+def _answered(answer: CallbackAnswer) -> Response:
+    return jsonify(answer.body)
+
+
+# -- endpoints ------------------------------------------------------------------------------
+
+
+@bp.post("/kustom/validate")
+def validate_order() -> Response:
+    started = time.monotonic()
+    cart_id = verified_callback_cart()
+    order = _validation_schema.load(parse_json_object())
+    services = current_app.extensions["kustom"]
+    validator: OrderValidator = current_app.extensions[VALIDATOR_EXTENSION]
+    outcome = validator.validate(cart_id, order, services.store, services.commerce, started=started)
+    if outcome.sync_hash is not None:
+        # The backend had a newer render than the last event brought: bring Kustom along.
+        current_app.extensions["kustom.enqueue"].sync(
+            cart_id, outcome.sync_hash, outcome.sync_payload
+        )
+    if outcome.rejection is not None:
+        return _reject(outcome.rejection, order)
+    return jsonify({})
+
+
+@bp.post("/kustom/address-update")
+def address_update() -> Response:
+    cart_id = verified_callback_cart()
+    body = _update_schema.load(parse_json_object())
+    services = current_app.extensions["kustom"]
+    try:
+        answer = update_address(
+            services.store,
+            services.commerce,
+            cart_id,
+            shipping_address=body["shipping_address"],
+            billing_address=body["billing_address"],
+        )
+    except CallbackRefused as e:
+        return _refused(cart_id, e)
+    return _answered(answer)
+
+
+@bp.post("/kustom/country-change")
+def country_change() -> Response:
+    cart_id = verified_callback_cart()
+    body = _update_schema.load(parse_json_object())
+    services = current_app.extensions["kustom"]
+    try:
+        answer = change_country(
+            services.store,
+            services.commerce,
+            cart_id,
+            shipping_address=body["shipping_address"],
+            billing_address=body["billing_address"],
+        )
+    except CallbackRefused as e:
+        return _refused(cart_id, e)
+    return _answered(answer)
+
+
+@bp.post("/kustom/shipping-option-update")
+def shipping_option_update() -> Response:
+    cart_id = verified_callback_cart()
+    body = _shipping_option_schema.load(parse_json_object())
+    services = current_app.extensions["kustom"]
+    try:
+        answer = update_shipping_option(
+            services.store, services.commerce, cart_id, body["selected_shipping_option"]["id"]
+        )
+    except CallbackRefused as e:
+        return _refused(cart_id, e)
+    return _answered(answer)
