@@ -1,0 +1,120 @@
+"""Prometheus metrics, safe across gunicorn workers and Celery prefork children.
+
+prometheus_client chooses multiprocess mode when it is first imported, from
+``PROMETHEUS_MULTIPROC_DIR``; this module sets a default directory before importing it,
+so every process of one node (web, worker, beat) writes its samples there and
+``GET /metrics`` on the web process sums them. Import this module before anything else
+imports prometheus_client.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MULTIPROC_DIR = Path(tempfile.gettempdir()) / f"kustom-app-metrics-{os.getuid()}"
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DEFAULT_MULTIPROC_DIR))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+from prometheus_client import (  # noqa: E402  (must follow the environment default)
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+HTTP_REQUESTS = Counter(
+    "kustom_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "kustom_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+CART_EVENTS = Counter(
+    "kustom_cart_events_total",
+    "Cart renders received, by what happened to them "
+    "(enqueued: a sync job was queued; coalesced: folded into a queued or running sync; "
+    "unchanged: equal to what Kustom has; stale: older version ignored; no_order: no "
+    "Kustom order yet; unpayable)",
+    ["outcome"],
+)
+SYNC_LAG = Histogram(
+    "kustom_sync_lag_seconds",
+    "From a new pending hash to Kustom's order having it (syncing false)",
+    buckets=LAG_BUCKETS,
+)
+SYNC_PUSHES = Counter("kustom_sync_pushes_total", "Kustom order updates pushed by sync jobs")
+KUSTOM_CALLS = Counter("kustom_api_calls_total", "Calls to Kustom's API", ["operation", "outcome"])
+KUSTOM_LATENCY = Histogram(
+    "kustom_api_call_duration_seconds",
+    "Kustom API call latency",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+)
+COMPLETIONS = Counter(
+    "kustom_completions_total", "Carts completed, by the path that completed them", ["path"]
+)
+COMPLETION_MISMATCHES = Counter(
+    "kustom_completion_mismatches_total", "Completions refused: Kustom's order != cart", ["path"]
+)
+VALIDATIONS = Counter(
+    "kustom_validation_outcomes_total", "Validation callback answers", ["outcome", "code"]
+)
+RECONCILE_FIXES = Counter(
+    "kustom_reconcile_fixes_total", "What the sweeper found and re-queued", ["kind"]
+)
+DEAD_LETTERS = Counter("kustom_dead_letters_total", "Tasks that gave up", ["task"])
+
+
+class RedisStateCollector:
+    """Gauges read from Redis at scrape time: the same numbers on every node."""
+
+    def __init__(self, redis_client: Any, prefix: str) -> None:
+        self.redis = redis_client
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauges = {
+            "kustom_carts_syncing": ("Carts whose Kustom order is behind the cart", "syncing"),
+            "kustom_completions_in_progress": ("Completion claims held", "claims"),
+            "kustom_orders_unacknowledged": ("Completed orders not yet acknowledged", "unacked"),
+            "kustom_completion_mismatches_open": ("Orders waiting for an operator", "mismatches"),
+        }
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for _, suffix in gauges.values():
+                pipe.zcard(f"{self.prefix}:{suffix}")
+            pipe.llen(f"{self.prefix}:deadletter")
+            values = pipe.execute()
+        except Exception:  # a scrape must not fail because Redis is away
+            return
+        for (name, (help_text, _)), value in zip(gauges.items(), values, strict=False):
+            yield GaugeMetricFamily(name, help_text, value=value)
+        yield GaugeMetricFamily(
+            "kustom_dead_letter_entries", "Entries in the dead-letter list", value=values[-1]
+        )
+
+
+def render_metrics(redis_client: Any = None, prefix: str = "kustom") -> tuple[bytes, str]:
+    """The text exposition of every process's samples on this node, plus Redis gauges."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    if redis_client is not None:
+        registry.register(RedisStateCollector(redis_client, prefix))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    """gunicorn's child_exit hook: drop a dead worker's live-only samples."""
+    multiprocess.mark_process_dead(pid)
