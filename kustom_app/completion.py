@@ -22,6 +22,7 @@ from typing import Any
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.kustom import KustomClient, KustomRejected
+from kustom_app.metrics import COMPLETION_MISMATCHES, COMPLETIONS
 from kustom_app.state import CartStore
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,8 @@ class CompletionService:
             fraud_status=str(order.get("fraud_status") or ""),
             record_ttl_seconds=self.record_ttl_seconds,
         )
+        if finished.action == "completed":
+            COMPLETIONS.labels(path).inc()
         log.info(
             "kustom.completion.%s cart=%s order=%s number=%s path=%s",
             "completed" if finished.action == "completed" else "already_completed",
@@ -295,6 +298,7 @@ class CompletionService:
 
     def _mismatch(self, cart_id: str, order_id: str, path: str, reasons: list[str]) -> None:
         self.store.record_mismatch(cart_id, order_id, reasons)
+        COMPLETION_MISMATCHES.labels(path).inc()
         log.critical(
             "kustom.completion.amount_mismatch cart=%s order=%s path=%s reasons=%s",
             cart_id,

@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from kustom_app.metrics import KUSTOM_CALLS, KUSTOM_LATENCY
+
 log = logging.getLogger(__name__)
 
 CORRELATION_HEADER = "Klarna-Correlation-Id"
@@ -126,6 +128,7 @@ class KustomClient:
                 timeout=timeout or self.timeout,
             )
         except requests.RequestException as e:
+            KUSTOM_CALLS.labels(operation, "unreachable").inc()
             log.warning(
                 "kustom.call.unreachable op=%s %s error=%s", operation, context, type(e).__name__
             )
@@ -134,6 +137,8 @@ class KustomClient:
             ) from e
         correlation_id = response.headers.get(CORRELATION_HEADER)
         elapsed_ms = (time.monotonic() - started) * 1000
+        KUSTOM_LATENCY.labels(operation).observe(elapsed_ms / 1000)
+        KUSTOM_CALLS.labels(operation, f"{response.status_code // 100}xx").inc()
         log.info(
             "kustom.call op=%s status=%s correlation_id=%s ms=%.1f %s",
             operation,

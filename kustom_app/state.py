@@ -77,6 +77,7 @@ class SyncStep:
     payload: dict[str, Any] | None = None
     order_id: str | None = None
     retry_after_ms: int = 0
+    pending_at: int | None = None  # when the pushed payload became pending (on `done`)
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,8 @@ class CartStore:
             return SyncStep(
                 action, hash=result[1], payload=json.loads(result[2] or "null"), order_id=order_id
             )
+        if action == "done":
+            return SyncStep(action, hash=result[1], pending_at=int(result[2] or 0) or None)
         return SyncStep(action, hash=result[1] if len(result) > 1 else None)
 
     def release_sync(

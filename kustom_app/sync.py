@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kustom_app.kustom import KustomClient, KustomRejected
+from kustom_app.metrics import CART_EVENTS, SYNC_LAG, SYNC_PUSHES
 from kustom_app.payload import CartNotPayable, build_order_payload, payload_hash
 from kustom_app.render import dump_render
-from kustom_app.state import CartStore, RenderOutcome
+from kustom_app.state import CartStore, RenderOutcome, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def ingest_render(store: CartStore, render: dict[str, Any]) -> tuple[RenderOutco
     outcome = store.record_render(
         render["cartId"], int(render["version"]), prepared.render, prepared.hash, prepared.payload
     )
+    CART_EVENTS.labels(render_event_outcome(outcome, prepared)).inc()
     log.info(
         "kustom.render.%s cart=%s version=%s hash=%s enqueue=%s",
         "recorded" if outcome.accepted else "stale",
@@ -78,6 +80,17 @@ def ingest_render(store: CartStore, render: dict[str, Any]) -> tuple[RenderOutco
         outcome.enqueue,
     )
     return outcome, prepared
+
+
+def render_event_outcome(outcome: RenderOutcome, prepared: PreparedRender) -> str:
+    """What happened to a cart event, for the ``kustom_cart_events_total`` counter."""
+    if not outcome.accepted:
+        return "stale"
+    if prepared.payload is None:
+        return "unpayable"
+    if outcome.enqueue:
+        return "enqueued"
+    return "coalesced" if outcome.syncing else "unchanged"
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,7 @@ def sync_cart(
             pushed_hash = step.hash or ""
             kustom.update_order(order_id, step.payload or {}, cart=cart_id, hash=pushed_hash)
             pushes += 1
+            SYNC_PUSHES.inc()
             step = store.finish_sync(cart_id, token, pushed_hash, order_id, step.payload)
             log.info(
                 "kustom.sync.pushed cart=%s order=%s hash=%s next=%s",
@@ -140,4 +154,6 @@ def sync_cart(
         return SyncResult("requeue", pushes, step.hash)
     if step.action == "lost":
         log.warning("kustom.sync.lease_lost cart=%s order=%s", cart_id, order_id)
+    if step.action == "done" and step.pending_at:
+        SYNC_LAG.observe(max(0, now_ms() - step.pending_at) / 1000)
     return SyncResult("synced" if step.action == "done" else step.action, pushes, step.hash)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
+# Metrics of this test session (and the workers it starts) go to a fresh directory; this
+# must happen before anything imports prometheus_client.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kustom-metrics-")
+
 import copy
 import json
 from collections.abc import Callable, Iterator
@@ -105,6 +112,9 @@ class RecordingQueue:
         self.completions: list[tuple[str, str, str]] = []
         self.acknowledgements: list[tuple[str, str]] = []
         self.fraud_decisions: list[tuple[str, str, str]] = []
+        self.captures: list[str] = []
+        self.refunds: list[str] = []
+        self.cancels: list[str] = []
 
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
         self.syncs.append((cart_id, payload_hash, payload))
@@ -117,6 +127,15 @@ class RecordingQueue:
 
     def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None:
         self.fraud_decisions.append((cart_id, order_id, event_type))
+
+    def capture(self, capture_id: str) -> None:
+        self.captures.append(capture_id)
+
+    def refund(self, refund_id: str) -> None:
+        self.refunds.append(refund_id)
+
+    def cancel(self, cart_id: str) -> None:
+        self.cancels.append(cart_id)
 
 
 @pytest.fixture

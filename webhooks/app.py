@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import logging
+import time
 from typing import Any, Protocol
 
-from flask import Flask
+from flask import Flask, Response, g, request
 
+from kustom_app.logs import configure_logging
+from kustom_app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from kustom_app.services import Services
 from kustom_app.settings import Settings
 from webhooks import commerce, events, kustom_callbacks, kustom_confirm, ops, payments, storefront
@@ -18,6 +20,9 @@ class TaskQueue(Protocol):
     def complete(self, cart_id: str, order_id: str, path: str) -> None: ...
     def acknowledge(self, cart_id: str, order_id: str) -> None: ...
     def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None: ...
+    def capture(self, capture_id: str) -> None: ...
+    def refund(self, refund_id: str) -> None: ...
+    def cancel(self, cart_id: str) -> None: ...
 
 
 class CeleryTaskQueue:
@@ -42,6 +47,21 @@ class CeleryTaskQueue:
         from workers.tasks import enqueue_fraud_decision
 
         enqueue_fraud_decision(cart_id, order_id, event_type)
+
+    def capture(self, capture_id: str) -> None:
+        from workers.ordermanagement import enqueue_capture
+
+        enqueue_capture(capture_id)
+
+    def refund(self, refund_id: str) -> None:
+        from workers.ordermanagement import enqueue_refund
+
+        enqueue_refund(refund_id)
+
+    def cancel(self, cart_id: str) -> None:
+        from workers.ordermanagement import enqueue_cancel
+
+        enqueue_cancel(cart_id)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -72,8 +92,24 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(kustom_confirm.bp)
     app.register_blueprint(kustom_callbacks.bp)
     app.register_blueprint(events.bp)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+    register_request_metrics(app)
+    if not app.testing:
+        configure_logging()
     return app
+
+
+def register_request_metrics(app: Flask) -> None:
+    """Count and time every request, labelled by route (not by raw path: ids would explode)."""
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.kustom_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.pop("kustom_started", None)
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        if started is not None and not response.is_streamed:
+            HTTP_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        return response

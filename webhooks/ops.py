@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from kustom_app.metrics import render_metrics
 from webhooks.errors import error_response
 
 bp = Blueprint("ops", __name__)
@@ -25,3 +26,11 @@ def readyz() -> Response:
             503, "redis_unavailable", "Redis does not answer.", {"error": type(e).__name__}
         )
     return jsonify({"status": "ready"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus exposition: every web and worker process of this node, plus Redis gauges."""
+    services = current_app.extensions["kustom"]
+    body, content_type = render_metrics(services.redis, services.settings.key_prefix)
+    return Response(body, content_type=content_type)

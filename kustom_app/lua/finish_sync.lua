@@ -2,7 +2,8 @@
 -- KEYS[1] cart hash, KEYS[2] syncing index, KEYS[3] events channel
 -- ARGV: token, pushed_hash, now_ms, lease_ms, ttl_s, cart_id, order_id, pushed_payload_json
 local cart = KEYS[1]
-local s = redis.call('HMGET', cart, 'sync_lock', 'pending_hash', 'pending_payload', 'order_id')
+local s = redis.call('HMGET', cart, 'sync_lock', 'pending_hash', 'pending_payload', 'order_id',
+  'pending_at')
 if s[1] ~= ARGV[1] then return {'lost'} end
 if s[4] ~= ARGV[7] then
   -- The cart moved to another Kustom order meanwhile; this push says nothing about it.
@@ -16,7 +17,7 @@ redis.call('PUBLISH', KEYS[3], ARGV[6])
 if s[2] == ARGV[2] then
   redis.call('HDEL', cart, 'sync_lock', 'sync_lock_until')
   redis.call('ZREM', KEYS[2], ARGV[6])
-  return {'done', ARGV[2]}
+  return {'done', ARGV[2], s[5] or ''}
 end
 -- The cart changed while we pushed: keep the lease and push the newer payload next.
 redis.call('HSET', cart, 'sync_lock_until', tonumber(ARGV[3]) + tonumber(ARGV[4]))
