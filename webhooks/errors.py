@@ -7,6 +7,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import redis
 from flask import Flask, Response, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -80,6 +81,12 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(e: HTTPException) -> Response:
         status = e.code or 500
         return error_response(status, HTTP_CODES.get(status, "http_error"), e.description or "")
+
+    @app.errorhandler(redis.RedisError)
+    def _redis_down(e: redis.RedisError) -> Response:
+        # The caller should retry: commerce backends and Kustom both retry on 5xx.
+        log.error("kustom.web.redis_unavailable path=%s error=%s", request.path, type(e).__name__)
+        return error_response(503, "redis_unavailable", "The state store is unavailable; retry.")
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception) -> Response:

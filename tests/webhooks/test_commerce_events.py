@@ -153,3 +153,26 @@ def test_unpayable_render_is_stored_and_shown_as_not_in_sync_once_an_order_exist
     body = post_render(broken).get_json()
     assert body["syncing"] is True, "the iframe stays suspended while the cart cannot be paid"
     assert store.load("cart-u").version == 2
+
+
+def test_redis_outage_is_503_so_the_backend_retries(settings, task_queue):
+    import redis
+
+    from webhooks.app import create_app
+
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    app = create_app({"SETTINGS": settings, "REDIS": dead, "TASK_QUEUE": task_queue})
+    body = json.dumps(make_render()).encode()
+    response = app.test_client().post(
+        "/commerce/cart-mutation", data=body, headers=signed_headers(body)
+    )
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "redis_unavailable"
+    assert task_queue.syncs == []
+    assert app.test_client().get("/readyz").status_code == 503
+    assert app.test_client().get("/healthz").status_code == 200
