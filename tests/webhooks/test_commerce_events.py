@@ -157,11 +157,10 @@ def test_unpayable_render_is_stored_and_shown_as_not_in_sync_once_an_order_exist
 
 def test_redis_outage_is_503_so_the_backend_retries(settings, task_queue):
     import redis
-
-    from webhooks.app import create_app
-
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+
+    from webhooks.app import create_app
 
     dead = redis.Redis(
         host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
