@@ -8,13 +8,24 @@ local s = redis.call('HMGET', cart, 'pending_hash', 'sync_hash', 'order_id', 'or
   'sync_lock', 'sync_lock_until', 'pending_payload', 'state')
 local pending, sync, order_id = s[1], s[2], s[3]
 if not pending then return {'gone'} end
-if s[8] == 'completed' or s[8] == 'completing' then return {'closed'} end
-if not order_id or s[4] == '1' then return {'no_order'} end
+-- Nothing a sync job can do for these: take the cart off the syncing index so the
+-- sweeper does not keep re-queueing it (a new render puts it back when there is work).
+if s[8] == 'completed' or s[8] == 'completing' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return {'closed'}
+end
+if not order_id or s[4] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return {'no_order'}
+end
 if pending == sync then
   redis.call('ZREM', KEYS[2], ARGV[4])
   return {'in_sync', pending}
 end
-if not s[7] or s[7] == '' then return {'unpayable', pending} end
+if not s[7] or s[7] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return {'unpayable', pending}
+end
 local lock_until = tonumber(s[6])
 if s[5] and lock_until and lock_until > now then
   return {'busy', pending, '', '', tostring(lock_until - now)}

@@ -177,3 +177,11 @@ def test_render_applied_by_kustom_is_pending_and_synced(store):
     assert store.stale_syncing(0, 10, now=10_000) == []
     assert not store.record_applied_render(CART, 2, render(2), "h2", {"h": "h2"}, now=2_100)
     assert store.load(CART).pending_hash == "h3"
+
+
+def test_carts_a_job_cannot_sync_leave_the_syncing_index(store):
+    with_order(store)
+    store.record_render(CART, 2, render(2), "unpayable-x", None, now=2_000)
+    assert store.stale_syncing(0, 10, now=10_000) == [CART]
+    assert store.begin_sync(CART, "tok", now=2_100).action == "unpayable"
+    assert store.stale_syncing(0, 10, now=10_000) == []
