@@ -13,7 +13,13 @@ or directly through the state object's methods.
 
 Run it locally (the "Kustom playground")::
 
-    python -m playground.kustom --host 127.0.0.1 --port 8710 [--latency 0.05]
+    python -m playground.kustom --host 127.0.0.1 --port 8710 [--latency 0.05] [--push-delay 2]
+
+The html snippet's iframe is a small shopper UI (``/playground/checkout/<order_id>``): the
+order as the double has it, a shipping choice that calls the merchant's
+``shipping_option_update`` callback, an address form and a Pay button that runs the
+``validation`` callback, completes the order, sends the shopper to the confirmation URL and
+pushes ``--push-delay`` seconds later.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import copy
 import hmac
 import html
 import json
+import os
 import re
 import secrets
 import string
@@ -100,6 +107,19 @@ DEFAULT_OPTIONS = {
     "date_of_birth_mandatory": False,
     "require_validate_callback_success": False,
 }
+DEFAULT_PUSH_DELAY_SECONDS = 2.0
+PUSH_DELAY_ENV = "KUSTOM_PLAYGROUND_PUSH_DELAY"
+# ISO 4217 exponents other than 2, for showing amounts to the shopper.
+CURRENCY_EXPONENTS = {
+    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3,
+    "JPY": 0, "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0,
+    "TND": 3, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+}  # fmt: skip
+ADDRESS_FIELDS = (
+    "given_name", "family_name", "email", "street_address", "postal_code", "city", "phone",
+)  # fmt: skip
+REQUIRED_ADDRESS_FIELDS = frozenset(ADDRESS_FIELDS) - {"phone"}
+UPDATED_TEXT = "Your order was just updated. Please check it and press Pay again."
 FRAUD_STATUSES = frozenset({"ACCEPTED", "PENDING", "REJECTED"})
 FRAUD_EVENTS = {"ACCEPTED": "FRAUD_RISK_ACCEPTED", "REJECTED": "FRAUD_RISK_REJECTED"}
 FAULT_ERROR_CODES = {
@@ -352,19 +372,31 @@ def _validate_om_extras(body: Mapping[str, Any], *, shipping_info: bool) -> list
 # --------------------------------------------------------------------------------------------
 
 _SNIPPET_SCRIPT = """(function (w, d) {
+  function frame() { return d.getElementById("klarna-checkout-iframe"); }
+  function overlay() { return d.getElementById("klarna-checkout-overlay"); }
+  function origin(f) {
+    try { return new URL(f.src, d.baseURI).origin; } catch (e) { return null; }
+  }
+  function tell(type) {
+    var f = frame(), o = f && origin(f);
+    if (f && o && f.contentWindow) {
+      f.contentWindow.postMessage({ source: "kustom-playground", type: type }, o);
+    }
+  }
   if (typeof w._klarnaCheckout === "function") { return; }
   var handlers = {};
-  function frame() { return d.getElementById("klarna-checkout-iframe"); }
   var api = {
     suspend: function () {
-      var f = frame();
-      if (f) { f.setAttribute("data-suspended", "true"); f.style.opacity = "0.5";
-               f.style.pointerEvents = "none"; }
+      var f = frame(), o = overlay();
+      if (f) { f.setAttribute("data-suspended", "true"); }
+      if (o) { o.style.display = "flex"; }
+      tell("suspend");
     },
     resume: function () {
-      var f = frame();
-      if (f) { f.removeAttribute("data-suspended"); f.style.opacity = "";
-               f.style.pointerEvents = ""; f.src = f.src; }
+      var f = frame(), o = overlay();
+      if (f) { f.removeAttribute("data-suspended"); }
+      if (o) { o.style.display = "none"; }
+      tell("resume");
     },
     on: function (events) {
       for (var name in events) {
@@ -374,16 +406,45 @@ _SNIPPET_SCRIPT = """(function (w, d) {
   };
   w._klarnaCheckout = function (callback) { callback(api); };
   w._klarnaCheckout.handlers = handlers;
+  w.addEventListener("message", function (event) {
+    var f = frame();
+    if (!f || event.source !== f.contentWindow || event.origin !== origin(f)) { return; }
+    var m = event.data || {};
+    if (m.source !== "kustom-playground") { return; }
+    if (m.type === "resize" && m.height > 0) {
+      f.style.height = Math.ceil(m.height) + "px";
+    } else if (m.type === "redirect" && /^https?:[/][/]/.test(String(m.url))) {
+      w.location.assign(m.url);
+    } else if (m.type === "event" && typeof handlers[m.name] === "function") {
+      handlers[m.name](m.data || {});
+    }
+  });
 })(window, document);"""
+
+_OVERLAY_STYLE = (
+    "display: none; position: absolute; inset: 0; z-index: 10; align-items: center; "
+    "justify-content: center; background: rgba(235, 235, 235, 0.8); color: #333; "
+    "font: 600 18px/1.4 system-ui, sans-serif; cursor: progress;"
+)
 
 
 def html_snippet(base_url: str, order_id: str) -> str:
+    """The checkout's embeddable HTML: the shopper iframe, its overlay and ``_klarnaCheckout``.
+
+    ``suspend()`` greys the iframe out (overlay with "Updating…") and tells the iframe to
+    block input; ``resume()`` removes the overlay and tells the iframe to re-read the order.
+    The iframe asks the page (postMessage) to resize it and to send the shopper on to the
+    confirmation page.
+    """
     src = html.escape(f"{base_url.rstrip('/')}/playground/checkout/{order_id}", quote=True)
     return (
-        '<div id="klarna-checkout-container" style="overflow-x: hidden;">'
+        '<div id="klarna-checkout-container" style="overflow-x: hidden; position: relative;">'
         f'<iframe id="klarna-checkout-iframe" name="klarna-checkout-iframe" src="{src}" '
-        'style="width: 100%; min-height: 600px; border: 0;" frameborder="0" '
+        'title="Kustom Checkout (playground)" '
+        'style="width: 100%; min-height: 600px; border: 0; display: block;" frameborder="0" '
         'scrolling="no"></iframe>'
+        f'<div id="klarna-checkout-overlay" role="status" aria-live="polite" '
+        f'style="{_OVERLAY_STYLE}">Updating\u2026</div>'
         f'<script type="text/javascript">{_SNIPPET_SCRIPT}</script>'
         "</div>"
     )
@@ -399,6 +460,39 @@ def _default_address(country: str) -> dict[str, str]:
         "city": "Testcity",
         "phone": "+46700000000",
         "country": country,
+    }
+
+
+def _with_shipping_line(order: Mapping[str, Any], option: Mapping[str, Any]) -> dict[str, Any]:
+    """The order's amounts with its shipping fee line replaced by ``option``."""
+    lines = [
+        copy.deepcopy(line)
+        for line in order["order_lines"]
+        if not (isinstance(line, dict) and line.get("type") == "shipping_fee")
+    ]
+    price = option.get("price", 0)
+    lines.append(
+        {
+            "type": "shipping_fee",
+            "reference": option.get("id"),
+            "name": option.get("name") or "Shipping",
+            "quantity": 1,
+            "unit_price": price,
+            "tax_rate": option.get("tax_rate", 0),
+            "total_amount": price,
+            "total_discount_amount": 0,
+            "total_tax_amount": option.get("tax_amount", 0),
+        }
+    )
+    options = [
+        {**copy.deepcopy(o), "preselected": o.get("id") == option.get("id")}
+        for o in order.get("shipping_options") or []
+    ]
+    return {
+        "order_lines": lines,
+        "order_amount": sum(line.get("total_amount", 0) for line in lines),
+        "order_tax_amount": sum(line.get("total_tax_amount", 0) for line in lines),
+        **({"shipping_options": options} if options else {}),
     }
 
 
@@ -423,11 +517,15 @@ class KustomDoubleState:
         password: str = "playground",  # noqa: S107 - the playground's public dummy login
         latency_seconds: float = 0.0,
         base_url: str | None = None,
+        push_delay_seconds: float = DEFAULT_PUSH_DELAY_SECONDS,
     ) -> None:
         self.username = username
         self.password = password
         self.base_url = base_url.rstrip("/") if base_url else None
         self.push_timeout_seconds = 10.0
+        # The shopper UI's Pay sends the push this long after completing (Kustom: seconds).
+        self.push_delay_seconds = float(push_delay_seconds)
+        self.merchant_callback_timeout_seconds = 10.0  # Kustom waits up to 10 s
         self._initial_latency = float(latency_seconds)
         # A Condition over an RLock: `with state.lock:` guards state, waiters get notified.
         self.lock = threading.Condition(threading.RLock())
@@ -686,6 +784,7 @@ class KustomDoubleState:
                 "om": None,
                 "expired": False,
                 "update_count": 0,
+                "revision": 0,  # every change the shopper could see: merchant or shopper
                 "acknowledged": False,
                 "acknowledge_count": 0,
                 "authorization_extensions": 0,
@@ -723,6 +822,7 @@ class KustomDoubleState:
             merged["last_modified_at"] = _timestamp()
             record["order"] = merged
             record["update_count"] += 1
+            record["revision"] = record.get("revision", 0) + 1
             return copy.deepcopy(merged)
 
     # ---------------------------------------------------------------- Order management
@@ -968,6 +1068,13 @@ class KustomDoubleState:
             }
             if "merchant_data" in order:
                 record["om"]["merchant_data"] = order["merchant_data"]
+            selected = order.get("selected_shipping_option")
+            if isinstance(selected, dict):  # the shopper's choice in the iframe
+                record["om"]["selected_shipping_option"] = {
+                    name: copy.deepcopy(selected[name])
+                    for name in ("id", "name", "price", "tax_amount", "tax_rate", "method")
+                    if name in selected
+                }
             self.lock.notify_all()
         if push:
             self.send_push(order_id, delay_seconds=push_delay_seconds)
@@ -1019,6 +1126,237 @@ class KustomDoubleState:
         self._post_callback(
             "push", order_id, url_template, json_body=None, delay_seconds=delay_seconds
         )
+
+    # ---------------------------------------------------------------- the shopper (iframe UI)
+
+    def shopper_view(self, order_id: str) -> dict[str, Any]:
+        """What the checkout iframe shows: the order as Kustom has it now."""
+        with self.lock:
+            record = self._live_record(order_id)
+            if record is None:
+                raise DoubleError(404, "This checkout has expired or does not exist.")
+            order = record["order"]
+            country = order["purchase_country"]
+            options = order.get("shipping_options") or []
+            selected = (order.get("selected_shipping_option") or {}).get("id") or next(
+                (o.get("id") for o in options if o.get("preselected")), None
+            )
+            currency = str(order["purchase_currency"]).upper()
+            return copy.deepcopy(
+                {
+                    "order_id": order_id,
+                    "status": order["status"],
+                    "revision": record.get("revision", 0),
+                    "purchase_country": country,
+                    "purchase_currency": currency,
+                    "currency_exponent": CURRENCY_EXPONENTS.get(currency, 2),
+                    "locale": order["locale"],
+                    "order_amount": order["order_amount"],
+                    "order_tax_amount": order["order_tax_amount"],
+                    "order_lines": order["order_lines"],
+                    "shipping_options": options,
+                    "selected_shipping_option": selected,
+                    "billing_address": {
+                        **_default_address(country),
+                        **(order.get("billing_address") or {}),
+                    },
+                    "terms_url": order["merchant_urls"].get("terms"),
+                }
+            )
+
+    def _callback_body(self, order: Mapping[str, Any]) -> dict[str, Any]:
+        """Kustom's ``shipping_service_request`` for the update callbacks."""
+        body = {
+            name: copy.deepcopy(order[name])
+            for name in (
+                "order_amount",
+                "order_tax_amount",
+                "order_lines",
+                "purchase_currency",
+                "locale",
+                "billing_address",
+                "shipping_address",
+                "customer",
+                "merchant_reference1",
+                "merchant_reference2",
+                "merchant_data",
+            )
+            if name in order
+        }
+        return body
+
+    def _call_merchant(
+        self, kind: str, order_id: str, url: str, body: Any
+    ) -> tuple[int | None, Any, Mapping[str, str]]:
+        """POST a synchronous callback (validation, shipping option) and log it like a push."""
+        status: int | None = None
+        answer: Any = None
+        headers: Mapping[str, str] = {}
+        error: str | None = None
+        started = time.time()
+        with self.lock:
+            generation = self._generation
+        try:
+            response = requests.post(
+                url,
+                json=body,
+                timeout=self.merchant_callback_timeout_seconds,
+                allow_redirects=False,
+            )
+            status, headers = response.status_code, response.headers
+            try:
+                answer = response.json() if response.content else None
+            except ValueError:
+                answer = None
+        except requests.RequestException as exc:
+            error = repr(exc)
+        with self.lock:
+            if generation == self._generation:
+                self._callbacks.append(
+                    {
+                        "kind": kind,
+                        "order_id": order_id,
+                        "url": url,
+                        "json": copy.deepcopy(body),
+                        "status": status,
+                        "error": error,
+                        "answer": copy.deepcopy(answer),
+                        "at": started,
+                    }
+                )
+                self.lock.notify_all()
+        return status, answer, headers
+
+    def shopper_select_shipping(self, order_id: str, option_id: str) -> dict[str, Any]:
+        """The shopper picks a shipping option: the merchant reprices, Kustom applies it.
+
+        With ``merchant_urls.shipping_option_update`` the merchant's 200 answer
+        (``order_amount``, ``order_tax_amount``, ``order_lines``, ``shipping_options``) is
+        checked like an order update and applied; a 4xx answer's ``error_text`` is shown.
+        Without it the shipping fee line is replaced by the option, as Kustom does.
+        Returns :meth:`shopper_view`, with ``error`` when nothing changed.
+        """
+        with self.lock:
+            record = self._live_record(order_id)
+            if record is None:
+                raise DoubleError(404, "This checkout has expired or does not exist.")
+            order = record["order"]
+            if order["status"] != "checkout_incomplete":
+                raise DoubleError(409, "This order is already paid.")
+            option = next(
+                (o for o in order.get("shipping_options") or [] if o.get("id") == option_id),
+                None,
+            )
+            if option is None:
+                raise DoubleError(400, "That shipping option is not offered.")
+            option = copy.deepcopy(option)
+            snapshot = copy.deepcopy(order)
+            url = order["merchant_urls"].get("shipping_option_update")
+            body = {**self._callback_body(order), "selected_shipping_option": option}
+        if url:
+            status, answer, _ = self._call_merchant("shipping_option_update", order_id, url, body)
+            if status != 200 or not isinstance(answer, dict):
+                text = answer.get("error_text") if isinstance(answer, dict) else None
+                return {
+                    **self.shopper_view(order_id),
+                    "error": text or "The shop could not update the shipping. Please try again.",
+                }
+            changes = {
+                name: answer[name]
+                for name in ("order_amount", "order_tax_amount", "order_lines", "shipping_options")
+                if name in answer
+            }
+        else:
+            changes = _with_shipping_line(snapshot, option)
+        with self.lock:
+            record = self._live_record(order_id)
+            if record is None or record["order"]["status"] != "checkout_incomplete":
+                raise DoubleError(409, "This order can no longer be changed.")
+            merged = {**copy.deepcopy(record["order"]), **copy.deepcopy(changes)}
+            errors = validate_order(merged)
+            if errors:
+                return {
+                    **self.shopper_view(order_id),
+                    "error": "The shop answered with amounts that do not add up: "
+                    + ", ".join(errors),
+                }
+            for offered in merged.get("shipping_options") or []:
+                if offered.get("id") == option_id:
+                    option = copy.deepcopy(offered)
+            merged["selected_shipping_option"] = option
+            merged["last_modified_at"] = _timestamp()
+            record["order"] = merged
+            record["revision"] = record.get("revision", 0) + 1
+            self.lock.notify_all()
+        return self.shopper_view(order_id)
+
+    def shopper_pay(
+        self, order_id: str, address: Mapping[str, Any], *, revision: int | None = None
+    ) -> dict[str, Any]:
+        """The shopper presses Pay: validation callback, completion, push, confirmation.
+
+        ``revision`` is the one the shopper looked at; if the order changed since, nothing
+        is paid and the page reloads (a shopper pays for what they saw). Answers
+        ``{"redirect": url}`` (the confirmation page, or the merchant's 303 target) or
+        ``{"error": text}`` (the merchant's ``error_text`` on a rejected validation).
+        """
+        missing = [
+            name
+            for name in sorted(REQUIRED_ADDRESS_FIELDS)
+            if not isinstance(address.get(name), str) or not address[name].strip()
+        ]
+        if missing:
+            return {"error": "Please fill in: " + ", ".join(n.replace("_", " ") for n in missing)}
+        with self.lock:
+            record = self._live_record(order_id)
+            if record is None:
+                raise DoubleError(404, "This checkout has expired or does not exist.")
+            order = record["order"]
+            urls = order["merchant_urls"]
+            confirmation = urls["confirmation"].replace("{checkout.order.id}", order_id)
+            if order["status"] != "checkout_incomplete":
+                return {"redirect": confirmation, "order_id": order_id}  # a second click
+            seen = record.get("revision", 0)
+            if revision is not None and revision != seen:
+                return {"error": UPDATED_TEXT, "reload": True}
+            given = {
+                name: str(address[name]).strip()
+                for name in ADDRESS_FIELDS
+                if isinstance(address.get(name), str) and address[name].strip()
+            }
+            billing = {**given, "country": order["purchase_country"]}
+            body = copy.deepcopy(order)
+            body.pop("html_snippet", None)
+            body["billing_address"] = dict(billing)
+            body["shipping_address"] = dict(billing)
+            validation_url = urls.get("validation")
+            must_answer = bool(
+                (order.get("options") or {}).get("require_validate_callback_success")
+            )
+        if validation_url:
+            status, answer, headers = self._call_merchant(
+                "validation", order_id, validation_url, body
+            )
+            if status == 303 and headers.get("Location"):
+                return {"redirect": headers["Location"], "rejected": True}
+            if status is not None and 400 <= status < 500:
+                text = answer.get("error_text") if isinstance(answer, dict) else None
+                return {"error": text or "The shop did not accept the order.", "rejected": True}
+            if status != 200 and must_answer:
+                return {"error": "The shop could not be reached. Please try again."}
+            # Kustom: a validation that times out or fails with 5xx does not stop the
+            # purchase unless options.require_validate_callback_success is set.
+        with self.lock:
+            record = self._live_record(order_id)
+            if (
+                record is None
+                or record["order"]["status"] != "checkout_incomplete"
+                or record.get("revision", 0) != seen
+            ):
+                return {"error": UPDATED_TEXT, "reload": True}
+            self.complete_order(order_id, billing_address=billing, shipping_address=billing)
+        self.send_push(order_id, delay_seconds=self.push_delay_seconds)
+        return {"redirect": confirmation, "order_id": order_id}
 
     def _post_callback(
         self,
@@ -1429,31 +1767,296 @@ def _register_admin(app: Flask) -> None:
         return _json_response(200, stored)
 
 
-def _register_placeholder_ui(app: Flask) -> None:
-    @app.get("/playground/checkout/<order_id>")
+_SHOPPER_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Kustom Checkout (playground)</title>
+<style>
+  :root { color-scheme: light; --ink: #17120f; --muted: #6b625c; --line: #e6e1dc;
+          --accent: #0b051d; --pink: #ffa8cd; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
+         color: var(--ink); background: #fff; }
+  main { padding: 18px 20px 22px; max-width: 640px; margin: 0 auto; }
+  header { display: flex; align-items: center; justify-content: space-between; gap: 8px;
+           padding-bottom: 10px; border-bottom: 1px solid var(--line); }
+  header strong { font-size: 17px; letter-spacing: .2px; }
+  .badge { font-size: 12px; background: var(--pink); border-radius: 999px; padding: 2px 9px; }
+  h2 { font-size: 14px; text-transform: uppercase; letter-spacing: .6px; color: var(--muted);
+       margin: 18px 0 8px; }
+  table { width: 100%; border-collapse: collapse; }
+  td, th { padding: 5px 0; text-align: left; font-weight: normal; }
+  td:last-child, th:last-child { text-align: right; white-space: nowrap; }
+  tbody tr { border-bottom: 1px solid var(--line); }
+  tr.shipping_fee td { color: var(--muted); }
+  tfoot .total th, tfoot .total td { font-weight: 700; font-size: 17px; padding-top: 9px; }
+  tfoot .tax th, tfoot .tax td { color: var(--muted); font-size: 13px; }
+  .options label { display: flex; justify-content: space-between; gap: 10px; padding: 9px 11px;
+                   border: 1px solid var(--line); border-radius: 8px; margin-bottom: 6px;
+                   cursor: pointer; }
+  .options label:has(input:checked) { border-color: var(--accent);
+                                       box-shadow: 0 0 0 1px var(--accent); }
+  .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 8px; }
+  .grid .wide { grid-column: 1 / -1; }
+  .grid label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); }
+  input[type=text], input[type=email], input[type=tel] { font: inherit; color: var(--ink);
+        padding: 7px 9px; border: 1px solid #cfc8c1; border-radius: 6px; margin-top: 2px; }
+  #kco-error { background: #fdecec; color: #8a1010; border-radius: 6px; padding: 8px 10px; }
+  #kco-pay { width: 100%; margin-top: 14px; padding: 12px; font: 600 16px system-ui, sans-serif;
+             color: #fff; background: var(--accent); border: 0; border-radius: 8px;
+             cursor: pointer; }
+  #kco-pay:disabled { opacity: .45; cursor: not-allowed; }
+  .fine { font-size: 12px; color: var(--muted); margin: 10px 0 0; }
+  main.suspended { filter: grayscale(1); opacity: .6; }
+</style>
+</head>
+<body>
+<main id="kco">
+  <header>
+    <strong>Kustom Checkout</strong>
+    <span class="badge">playground &middot; local stand-in</span>
+  </header>
+  <section aria-labelledby="kco-h-order">
+    <h2 id="kco-h-order">Your order</h2>
+    <table id="kco-lines">
+      <tbody></tbody>
+      <tfoot>
+        <tr class="total"><th>Total</th><td id="kco-total"></td></tr>
+        <tr class="tax"><th>of which VAT</th><td id="kco-tax"></td></tr>
+      </tfoot>
+    </table>
+  </section>
+  <section id="kco-shipping-section" aria-labelledby="kco-h-shipping" hidden>
+    <h2 id="kco-h-shipping">Delivery</h2>
+    <div id="kco-shipping" class="options"></div>
+  </section>
+  <section aria-labelledby="kco-h-address">
+    <h2 id="kco-h-address">Your details</h2>
+    <form id="kco-form" class="grid" novalidate>
+      <label>First name
+        <input type="text" name="given_name" id="kco-given-name" autocomplete="given-name">
+      </label>
+      <label>Last name
+        <input type="text" name="family_name" id="kco-family-name" autocomplete="family-name">
+      </label>
+      <label class="wide">E-mail
+        <input type="email" name="email" id="kco-email" autocomplete="email">
+      </label>
+      <label class="wide">Street address
+        <input type="text" name="street_address" id="kco-street" autocomplete="street-address">
+      </label>
+      <label>Postal code
+        <input type="text" name="postal_code" id="kco-postal-code" autocomplete="postal-code">
+      </label>
+      <label>City
+        <input type="text" name="city" id="kco-city" autocomplete="address-level2">
+      </label>
+      <label class="wide">Phone
+        <input type="tel" name="phone" id="kco-phone" autocomplete="tel">
+      </label>
+    </form>
+  </section>
+  <p id="kco-error" role="alert" hidden></p>
+  <button id="kco-pay" type="submit" form="kco-form">Pay</button>
+  <p class="fine">By paying you accept the shop's
+    <a id="kco-terms" target="_top" href="#">terms</a>.
+    Nothing is charged: this is the local Kustom playground.</p>
+</main>
+<script type="application/json" id="kco-initial">__INITIAL__</script>
+<script>
+(function () {
+  "use strict";
+  var base = location.pathname.replace(/[/]+$/, "");
+  var order = JSON.parse(document.getElementById("kco-initial").textContent);
+  var suspended = false, busy = false, paid = false, prefilled = false;
+  function $(id) { return document.getElementById(id); }
+  function toParent(message) {
+    message.source = "kustom-playground";
+    if (window.parent !== window) { window.parent.postMessage(message, "*"); }
+  }
+  function money(minor) {
+    var exp = order.currency_exponent, unit = Math.pow(10, exp), v = Math.abs(minor);
+    var frac = exp ? "." + String(v % unit).padStart(exp, "0") : "";
+    return (minor < 0 ? "-" : "") + Math.floor(v / unit) + frac + " " + order.purchase_currency;
+  }
+  function resize() { toParent({ type: "resize", height: document.documentElement.scrollHeight }); }
+  function showError(message) {
+    var box = $("kco-error");
+    box.textContent = message || "";
+    box.hidden = !message;
+    resize();
+  }
+  function controls() {
+    return Array.prototype.slice.call(document.querySelectorAll("#kco input, #kco-pay"));
+  }
+  function updateDisabled() {
+    var off = suspended || busy || paid || order.status !== "checkout_incomplete";
+    controls().forEach(function (el) { el.disabled = off; });
+    $("kco").classList.toggle("suspended", suspended);
+  }
+  function render() {
+    var body = $("kco-lines").tBodies[0];
+    body.replaceChildren();
+    order.order_lines.forEach(function (line) {
+      var row = document.createElement("tr"), name = document.createElement("td"),
+          total = document.createElement("td");
+      row.className = "line " + (line.type || "physical");
+      var count = line.type === "shipping_fee" ? "" : line.quantity + " \u00d7 ";
+      name.textContent = count + line.name;
+      total.textContent = money(line.total_amount);
+      row.append(name, total);
+      body.append(row);
+    });
+    $("kco-total").textContent = money(order.order_amount);
+    $("kco-total").dataset.amount = String(order.order_amount);
+    $("kco-tax").textContent = money(order.order_tax_amount);
+    var box = $("kco-shipping");
+    box.replaceChildren();
+    order.shipping_options.forEach(function (option) {
+      var label = document.createElement("label"), left = document.createElement("span"),
+          input = document.createElement("input"), price = document.createElement("span");
+      input.type = "radio"; input.name = "shipping"; input.value = option.id;
+      input.checked = option.id === order.selected_shipping_option;
+      input.addEventListener("change", function () { chooseShipping(option.id); });
+      left.append(input, " " + option.name);
+      price.textContent = money(option.price);
+      label.append(left, price);
+      box.append(label);
+    });
+    $("kco-shipping-section").hidden = order.shipping_options.length === 0;
+    if (!prefilled) {
+      prefilled = true;
+      Object.keys(order.billing_address).forEach(function (name) {
+        var input = document.querySelector('#kco-form [name="' + name + '"]');
+        if (input && !input.value) { input.value = order.billing_address[name]; }
+      });
+    }
+    if (order.terms_url) { $("kco-terms").href = order.terms_url; }
+    $("kco-pay").textContent = order.status === "checkout_incomplete"
+      ? "Pay " + money(order.order_amount) : "Paid";
+    updateDisabled();
+    resize();
+  }
+  function call(method, path, body) {
+    var init = { method: method, cache: "no-store", headers: {} };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(base + path, init).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (json) {
+        return { status: response.status, body: json || {} };
+      });
+    }, function () {
+      return { status: 0, body: { error: "The connection failed. Please try again." } };
+    });
+  }
+  function reload() {
+    return call("GET", "/data").then(function (answer) {
+      if (answer.status === 200) { order = answer.body; render(); }
+      else { showError(answer.body.error || "This checkout has expired."); }
+    });
+  }
+  function chooseShipping(id) {
+    busy = true; updateDisabled(); showError("");
+    call("POST", "/shipping-option", { id: id }).then(function (answer) {
+      busy = false;
+      if (answer.body.order_id) { order = answer.body; }
+      render();
+      showError(answer.body.error);
+    });
+  }
+  $("kco-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (suspended || busy || paid) { return; }
+    var address = {};
+    new FormData($("kco-form")).forEach(function (value, name) { address[name] = value; });
+    busy = true; updateDisabled(); showError("");
+    $("kco-pay").textContent = "Paying\u2026";
+    call("POST", "/pay", { address: address, revision: order.revision }).then(function (answer) {
+      busy = false;
+      if (answer.body.redirect) {
+        paid = !answer.body.rejected;
+        $("kco-pay").textContent = paid ? "Paid \u2713" : "Redirecting\u2026";
+        updateDisabled();
+        var url = answer.body.redirect;
+        toParent({ type: "redirect", url: url });
+        // Only if the page did not act on the message (an old snippet, or no parent).
+        setTimeout(function () {
+          try { window.top.location.href = url; } catch (e) { location.href = url; }
+        }, window.parent === window ? 0 : 2500);
+        return;
+      }
+      showError(answer.body.error || "The payment failed. Please try again.");
+      if (answer.body.reload) { reload(); } else { render(); }
+    });
+  });
+  window.addEventListener("message", function (event) {
+    var message = event.data || {};
+    if (event.source !== window.parent || message.source !== "kustom-playground") { return; }
+    if (message.type === "suspend") { suspended = true; updateDisabled(); }
+    if (message.type === "resume") { suspended = false; reload(); }
+  });
+  if (typeof ResizeObserver === "function") { new ResizeObserver(resize).observe(document.body); }
+  render();
+})();
+</script>
+</body>
+</html>
+"""
+
+_GONE_PAGE = (
+    "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+    "<title>Kustom Checkout (playground)</title></head>"
+    "<body style='font: 15px system-ui, sans-serif; padding: 20px'>"
+    "<p>This checkout has expired or does not exist. Please reload the shop's checkout page."
+    "</p></body></html>"
+)
+
+
+def _script_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _register_shopper_ui(app: Flask) -> None:
+    """The page inside the snippet's iframe, and the calls it makes (as a shopper, no auth)."""
+    prefix = "/playground/checkout/<order_id>"
+
+    @app.get(prefix)
     def _checkout_page(order_id: str) -> Response:
-        """Placeholder for the shopper UI (built later): shows the order, no actions."""
-        state = _state()
-        with state.lock:
-            record = state._live_record(order_id)
-            order = copy.deepcopy(record["order"]) if record else None
-        if order is None:
-            return Response("<p>Unknown or expired Kustom order.</p>", status=404)
-        rows = "".join(
-            f"<tr><td>{html.escape(str(line.get('name')))}</td>"
-            f"<td>{html.escape(str(line.get('quantity')))}</td>"
-            f"<td>{html.escape(str(line.get('total_amount')))}</td></tr>"
-            for line in order["order_lines"]
-        )
-        page = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Kustom playground</title>"
-            "</head><body><h1>Kustom playground checkout</h1>"
-            f"<p>Order {html.escape(order_id)} — {html.escape(order['status'])}</p>"
-            f"<table><tr><th>Item</th><th>Qty</th><th>Total</th></tr>{rows}</table>"
-            f"<p>Total {order['order_amount']} {html.escape(order['purchase_currency'])}"
-            f" (tax {order['order_tax_amount']})</p></body></html>"
-        )
-        return Response(page, mimetype="text/html")
+        try:
+            view = _state().shopper_view(order_id)
+        except DoubleError:
+            return Response(_GONE_PAGE, status=404, mimetype="text/html")
+        page = _SHOPPER_PAGE.replace("__INITIAL__", _script_json(view))
+        response = Response(page, mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get(f"{prefix}/data")
+    def _checkout_data(order_id: str) -> Response:
+        return _json_response(200, _state().shopper_view(order_id), {"Cache-Control": "no-store"})
+
+    @app.post(f"{prefix}/shipping-option")
+    def _checkout_shipping(order_id: str) -> Response:
+        option_id = _admin_json().get("id")
+        if not isinstance(option_id, str) or not option_id:
+            raise DoubleError(400, "id is required")
+        return _json_response(200, _state().shopper_select_shipping(order_id, option_id))
+
+    @app.post(f"{prefix}/pay")
+    def _checkout_pay(order_id: str) -> Response:
+        body = _admin_json()
+        address = body.get("address")
+        revision = body.get("revision")
+        if not isinstance(address, dict):
+            raise DoubleError(400, "address must be an object")
+        if revision is not None and not _is_int(revision):
+            raise DoubleError(400, "revision must be an integer")
+        return _json_response(200, _state().shopper_pay(order_id, address, revision=revision))
 
 
 def create_app(
@@ -1462,11 +2065,13 @@ def create_app(
     password: str = "playground",  # noqa: S107 - the playground's public dummy login
     latency_seconds: float = 0.0,
     base_url: str | None = None,
+    push_delay_seconds: float = DEFAULT_PUSH_DELAY_SECONDS,
 ) -> Flask:
     """The Kustom double as a Flask app; its state is ``app.extensions["kustom_double"]``.
 
     ``base_url`` (default: the request's host URL) prefixes the ``Location`` headers and the
-    iframe URL of the html snippet.
+    iframe URL of the html snippet. ``push_delay_seconds`` is how long after the shopper's
+    Pay the push is sent (Kustom pushes seconds after the redirect to the confirmation).
     """
     app = Flask("playground.kustom")
     app.extensions[EXTENSION_KEY] = KustomDoubleState(
@@ -1474,6 +2079,7 @@ def create_app(
         password=password,
         latency_seconds=latency_seconds,
         base_url=base_url,
+        push_delay_seconds=push_delay_seconds,
     )
 
     for rule, method, operation, handler, idempotent in _API_ROUTES:
@@ -1489,7 +2095,7 @@ def create_app(
         app.add_url_rule(rule, endpoint=operation, view_func=view, methods=[method])
 
     _register_admin(app)
-    _register_placeholder_ui(app)
+    _register_shopper_ui(app)
 
     @app.errorhandler(404)
     def _not_found(_exc: Exception) -> Response:
@@ -1528,7 +2134,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--username", default="playground")
     parser.add_argument("--password", default="playground")
     parser.add_argument("--base-url", default=None, help="public URL, if not http://host:port")
+    parser.add_argument(
+        "--push-delay",
+        type=float,
+        default=float(os.environ.get(PUSH_DELAY_ENV) or DEFAULT_PUSH_DELAY_SECONDS),
+        help=f"seconds from Pay to the push (env {PUSH_DELAY_ENV}; default 2)",
+    )
     args = parser.parse_args(argv)
+    if args.push_delay < 0:
+        parser.error("--push-delay must be >= 0")
 
     from werkzeug.serving import make_server
 
@@ -1537,6 +2151,7 @@ def main(argv: list[str] | None = None) -> int:
         password=args.password,
         latency_seconds=args.latency,
         base_url=args.base_url,
+        push_delay_seconds=args.push_delay,
     )
     server = make_server(args.host, args.port, app, threaded=True)
     url = args.base_url or f"http://{args.host}:{server.server_port}"
