@@ -1,0 +1,594 @@
+"""Cart-event ingest: ``POST /commerce/cart-mutation`` under concurrent load, beside a bare
+JSON endpoint served by the same gunicorn.
+
+    python -m bench ingest [--carts 200] [--duration 8] [--rounds 2] [--connections 32]
+                           [--no-worker] [--profile] [--loadgen wrk|python]
+
+The node runs as in production: gunicorn from the Procfile's web line (gthread, its
+workers and threads, gunicorn.conf.py), serving ``bench.app`` (the production app plus
+``POST /_bench/bare``), a real redis-server, one Celery worker (concurrency 2, pushing to
+the Kustom double) and the doubles as threads of this process.
+
+Every cart starts with a Kustom order, so each render is the full hot path: signature,
+JSON + schema, payload build + hash, the record_render Lua script, and the sync job
+enqueued (or coalesced into the one already queued). Each request carries a new version
+of one of ``--carts`` carts with a different quantity, signed like the commerce backend
+signs (requests are prepared before the run: the load generator only replays bytes).
+
+Rows, measured back to back in ``--rounds`` interleaved rounds (bare, mutation, bare, ...)
+with the same connections and the same bodies:
+
+* ``bare``: ``POST /_bench/bare`` (reads the body, answers 202 JSON): the baseline;
+* ``cart-mutation``: the measured endpoint.
+
+Load: ``wrk`` (installed with apt-get when missing and we are root), closed loop with
+``--connections`` keep-alive connections (default 32 = the Procfile's 2 workers x 16
+threads); else a Python load generator (two processes of threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.app import BARE_PATH
+from bench.common import (
+    CpuMeter,
+    Figure,
+    Profiler,
+    cart_render,
+    figures_table,
+    machine_info,
+    machine_line,
+    markdown_table,
+    node_cpu_groups,
+    open_checkout,
+    percentile,
+    post_render,
+    profile_table,
+    render_body,
+    save_run,
+    signed_headers,
+    stack,
+)
+
+MUTATION_PATH = "/commerce/cart-mutation"
+TARGET_RATIO = 0.5
+CPU_GROUPS = ("web", "redis", "worker", "doubles")
+BARE, MUTATION, FRESH = "bare", "cart-mutation", "cart-mutation, fresh carts"
+
+WRK_SCRIPT = r"""
+local counter = 0
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local f = assert(io.open(args[1] .. "." .. tid, "rb"))
+  local data = f:read("*a")
+  f:close()
+  reqs = {}
+  local pos = 1
+  while pos <= #data do
+    local nl = string.find(data, "\n", pos, true)
+    local len = tonumber(string.sub(data, pos, nl - 1))
+    reqs[#reqs + 1] = string.sub(data, nl + 1, nl + len)
+    pos = nl + 1 + len
+  end
+  idx = 0
+  wraps = 0
+end
+
+function request()
+  idx = idx + 1
+  if idx > #reqs then
+    idx = 1
+    wraps = wraps + 1
+  end
+  return reqs[idx]
+end
+
+function done(summary, latency, requests)
+  local w = 0
+  for _, t in ipairs(threads) do w = w + t:get("wraps") end
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,' ..
+    '"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,' ..
+    '"max_us":%d,"wraps":%d}\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean,
+    latency.max, w))
+end
+"""
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    errors: int
+    wrapped: bool
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process group
+    events: dict[str, int] = field(default_factory=dict)  # cart events by outcome
+
+    def cpu_ms_per_request(self, group: str) -> float:
+        return 1000 * self.cpu.get(group, 0.0) / self.requests if self.requests else 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+# -- requests, prepared before the run -----------------------------------------------------------
+
+
+class RequestStream:
+    """Renders of ``carts`` carts with ever newer versions, split over load-generator
+    threads so that one cart's renders stay in one thread, in version order."""
+
+    def __init__(self, cart_ids: list[str], host: str, first_version: int = 2) -> None:
+        self.cart_ids = cart_ids
+        self.host = host
+        self.next_version = dict.fromkeys(cart_ids, first_version)
+
+    def take(self, count: int, path: str, slices: int) -> list[list[bytes]]:
+        """``count`` raw HTTP requests to ``path``, dealt round-robin into ``slices``."""
+        out: list[list[bytes]] = [[] for _ in range(slices)]
+        for k in range(count):
+            cart_id = self.cart_ids[k % len(self.cart_ids)]
+            version = self.next_version[cart_id]
+            self.next_version[cart_id] = version + 1
+            # Consecutive versions always differ in content: every render changes the hash.
+            body = render_body(cart_render(cart_id, version, quantity=2 + version % 9))
+            headers = signed_headers(body)
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                f"Content-Type: application/json\r\n"
+                f"X-Commerce-Signature: {headers['X-Commerce-Signature']}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            out[(k % len(self.cart_ids)) % slices].append(head + body)
+        return out
+
+
+def write_slices(prefix: Path, slices: list[list[bytes]]) -> None:
+    for index, raw_requests in enumerate(slices):
+        with open(f"{prefix}.{index}", "wb") as f:
+            for raw in raw_requests:
+                f.write(f"{len(raw)}\n".encode())
+                f.write(raw)
+
+
+# -- load generators ------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str | None:
+    """wrk on PATH; installed with apt-get (Debian, as root) when missing."""
+    found = shutil.which("wrk")
+    if found or not shutil.which("apt-get") or os.geteuid() != 0:
+        return found
+    print("wrk is missing: apt-get install -y wrk ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "install", "-y", "wrk"], ["apt-get", "update"]):
+        subprocess.run(command, env=env, capture_output=True, timeout=300, check=False)
+        if shutil.which("wrk"):
+            return shutil.which("wrk")
+    subprocess.run(
+        ["apt-get", "install", "-y", "wrk"], env=env, capture_output=True, timeout=300, check=False
+    )
+    return shutil.which("wrk")
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    prefix: Path,
+    script: Path,
+    *,
+    threads: int,
+    connections: int,
+    seconds: float,
+) -> LoadResult:
+    out = subprocess.run(
+        [
+            wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+            "--timeout", "10s", "-s", str(script), url, "--", str(prefix),
+        ],
+        capture_output=True, text=True, timeout=seconds + 60, check=False,
+    )  # fmt: skip
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    data = json.loads(line.removeprefix("WRKJSON "))
+    errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return LoadResult(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        mean_ms=data["mean_us"] / 1000,
+        errors=errors,
+        wrapped=data["wraps"] > 0,
+    )
+
+
+def _python_worker(
+    host: str, port: int, raw_requests: list[bytes], connections: int, seconds: float, out: Any
+) -> None:
+    import socket
+
+    latencies: list[float] = []
+    errors = 0
+    wrapped = False
+    lock = threading.Lock()
+    position = [0]
+    deadline = time.monotonic() + seconds
+
+    def next_request() -> bytes:
+        nonlocal wrapped
+        with lock:
+            index = position[0]
+            position[0] += 1
+        if index >= len(raw_requests):
+            wrapped = True
+        return raw_requests[index % len(raw_requests)]
+
+    def connection_loop() -> None:
+        nonlocal errors
+        mine: list[float] = []
+        sock = socket.create_connection((host, port))
+        reader = sock.makefile("rb")
+        while time.monotonic() < deadline:
+            raw = next_request()
+            started = time.perf_counter()
+            sock.sendall(raw)
+            status_line = reader.readline()
+            if not status_line:  # the server closed the connection: open another
+                sock.close()
+                sock = socket.create_connection((host, port))
+                reader = sock.makefile("rb")
+                continue
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            reader.read(length)
+            mine.append((time.perf_counter() - started) * 1000)
+            if int(status_line.split()[1]) >= 400:
+                errors += 1
+        sock.close()
+        with lock:
+            latencies.extend(mine)
+
+    started = time.monotonic()
+    pool = [threading.Thread(target=connection_loop) for _ in range(connections)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    out.put((latencies, time.monotonic() - started, errors, wrapped))
+
+
+def run_python_load(
+    url: str, slices: list[list[bytes]], *, connections: int, seconds: float
+) -> LoadResult:
+    import multiprocessing as mp
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    per_process = max(1, connections // len(slices))
+    processes = [
+        ctx.Process(
+            target=_python_worker,
+            args=(parts.hostname, parts.port, raw, per_process, seconds, queue),
+        )
+        for raw in slices
+    ]
+    for process in processes:
+        process.start()
+    results = [queue.get() for _ in processes]
+    for process in processes:
+        process.join()
+    latencies = sorted(x for r in results for x in r[0])
+    elapsed = max(r[1] for r in results)
+    return LoadResult(
+        requests=len(latencies),
+        seconds=elapsed,
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        mean_ms=statistics.fmean(latencies) if latencies else float("nan"),
+        errors=sum(r[2] for r in results),
+        wrapped=any(r[3] for r in results),
+    )
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+
+
+def _outcomes(node: Any) -> dict[str, float]:
+    samples = node.scrape("kustom_cart_events_total")
+    return {name.split('outcome="')[1].rstrip('"}'): value for name, value in samples.items()}
+
+
+def _fresh_carts(node: Any, count: int) -> list[str]:
+    """``count`` carts that each have a Kustom order and nothing queued, written straight to
+    Redis (a render, then the order as checkout records it): their next render enqueues.
+
+    The order ids are unknown to the Kustom double: the worker's sync job gets a 404 and
+    marks the order for re-creation, which costs the web nothing.
+    """
+    from kustom_app.render import load_render
+    from kustom_app.state import CartStore
+    from kustom_app.sync import prepare_render
+
+    store = CartStore(node.redis_client())
+    prepared = prepare_render(load_render(cart_render("fresh", 1, 1)))
+    cart_ids = [f"fresh-{i:05d}" for i in range(count)]
+
+    def setup(chunk: list[str]) -> None:
+        for cart_id in chunk:
+            render = {**prepared.render, "cartId": cart_id}
+            payload = {**(prepared.payload or {}), "merchant_reference1": cart_id}
+            store.record_render(cart_id, 1, render, prepared.hash, payload)
+            store.record_order(cart_id, f"bench-order-{cart_id}", prepared.hash, payload)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(setup, [cart_ids[i::4] for i in range(4)]))
+    return cart_ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench ingest")
+    parser.add_argument("--carts", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved bare/mutation rounds")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="load-generator threads")
+    parser.add_argument("--no-worker", action="store_true", help="no Celery worker running")
+    parser.add_argument(
+        "--no-fresh", action="store_true", help="skip the every-render-enqueues row"
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy an extra mutation run")
+    parser.add_argument("--loadgen", choices=("wrk", "python"), default=None)
+    args = parser.parse_args(argv)
+
+    wrk = None if args.loadgen == "python" else ensure_wrk()
+    if args.loadgen == "wrk" and wrk is None:
+        print("wrk is not available")
+        return 2
+    loadgen = "wrk" if wrk else "python"
+    machine = machine_info()
+    print(f"## ingest: POST {MUTATION_PATH} vs POST {BARE_PATH}\n\n{machine_line(machine)}")
+    print(
+        f"gunicorn as the Procfile's web line; load generator: {loadgen}, "
+        f"{args.connections} connections, {args.duration:.0f} s per run"
+    )
+
+    results: dict[str, list[LoadResult]] = {BARE: [], MUTATION: [], FRESH: []}
+    profile: list[tuple[str, float, float]] = []
+    with stack(workers=0 if args.no_worker else 1) as node:
+        host = node.url.removeprefix("http://")
+        script = node.work_dir / "replay.lua"
+        script.write_text(WRK_SCRIPT)
+        session = requests.Session()
+        cart_ids = [f"ingest-{i:04d}" for i in range(args.carts)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda c: post_render(session, node.url, cart_render(c, 1, 1)), cart_ids))
+            list(pool.map(lambda c: open_checkout(session, node.url, c), cart_ids))
+        meter = CpuMeter(node_cpu_groups(node))
+
+        def load(path: str, raw: list[list[bytes]], seconds: float) -> LoadResult:
+            prefix = node.work_dir / f"requests-{time.monotonic_ns()}"
+            before = _outcomes(node) if path == MUTATION_PATH else {}
+            if wrk:
+                write_slices(prefix, raw)
+                try:
+                    meter.start()
+                    result = run_wrk(
+                        wrk,
+                        node.url + path,
+                        prefix,
+                        script,
+                        threads=len(raw),
+                        connections=args.connections,
+                        seconds=seconds,
+                    )
+                finally:
+                    for index in range(len(raw)):
+                        Path(f"{prefix}.{index}").unlink(missing_ok=True)
+            else:
+                meter.start()
+                result = run_python_load(
+                    node.url + path, raw, connections=args.connections, seconds=seconds
+                )
+            result.cpu = meter.stop()
+            if path == MUTATION_PATH:
+                after = _outcomes(node)
+                result.events = {k: int(v - before.get(k, 0)) for k, v in after.items()}
+                result.events = {k: v for k, v in result.events.items() if v}
+            return result
+
+        # Warm-up, not reported: carts without orders, then the bare endpoint.
+        warm = RequestStream([f"warm-{i}" for i in range(50)], host)
+        load(MUTATION_PATH, warm.take(4000, MUTATION_PATH, args.threads), 2)
+        first = load(BARE_PATH, warm.take(4000, BARE_PATH, args.threads), 2)
+        # Enough distinct renders that no run repeats one (bare is the upper bound).
+        capacity = int(max(first.rate * 2, 3000) * args.duration)
+
+        stream = RequestStream(cart_ids, host)
+        bare_body = RequestStream(cart_ids, host)
+        for _ in range(args.rounds):
+            raw = bare_body.take(capacity, BARE_PATH, args.threads)
+            results[BARE].append(load(BARE_PATH, raw, args.duration))
+            raw = stream.take(capacity, MUTATION_PATH, args.threads)
+            results[MUTATION].append(load(MUTATION_PATH, raw, args.duration))
+
+        if not args.no_fresh:
+            # One render per cart, each cart with an order and no job queued: every render
+            # takes the enqueue path (a busy shop: renders seconds apart, syncs done between).
+            fastest = max(r.rate for r in results[MUTATION])
+            fresh = RequestStream(_fresh_carts(node, int(fastest * args.duration * 1.4)), host)
+            raw = fresh.take(len(fresh.cart_ids), MUTATION_PATH, args.threads)
+            results[FRESH].append(load(MUTATION_PATH, raw, args.duration))
+
+        if args.profile:
+            profiler = Profiler(node.web.worker_pids(), node.work_dir / "profile")
+            raw = stream.take(capacity, MUTATION_PATH, args.threads)
+            profiler.start(args.duration)
+            load(MUTATION_PATH, raw, args.duration)
+            profiler.stop()
+            profile = profiler.summary(top=60)
+
+    rows = []
+    detail = []
+    for name, runs in results.items():
+        for index, run in enumerate(runs, 1):
+            rows.append(
+                [
+                    name,
+                    index,
+                    f"{run.requests:,}",
+                    f"{run.rate:,.0f}",
+                    f"{run.p50_ms:.2f}",
+                    f"{run.p99_ms:.2f}",
+                    f"{run.mean_ms:.2f}",
+                    *(f"{run.cpu_ms_per_request(g):.2f}" for g in CPU_GROUPS),
+                    _share(run.events, "enqueued"),
+                    run.errors,
+                ]
+            )
+            detail.append(
+                {
+                    "name": name,
+                    "round": index,
+                    "requests": run.requests,
+                    "seconds": round(run.seconds, 3),
+                    "req_per_s": round(run.rate, 1),
+                    "p50_ms": round(run.p50_ms, 3),
+                    "p99_ms": round(run.p99_ms, 3),
+                    "mean_ms": round(run.mean_ms, 3),
+                    "errors": run.errors,
+                    "repeated_requests": run.wrapped,
+                    "cpu_ms_per_request": {
+                        g: round(run.cpu_ms_per_request(g), 3) for g in CPU_GROUPS
+                    },
+                    "cart_events": run.events,
+                }
+            )
+
+    def total_rate(runs: list[LoadResult]) -> float:
+        return sum(r.requests for r in runs) / sum(r.seconds for r in runs)
+
+    def mean_of(runs: list[LoadResult], attr: str) -> float:
+        return statistics.fmean(getattr(r, attr) for r in runs)
+
+    bare, mutation = results[BARE], results[MUTATION]
+    ratio = total_rate(mutation) / total_rate(bare)
+    p50, p99 = mean_of(mutation, "p50_ms"), mean_of(mutation, "p99_ms")
+    bare_p50, bare_p99 = mean_of(bare, "p50_ms"), mean_of(bare, "p99_ms")
+    errors = sum(r.errors for runs in results.values() for r in runs)
+    wrapped = any(r.wrapped for runs in results.values() for r in runs)
+    figures = [
+        Figure(
+            f"cart-mutation req/s ({args.carts} carts)",
+            total_rate(mutation),
+            "req/s",
+            baseline=total_rate(bare),
+            ratio=ratio,
+            target=f">= {TARGET_RATIO} x bare",
+            ok=ratio >= TARGET_RATIO and not errors,
+        ),
+        Figure("cart-mutation p50", p50, "ms", baseline=bare_p50, ratio=p50 / bare_p50),
+        Figure("cart-mutation p99", p99, "ms", baseline=bare_p99, ratio=p99 / bare_p99),
+    ]
+    if results[FRESH]:
+        fresh_rate = total_rate(results[FRESH])
+        figures.append(
+            Figure(
+                "cart-mutation req/s (every render enqueues)",
+                fresh_rate,
+                "req/s",
+                baseline=total_rate(bare),
+                ratio=fresh_rate / total_rate(bare),
+                target=f">= {TARGET_RATIO} x bare",
+                ok=fresh_rate / total_rate(bare) >= TARGET_RATIO and not errors,
+            )
+        )
+    print()
+    headers = [
+        "endpoint", "run", "requests", "req/s", "p50 ms", "p99 ms", "mean ms",
+        *(f"{g} CPU ms/req" for g in CPU_GROUPS), "enqueued", "errors",
+    ]  # fmt: skip
+    print(markdown_table(headers, rows))
+    print(
+        "\nCPU ms/req: CPU time of each group of processes during the run / requests "
+        "(web = gunicorn, doubles = this process). enqueued: share of renders that queued a "
+        "sync job (the rest coalesced into a queued one, or equalled Kustom's order)."
+    )
+    if wrapped:
+        print("WARNING: the load generator ran out of prepared renders and repeated some")
+    print()
+    print(figures_table(figures))
+    if profile:
+        print(
+            f"\nprofile (py-spy --gil) of the gunicorn workers, extra mutation run ({loadgen}):\n"
+        )
+        print(profile_table([row for row in profile if not _framework_frame(row[0])][:30]))
+    save_run(
+        "ingest",
+        figures=figures,
+        rows=detail,
+        machine=machine,
+        meta={
+            "server": "gunicorn, Procfile web line (gthread)",
+            "loadgen": loadgen,
+            "connections": args.connections,
+            "carts": args.carts,
+            "worker": not args.no_worker,
+            "profile": [
+                {"function": n, "inclusive_pct": round(i, 1), "self_pct": round(s, 1)}
+                for n, i, s in profile
+            ],
+        },
+    )
+    return 0 if not errors else 1
+
+
+def _share(events: dict[str, int], outcome: str) -> str:
+    total = sum(events.values())
+    return f"{100 * events.get(outcome, 0) / total:.0f} %" if total else ""
+
+
+_FRAMEWORK = ("threading.py", "futures/thread.py", "workers/gthread.py", "flask/app.py")
+
+
+def _framework_frame(name: str) -> bool:
+    return any(name.endswith(f"({where})") for where in _FRAMEWORK)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
