@@ -371,6 +371,25 @@ class CartStore:
             args=[token, order_id, mark, cart_id, now_ms() if now is None else now],
         )
 
+    def pending_snapshot(self, cart_id: str) -> tuple[SyncStep, int, int]:
+        """The newest pending payload, and when the last two cart events arrived (ms)."""
+        pending, payload, last_event, prev_event = (
+            _text(x)
+            for x in self.redis.hmget(
+                self.cart_key(cart_id),
+                "pending_hash",
+                "pending_payload",
+                "last_event_at",
+                "prev_event_at",
+            )
+        )
+        step = SyncStep(
+            "again" if payload else "unpayable",
+            hash=pending,
+            payload=json.loads(payload) if payload else None,
+        )
+        return step, int(last_event or 0), int(prev_event or 0)
+
     def mark_order_unusable(self, cart_id: str, order_id: str) -> None:
         """Kustom no longer knows this order (expired or gone): the next checkout re-creates."""
         self.release_sync(cart_id, "", order_id, "unusable")

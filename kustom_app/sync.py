@@ -12,9 +12,11 @@ an older payload can never land after a newer one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +25,16 @@ from kustom_app.kustom import KustomClient, KustomRejected
 from kustom_app.metrics import CART_EVENTS, SYNC_LAG, SYNC_PUSHES
 from kustom_app.payload import CartNotPayable, build_order_payload, payload_hash
 from kustom_app.render import dump_render
-from kustom_app.state import CartStore, RenderOutcome, now_ms
+from kustom_app.state import CartStore, RenderOutcome, SyncStep, now_ms
 
 log = logging.getLogger(__name__)
 
 MAX_PUSHES_PER_JOB = 10
+# Two cart events closer than BURST_GAP_MS mean a burst is arriving: the job waits until
+# none came for that long (at most BURST_MAX_WAIT_MS) and pushes the newest payload once.
+# An isolated render is pushed at once.
+BURST_GAP_MS = 25
+BURST_MAX_WAIT_MS = 1500
 
 
 class SyncBusy(Exception):
@@ -100,6 +107,23 @@ class SyncResult:
     hash: str | None = None
 
 
+def _newest_after_burst(store: CartStore, cart_id: str, step: SyncStep, gap_ms: int) -> SyncStep:
+    """``step`` unchanged when no burst is arriving; else the newest payload once it ended."""
+    give_up = now_ms() + BURST_MAX_WAIT_MS
+    waited = False
+    while True:
+        snapshot, last, previous = store.pending_snapshot(cart_id)
+        now = now_ms()
+        in_burst = now - last < gap_ms and last - previous < gap_ms
+        if not in_burst or now >= give_up:
+            break
+        waited = True
+        time.sleep(max(1, min(gap_ms - (now - last), give_up - now)) / 1000)
+    if not waited:
+        return step
+    return dataclasses.replace(snapshot, order_id=step.order_id)
+
+
 def sync_cart(
     store: CartStore,
     kustom: KustomClient,
@@ -107,6 +131,7 @@ def sync_cart(
     *,
     token: str | None = None,
     max_pushes: int = MAX_PUSHES_PER_JOB,
+    burst_gap_ms: int = BURST_GAP_MS,
 ) -> SyncResult:
     """Bring the cart's Kustom order up to the newest pending payload.
 
@@ -123,6 +148,11 @@ def sync_cart(
     pushes = 0
     try:
         while step.action in ("push", "again") and pushes < max_pushes:
+            if burst_gap_ms > 0:
+                step = _newest_after_burst(store, cart_id, step, burst_gap_ms)
+                if step.action == "unpayable":
+                    store.release_sync(cart_id, token)
+                    break
             pushed_hash = step.hash or ""
             kustom.update_order(order_id, step.payload or {}, cart=cart_id, hash=pushed_hash)
             pushes += 1

@@ -8,6 +8,8 @@ Every choice here is deliberate (see the README's "Celery settings" section):
 - ``visibility_timeout`` above every retry countdown (enforced in Settings), so a delayed
   retry is never handed to a second worker while the first still holds it.
 - No result backend: tasks report through Redis state and the commerce backend.
+- The broker transport reuses its Redis client per channel (workers/broker.py): enqueueing
+  is on the hot path of every cart event.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from celery import Celery
 from celery.signals import after_setup_logger
 
 from kustom_app.settings import Settings
+from workers.broker import transport_for
 
 SYNC_QUEUE = "kustom.sync"
 ORDERS_QUEUE = "kustom.orders"
@@ -28,6 +31,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     app = Celery("kustom_app", include=["workers.tasks", "workers.ordermanagement"])
     app.conf.update(
         broker_url=settings.celery_broker_url,
+        broker_transport=transport_for(settings.celery_broker_url),
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         task_serializer="json",
@@ -42,7 +46,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_default_queue=ORDERS_QUEUE,
         task_routes={"syncKustomOrder": {"queue": SYNC_QUEUE}},
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Flower sees tasks from the worker's events (received/started/...); the "sent"
+        # event would cost every cart event another Redis publish in the web request.
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         beat_schedule={
             "reconcile-kustom-orders": {

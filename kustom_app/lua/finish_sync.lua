@@ -19,6 +19,12 @@ if s[2] == ARGV[2] then
   redis.call('ZREM', KEYS[2], ARGV[6])
   return {'done', ARGV[2], s[5] or ''}
 end
+if not s[3] or s[3] == '' then
+  -- The newest render cannot be paid for: nothing to push; the iframe stays suspended.
+  redis.call('HDEL', cart, 'sync_lock', 'sync_lock_until')
+  redis.call('ZREM', KEYS[2], ARGV[6])
+  return {'unpayable', s[2]}
+end
 -- The cart changed while we pushed: keep the lease and push the newer payload next.
 redis.call('HSET', cart, 'sync_lock_until', tonumber(ARGV[3]) + tonumber(ARGV[4]))
 return {'again', s[2], s[3]}

@@ -13,6 +13,11 @@ local order_usable = current[4] and current[5] ~= '1'
 local queued_at = tonumber(current[6])
 local state = current[7] or 'open'
 
+-- When events arrive (stale ones too): a sync job waits out a burst instead of pushing
+-- every intermediate state.
+redis.call('HSET', cart, 'prev_event_at', redis.call('HGET', cart, 'last_event_at') or '0',
+  'last_event_at', ARGV[5])
+
 if cur_version and version < cur_version then
   return {'stale', pending or '', sync or '', state, 0}
 end

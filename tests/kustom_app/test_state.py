@@ -185,3 +185,13 @@ def test_carts_a_job_cannot_sync_leave_the_syncing_index(store):
     assert store.stale_syncing(0, 10, now=10_000) == [CART]
     assert store.begin_sync(CART, "tok", now=2_100).action == "unpayable"
     assert store.stale_syncing(0, 10, now=10_000) == []
+
+
+def test_holder_stops_when_the_cart_turns_unpayable_mid_push(store):
+    with_order(store)
+    record(store, 2, "h2")
+    assert store.begin_sync(CART, "tok", now=2_000).action == "push"
+    store.record_render(CART, 3, render(3), "unpayable-x", None, now=2_050)
+    step = store.finish_sync(CART, "tok", "h2", "order-1", {"h": "h2"}, now=2_100)
+    assert step.action == "unpayable"
+    assert store.begin_sync(CART, "other", now=2_200).action == "unpayable", "lease released"
