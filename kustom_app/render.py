@@ -8,6 +8,7 @@ building, validation hooks, completion checks) works from the same exact numbers
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -169,6 +170,136 @@ class CartRenderSchema(_Strict):
 _SCHEMA = CartRenderSchema()
 
 
+class _Doubt(Exception):
+    """The fast path is unsure: let the schema decide (and word the errors)."""
+
+
+_LOCALE_RE = re.compile(_LOCALE)
+_CODE_RE = {2: re.compile(r"[A-Za-z]{2}\Z"), 3: re.compile(r"[A-Za-z]{3}\Z")}
+
+
+def _f_text(data: dict[str, Any], key: str, max_length: int | None = None) -> str:
+    value = data.get(key)
+    if type(value) is not str or not value or (max_length and len(value) > max_length):
+        raise _Doubt
+    return value
+
+
+def _f_optional_text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and type(value) is not str:
+        raise _Doubt
+    return value
+
+
+def _f_int(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= _MAX_INT64:
+        raise _Doubt
+    return value
+
+
+def _f_money(value: Any) -> Decimal:
+    if value is None:
+        raise _Doubt
+    try:
+        return as_decimal(value)
+    except (TypeError, ValueError) as e:
+        raise _Doubt from e
+
+
+def _f_rate(value: Any) -> Decimal:
+    rate = _f_money(value)
+    if not 0 <= rate <= 1:
+        raise _Doubt
+    return rate
+
+
+def _f_code(data: dict[str, Any], key: str, length: int) -> str:
+    value = data.get(key)
+    if type(value) is not str or not _CODE_RE[length].match(value):
+        raise _Doubt
+    return value.upper()
+
+
+def _f_option(data: Any) -> dict[str, Any]:
+    if type(data) is not dict:
+        raise _Doubt
+    return {
+        "id": _f_text(data, "id", 255),
+        "name": _f_text(data, "name"),
+        "price": _f_money(data.get("price")),
+        "taxRate": _f_rate(data.get("taxRate")),
+        "taxTotal": _f_money(data.get("taxTotal")),
+        "description": _f_optional_text(data, "description"),
+    }
+
+
+def _f_line(data: Any) -> dict[str, Any]:
+    if type(data) is not dict:
+        raise _Doubt
+    quantity = _f_int(data.get("quantity"))
+    reserved = data.get("reservedQuantity")
+    discount = data.get("discountTotal")
+    return {
+        "lineId": _f_text(data, "lineId", 255),
+        "productNumber": _f_text(data, "productNumber", 255),
+        "description": _f_optional_text(data, "description"),
+        "quantity": quantity,
+        "reservedQuantity": quantity if reserved is None else _f_int(reserved),
+        "unitPrice": _f_money(data.get("unitPrice")),
+        "discountTotal": Decimal(0) if discount is None else _f_money(discount),
+        "salesTotal": _f_money(data.get("salesTotal")),
+        "taxRate": _f_rate(data.get("taxRate")),
+        "taxTotal": _f_money(data.get("taxTotal")),
+        "productUrl": _f_optional_text(data, "productUrl"),
+        "imageUrl": _f_optional_text(data, "imageUrl"),
+    }
+
+
+def _fast_load(data: Any) -> dict[str, Any] | None:
+    """The common well-formed render, loaded exactly as the schema would; None if unsure.
+
+    The schema costs ~150 µs per render on the hot path of every cart event; this costs a
+    fraction. It never accepts what the schema refuses (tested property-based): anything
+    unusual (floats for counts, missing fields, wrong types) goes to the schema.
+    """
+    if type(data) is not dict:
+        return None
+    try:
+        country = _f_code(data, "countryCode", 2)
+        locale = data.get("locale")
+        if locale is None:
+            locale = f"en-{country}"
+        elif type(locale) is not str or not _LOCALE_RE.match(locale):
+            raise _Doubt
+        tax_included = data.get("taxIncluded")
+        if tax_included is not True and tax_included is not False:
+            raise _Doubt
+        lines = data.get("lines")
+        if type(lines) is not list:
+            raise _Doubt
+        shipping = data.get("shipping")
+        options = data.get("shippingOptions")
+        if options is not None and type(options) is not list:
+            raise _Doubt
+        return {
+            "cartId": _f_text(data, "cartId", 255),
+            "version": _f_int(data.get("version")),
+            "channelKey": _f_optional_text(data, "channelKey"),
+            "currencyCode": _f_code(data, "currencyCode", 3),
+            "countryCode": country,
+            "locale": locale,
+            "taxIncluded": tax_included,
+            "cartTotal": _f_money(data.get("cartTotal")),
+            "cartTaxTotal": _f_money(data.get("cartTaxTotal")),
+            "lines": [_f_line(line) for line in lines],
+            "shipping": None if shipping is None else _f_option(shipping),
+            "shippingOptions": None if options is None else [_f_option(o) for o in options],
+        }
+    except _Doubt:
+        return None
+
+
 def load_render(data: dict[str, Any]) -> dict[str, Any]:
     """Validate a cart render at the edge, so nothing downstream meets a float or a typo.
 
@@ -177,6 +308,9 @@ def load_render(data: dict[str, Any]) -> dict[str, Any]:
     `discountTotal` 0, `channelKey`/`shipping`/`shippingOptions` None). Raises
     `marshmallow.ValidationError` whose `messages` name each bad field.
     """
+    fast = _fast_load(data)
+    if fast is not None:
+        return fast
     result: dict[str, Any] = _SCHEMA.load(data)
     return result
 
