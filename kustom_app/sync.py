@@ -77,14 +77,17 @@ def ingest_render(store: CartStore, render: dict[str, Any]) -> tuple[RenderOutco
     outcome = store.record_render(
         render["cartId"], int(render["version"]), prepared.render, prepared.hash, prepared.payload
     )
-    CART_EVENTS.labels(render_event_outcome(outcome, prepared)).inc()
-    log.info(
-        "kustom.render.%s cart=%s version=%s hash=%s enqueue=%s",
-        "recorded" if outcome.accepted else "stale",
+    event = render_event_outcome(outcome, prepared)
+    CART_EVENTS.labels(event).inc()
+    # Coalesced and unchanged renders need no action and can come by the hundred: their
+    # counts are in kustom_cart_events_total; the log keeps the ones that change something.
+    log.log(
+        logging.DEBUG if event in ("coalesced", "unchanged") else logging.INFO,
+        "kustom.render.%s cart=%s version=%s hash=%s",
+        event,
         render["cartId"],
         render["version"],
         prepared.hash,
-        outcome.enqueue,
     )
     return outcome, prepared
 

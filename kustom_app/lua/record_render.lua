@@ -7,7 +7,7 @@ local hash, now = ARGV[3], tonumber(ARGV[5])
 local cart_id = ARGV[8]
 
 local current = redis.call('HMGET', cart, 'version', 'pending_hash', 'sync_hash',
-  'order_id', 'order_unusable', 'sync_queued_at', 'state')
+  'order_id', 'order_unusable', 'sync_queued_at', 'state', 'last_event_at')
 local cur_version, pending, sync = tonumber(current[1]), current[2], current[3]
 local order_usable = current[4] and current[5] ~= '1'
 local queued_at = tonumber(current[6])
@@ -15,8 +15,7 @@ local state = current[7] or 'open'
 
 -- When events arrive (stale ones too): a sync job waits out a burst instead of pushing
 -- every intermediate state.
-redis.call('HSET', cart, 'prev_event_at', redis.call('HGET', cart, 'last_event_at') or '0',
-  'last_event_at', ARGV[5])
+redis.call('HSET', cart, 'prev_event_at', current[8] or '0', 'last_event_at', ARGV[5])
 
 if cur_version and version < cur_version then
   return {'stale', pending or '', sync or '', state, 0}
@@ -41,7 +40,7 @@ else
   redis.call('ZADD', syncing, 'NX', now, cart_id)
   -- One queued job per cart is enough: the job pushes whatever is pending when it runs.
   -- An unpayable cart (no payload) has nothing to push; the iframe just stays suspended.
-  local payable = redis.call('HGET', cart, 'pending_payload') ~= ''
+  local payable = redis.call('HSTRLEN', cart, 'pending_payload') > 0
   if payable and (queued_at == nil or now - queued_at > tonumber(ARGV[7])) then
     enqueue = 1
     redis.call('HSET', cart, 'sync_queued_at', ARGV[5])
