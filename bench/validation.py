@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -36,46 +37,14 @@ from kustom_app.sync import ingest_render
 CART_ID = "bench-cart-1"
 SECRET = "bench-callback-secret"  # noqa: S105  (local benchmark only)
 
+# The contract's example cart (CONTRACT section 4), under the bench's own cart id.
 RENDER: dict[str, Any] = {
+    **json.loads(
+        (Path(__file__).parents[1] / "tests/fixtures/renders/sek_contract.json").read_text()
+    ),
     "cartId": CART_ID,
     "version": 1,
-    "channelKey": "retail-se",
-    "currencyCode": "SEK",
-    "countryCode": "SE",
-    "locale": "sv-SE",
-    "taxIncluded": True,
-    "cartTotal": "549.00",
-    "cartTaxTotal": "109.80",
-    "lines": [
-        {
-            "lineId": "l1",
-            "productNumber": "TSHIRT-RED-M",
-            "description": "Red T-Shirt",
-            "quantity": 2,
-            "reservedQuantity": 2,
-            "unitPrice": "250.00",
-            "discountTotal": "0.00",
-            "salesTotal": "500.00",
-            "taxRate": "0.25",
-            "taxTotal": "100.00",
-            "productUrl": None,
-            "imageUrl": None,
-        }
-    ],
-    "shipping": {
-        "id": "postnord",
-        "name": "PostNord",
-        "price": "49.00",
-        "taxRate": "0.25",
-        "taxTotal": "9.80",
-    },
-    "shippingOptions": [
-        {"id": "postnord", "name": "PostNord", "price": "49.00", "taxRate": "0.25",
-         "taxTotal": "9.80"},
-        {"id": "express", "name": "Express", "price": "99.00", "taxRate": "0.25",
-         "taxTotal": "19.80"},
-    ],
-}  # fmt: skip
+}
 
 
 class _NoQueue:

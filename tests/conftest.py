@@ -25,56 +25,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 COMMERCE_SECRET = "test-commerce-secret"
 CALLBACK_SECRET = "test-callback-secret"
 
-CONTRACT_RENDER: dict[str, Any] = {
-    "cartId": "cart-1001",
-    "version": 7,
-    "channelKey": "retail-se",
-    "currencyCode": "SEK",
-    "countryCode": "SE",
-    "locale": "sv-SE",
-    "taxIncluded": True,
-    "cartTotal": "549.00",
-    "cartTaxTotal": "109.80",
-    "lines": [
-        {
-            "lineId": "l1",
-            "productNumber": "TSHIRT-RED-M",
-            "description": "Red T-Shirt",
-            "quantity": 2,
-            "reservedQuantity": 2,
-            "unitPrice": "250.00",
-            "discountTotal": "0.00",
-            "salesTotal": "500.00",
-            "taxRate": "0.25",
-            "taxTotal": "100.00",
-            "productUrl": None,
-            "imageUrl": None,
-        }
-    ],
-    "shipping": {
-        "id": "postnord",
-        "name": "PostNord",
-        "price": "49.00",
-        "taxRate": "0.25",
-        "taxTotal": "9.80",
-    },
-    "shippingOptions": [
-        {
-            "id": "postnord",
-            "name": "PostNord",
-            "price": "49.00",
-            "taxRate": "0.25",
-            "taxTotal": "9.80",
-        },
-        {
-            "id": "express",
-            "name": "Express",
-            "price": "99.00",
-            "taxRate": "0.25",
-            "taxTotal": "19.80",
-        },
-    ],
-}
+# The contract's example cart render (CONTRACT section 4), kept once as a fixture file.
+CONTRACT_RENDER: dict[str, Any] = json.loads(
+    (FIXTURES / "renders" / "sek_contract.json").read_text()
+)
 
 
 def make_render(cart_id: str = "cart-1001", version: int = 1, quantity: int = 2) -> dict[str, Any]:
