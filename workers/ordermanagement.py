@@ -1,3 +1,190 @@
-"""Order-management tasks: captures, refunds, cancels (issue 5)."""
+"""Order-management tasks: captures, refunds, cancels, and their results (issue 5).
+
+Thin, like the rest of workers/: the exactly-once logic lives in
+``kustom_app.ordermanagement``. Every task here is idempotent (an operation runs at most
+once, a result is marked delivered once), so all are ``acks_late`` +
+``reject_on_worker_lost``: a worker lost mid-capture gets the message redelivered, and the
+redelivered task sends Kustom the same idempotency key. Arguments are ids only.
+"""
 
 from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from celery import Task
+
+from kustom_app.commerce import CommerceRejected, CommerceUnavailable
+from kustom_app.kustom import KustomUnavailable
+from kustom_app.ordermanagement import (
+    CANCEL,
+    CAPTURE,
+    REFUND,
+    CancelDeferred,
+    OperationBusy,
+    PaymentOperations,
+    build_payment_operations,
+)
+from kustom_app.services import Services, process_services
+from workers.celery_app import app
+from workers.tasks import (
+    _retry_transient,
+    enqueue_acknowledge,
+    enqueue_completion,
+    enqueue_sync,
+    record_dead_letter,
+)
+
+log = logging.getLogger(__name__)
+
+# A busy lease is held by a live task for at most its lease (60 s); this bounds the waiting.
+BUSY_RETRY_LIMIT = 50
+
+_cached: tuple[Services, PaymentOperations] | None = None
+
+
+def payment_operations() -> PaymentOperations:
+    """This process's `PaymentOperations` (rebuilt when its services are)."""
+    global _cached
+    services = process_services()
+    if _cached is None or _cached[0] is not services:
+        _cached = (services, build_payment_operations(services))
+    return _cached[1]
+
+
+def _run_operation(task: Task, kind: str, op_id: str) -> str:
+    settings = process_services().settings
+    context: dict[str, Any] = {"kind": kind, "id": op_id}
+    try:
+        outcome = payment_operations().execute(kind, op_id, token=task.request.id or "")
+    except OperationBusy as e:
+        # A twin (the sweeper's, or a redelivery) holds the lease: let it finish first.
+        if task.request.retries >= BUSY_RETRY_LIMIT:
+            record_dead_letter(task, e, context)
+            raise
+        countdown = min(
+            e.retry_after_ms / 1000 + random.uniform(0.1, 0.5), settings.retry_max_seconds
+        )
+        raise task.retry(countdown=countdown) from e
+    except CancelDeferred as e:
+        raise _retry_transient(task, e, {**context, "waitingFor": e.waiting_for}) from e
+    except KustomUnavailable as e:
+        raise _retry_transient(
+            task, e, {**context, "status": e.status, "correlationId": e.correlation_id}
+        ) from e
+    if outcome.deliver:
+        enqueue_delivery(kind, op_id)
+    log.info(
+        "kustom.%s.task id=%s outcome=%s task=%s retries=%s",
+        kind,
+        op_id,
+        outcome.status,
+        task.request.id,
+        task.request.retries,
+    )
+    return outcome.status
+
+
+@app.task(
+    name="captureKustomOrder",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def capture_kustom_order(self: Task, capture_id: str) -> str:
+    """Capture on the cart's Kustom order, once per captureId; then deliver the result."""
+    return _run_operation(self, CAPTURE, capture_id)
+
+
+@app.task(
+    name="refundKustomOrder",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def refund_kustom_order(self: Task, refund_id: str) -> str:
+    """Refund on the cart's Kustom order, once per refundId; then deliver the result."""
+    return _run_operation(self, REFUND, refund_id)
+
+
+@app.task(
+    name="cancelKustomOrder",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def cancel_kustom_order(self: Task, cart_id: str) -> str:
+    """Cancel the order if nothing was captured, else release the rest of the authorization."""
+    return _run_operation(self, CANCEL, cart_id)
+
+
+@app.task(
+    name="deliverPaymentResult",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def deliver_payment_result(self: Task, kind: str, op_id: str) -> str:
+    """POST a capture's or refund's result to the commerce backend until it has it."""
+    context = {"kind": kind, "id": op_id}
+    try:
+        return payment_operations().deliver_result(kind, op_id)
+    except CommerceUnavailable as e:
+        raise _retry_transient(self, e, {**context, "status": e.status}) from e
+    except CommerceRejected as e:
+        record_dead_letter(self, e, {**context, "status": e.status, "code": e.error_code})
+        return "refused"
+
+
+OPERATION_TASKS = {
+    CAPTURE: capture_kustom_order,
+    REFUND: refund_kustom_order,
+    CANCEL: cancel_kustom_order,
+}
+
+
+def enqueue_payment(kind: str, op_id: str) -> None:
+    """Queue the task that runs operation ``kind`` (capture, refund, cancel) ``op_id``."""
+    OPERATION_TASKS[kind].apply_async(args=(op_id,), argsrepr=f"({kind}={op_id!r})")
+
+
+def enqueue_capture(capture_id: str) -> None:
+    enqueue_payment(CAPTURE, capture_id)
+
+
+def enqueue_refund(refund_id: str) -> None:
+    enqueue_payment(REFUND, refund_id)
+
+
+def enqueue_cancel(cart_id: str) -> None:
+    enqueue_payment(CANCEL, cart_id)
+
+
+def enqueue_delivery(kind: str, op_id: str) -> None:
+    deliver_payment_result.apply_async(
+        args=(kind, op_id), argsrepr=f"(kind={kind!r}, id={op_id!r})"
+    )
+
+
+class CeleryEnqueuer:
+    """The sweeper's `kustom_app.reconcile.Enqueuer`, through this Celery app."""
+
+    def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
+        enqueue_sync(cart_id, payload_hash, payload)
+
+    def complete(self, cart_id: str, order_id: str, path: str) -> None:
+        enqueue_completion(cart_id, order_id, path)
+
+    def acknowledge(self, cart_id: str, order_id: str) -> None:
+        enqueue_acknowledge(cart_id, order_id)
+
+    def payment(self, kind: str, op_id: str) -> None:
+        enqueue_payment(kind, op_id)
+
+    def deliver(self, kind: str, op_id: str) -> None:
+        enqueue_delivery(kind, op_id)

@@ -230,21 +230,12 @@ def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: 
 
 @app.task(name="reconcileKustomOrders", bind=True, acks_late=True)
 def reconcile_kustom_orders(self: Task) -> dict[str, int]:
-    """Periodic sweeper: finish what crashes and outages interrupted."""
-    services = process_services()
-    settings = services.settings
-    stale = services.store.stale_syncing(settings.sync_stale_seconds * 1000, settings.reconcile_batch)
-    resynced = 0
-    for cart_id in stale:
-        state = services.store.load(cart_id)
-        if state is None or not state.syncing:
-            services.store.forget_syncing(cart_id)
-            continue
-        enqueue_sync(cart_id, state.pending_hash, None)
-        resynced += 1
-    counts = {"stale_syncs": len(stale), "resynced": resynced}
-    log.info("kustom.reconcile.run %s", " ".join(f"{k}={v}" for k, v in counts.items()))
-    return counts
+    """Periodic sweeper: finish what crashes and outages interrupted (kustom_app.reconcile)."""
+    from kustom_app.reconcile import build_reconciler
+    from workers.ordermanagement import CeleryEnqueuer  # imports this module: import late
+
+    report = build_reconciler(process_services(), CeleryEnqueuer()).run()
+    return report.counts() if report is not None else {"skipped": 1}
 
 
 def enqueue_sync(cart_id: str, payload_hash: str | None, payload: Any) -> None:
@@ -257,7 +248,8 @@ def enqueue_sync(cart_id: str, payload_hash: str | None, payload: Any) -> None:
 
 def enqueue_completion(cart_id: str, order_id: str, path: str = "push") -> None:
     complete_kustom_order.apply_async(
-        args=(cart_id, order_id, path), argsrepr=f"(cart={cart_id!r}, order={order_id!r}, path={path!r})"
+        args=(cart_id, order_id, path),
+        argsrepr=f"(cart={cart_id!r}, order={order_id!r}, path={path!r})",
     )
 
 

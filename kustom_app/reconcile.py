@@ -1,0 +1,453 @@
+"""The sweeper: finish what crashes, lost messages and outages interrupted.
+
+Tasks retry transient errors themselves; this is the net under them, for work whose task
+is gone (a worker lost with its message, retries exhausted, a web request that died, a
+push that never arrived). One run looks at each index below, at most ``batch`` entries
+per index, and re-queues the idempotent task that finishes the job:
+
+1. carts whose pending payload has not reached Kustom for ``stale_sync_ms``
+   (``{prefix}:syncing``) → ``syncKustomOrder``;
+2. completion claims whose lease ran out without a result (``{prefix}:claims``) →
+   ``completeKustomOrder`` (path ``sweeper``), which takes the claim over;
+3. completed carts whose Kustom order is not acknowledged (``{prefix}:unacked``) →
+   ``acknowledgeKustomOrder``;
+4. carts with a Kustom order but no completion, no push and no confirmation for a while
+   (``{prefix}:open_orders``) → read the order from order management; if Kustom has it
+   (the shopper paid, the push was lost, e.g. to a firewall) → ``completeKustomOrder``;
+5. payment operations still queued (``{prefix}:payments:pending``) → their task again;
+   results the commerce backend never got (``{prefix}:payments:undelivered``) → resend.
+
+Everything it queues is safe to run twice, so a run is idempotent; to keep it from piling
+up duplicates of a task that is merely slow, an entry it re-queued is not re-queued again
+for ``requeue_spacing_ms`` (``{prefix}:reconcile:requeued``). Each run logs one line with
+what it found and fixed, including the dead-lettered tasks (``{prefix}:deadletter``), and
+keeps its counts in ``{prefix}:reconcile:last`` for operators.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
+from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
+from kustom_app.settings import Settings
+from kustom_app.state import CartStore
+
+if TYPE_CHECKING:
+    from kustom_app.services import Services
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+# Kustom pushes about 2 minutes after the purchase; an order quiet for longer than this
+# (no push, no confirmation) is worth asking Kustom about.
+OPEN_ORDER_CHECK_MS = 10 * MINUTE_MS
+# Checks of a still-unpaid order back off like Kustom's own push retries, up to this.
+OPEN_ORDER_MAX_INTERVAL_MS = 4 * 60 * MINUTE_MS
+DEADLETTER_SAMPLE = 100
+REQUEUED_KEEP_MS = 24 * 60 * MINUTE_MS
+# How far past entries re-queued lately one run reads an index, in batches.
+SCAN_FACTOR = 5
+# Longer than a run can take (a few hundred Redis reads and at most `batch` Kustom reads).
+RUN_LOCK_SECONDS = 300
+# Kustom reads per run stop after this long, well inside the task's soft time limit.
+OPEN_ORDER_BUDGET_SECONDS = 60.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Enqueuer(Protocol):
+    """Queues the tasks the sweeper resumes (the Celery side implements it)."""
+
+    def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None: ...
+    def complete(self, cart_id: str, order_id: str, path: str) -> None: ...
+    def acknowledge(self, cart_id: str, order_id: str) -> None: ...
+    def payment(self, kind: str, op_id: str) -> None: ...
+    def deliver(self, kind: str, op_id: str) -> None: ...
+
+
+def open_orders_key(prefix: str) -> str:
+    return f"{prefix}:open_orders"
+
+
+def record_open_order(
+    store: CartStore, cart_id: str, *, check_after_ms: int = OPEN_ORDER_CHECK_MS
+) -> None:
+    """Index a cart that just got a Kustom order, so the sweeper can find it if no push or
+    confirmation ever comes. Scored by when it is first worth checking."""
+    key = open_orders_key(store.prefix)
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.zadd(key, {cart_id: now_ms() + check_after_ms})
+    pipe.expire(key, store.ttl)
+    pipe.execute()
+
+
+def retry_window_ms(settings: Settings) -> int:
+    """How long a task chain can keep retrying before it gives up (with its backoff)."""
+    total = sum(
+        min(settings.retry_max_seconds, settings.retry_base_seconds * 2**attempt)
+        for attempt in range(settings.max_retries)
+    )
+    return int(total * 1000)
+
+
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    """Thresholds of one run; `from_settings` derives them from the service settings."""
+
+    batch: int = 200
+    stale_sync_ms: int = MINUTE_MS
+    unacked_after_ms: int = 5 * MINUTE_MS
+    open_order_check_ms: int = OPEN_ORDER_CHECK_MS
+    open_order_max_interval_ms: int = OPEN_ORDER_MAX_INTERVAL_MS
+    order_max_age_ms: int = 48 * 60 * MINUTE_MS
+    payment_stale_ms: int = 30 * MINUTE_MS
+    result_stale_ms: int = 30 * MINUTE_MS
+    requeue_spacing_ms: int = 30 * MINUTE_MS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReconcilePolicy:
+        # Re-queue only what its own task chain can no longer be finishing: a capture
+        # retrying through an outage must not get a twin every minute.
+        window = max(retry_window_ms(settings), MINUTE_MS)
+        return cls(
+            batch=settings.reconcile_batch,
+            stale_sync_ms=settings.sync_stale_seconds * 1000,
+            unacked_after_ms=max(5 * MINUTE_MS, settings.sync_stale_seconds * 1000),
+            order_max_age_ms=settings.order_max_age_seconds * 1000,
+            payment_stale_ms=window,
+            result_stale_ms=window,
+            requeue_spacing_ms=window,
+        )
+
+
+@dataclass
+class ReconcileReport:
+    """What one run found (stale_syncs, expired_claims, unacked, open_orders_checked,
+    pending_payments, undelivered_results, deadletters) and what it re-queued to fix it
+    (resynced, completions_resumed, acks_requeued, missed_pushes, payments_requeued,
+    results_resent: their sum is `fixed`)."""
+
+    stale_syncs: int = 0
+    resynced: int = 0
+    expired_claims: int = 0
+    completions_resumed: int = 0
+    unacked: int = 0
+    acks_requeued: int = 0
+    open_orders_checked: int = 0
+    missed_pushes: int = 0
+    pending_payments: int = 0
+    payments_requeued: int = 0
+    undelivered_results: int = 0
+    results_resent: int = 0
+    forgotten: int = 0
+    kustom_errors: int = 0
+    deadletters: int = 0
+    deadletter_tasks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def fixed(self) -> int:
+        return (
+            self.resynced
+            + self.completions_resumed
+            + self.acks_requeued
+            + self.missed_pushes
+            + self.payments_requeued
+            + self.results_resent
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
+
+    def log_line(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.counts().items()]
+        if self.deadletter_tasks:
+            tasks = ",".join(f"{k}:{v}" for k, v in sorted(self.deadletter_tasks.items()))
+            parts.append(f"deadletter_recent={tasks}")
+        return " ".join(parts)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: CartStore,
+        payments: PaymentStore,
+        kustom: KustomClient,
+        enqueue: Enqueuer,
+        policy: ReconcilePolicy,
+    ) -> None:
+        self.store = store
+        self.payments = payments
+        self.kustom = kustom
+        self.enqueue = enqueue
+        self.policy = policy
+        self.redis = store.redis
+        self.prefix = store.prefix
+
+    @property
+    def requeued_key(self) -> str:
+        return f"{self.prefix}:reconcile:requeued"
+
+    @property
+    def last_run_key(self) -> str:
+        return f"{self.prefix}:reconcile:last"
+
+    # Spacing -------------------------------------------------------------------------------
+
+    def _spaced(self, member: str, now: int) -> bool:
+        """True (and remembered) unless ``member`` was re-queued within the spacing."""
+        last = self.redis.zscore(self.requeued_key, member)
+        if last is not None and now - int(last) < self.policy.requeue_spacing_ms:
+            return False
+        self.redis.zadd(self.requeued_key, {member: now})
+        return True
+
+    # The steps -----------------------------------------------------------------------------
+
+    def _overdue(self, key: str, max_score: int) -> Iterator[str]:
+        """Members scored at or below ``max_score``, oldest first, in pages.
+
+        These indexes keep their own scores (since-when, lease end, completed-at), so an
+        entry re-queued lately stays at the front; reading past such entries, up to
+        ``SCAN_FACTOR`` batches, keeps them from starving the rest. Entries removed while
+        iterating shift the pages: whatever is skipped comes up next run.
+        """
+        start, limit = 0, self.policy.batch * SCAN_FACTOR
+        while start < limit:
+            page = self.redis.zrangebyscore(
+                key, "-inf", max_score, start=start, num=self.policy.batch
+            )
+            if not page:
+                return
+            for raw in page:
+                yield _text(raw)
+            start += len(page)
+
+    def _stale_syncs(self, report: ReconcileReport, now: int) -> None:
+        for cart_id in self._overdue(self.store.syncing_key, now - self.policy.stale_sync_ms):
+            if report.resynced >= self.policy.batch:
+                return
+            report.stale_syncs += 1
+            state = self.store.load(cart_id)
+            if state is None or not state.syncing or state.cart_state != "open":
+                self.store.forget_syncing(cart_id)
+                report.forgotten += 1
+                continue
+            lease_until = int(state.fields.get("sync_lock_until") or 0)
+            if lease_until > now or not self._spaced(f"sync:{cart_id}", now):
+                continue  # a job is pushing right now, or we queued one recently
+            self.enqueue.sync(cart_id, state.pending_hash, None)
+            report.resynced += 1
+
+    def _expired_claims(self, report: ReconcileReport, now: int) -> None:
+        for cart_id in self._overdue(self.store.claims_key, now):
+            if report.completions_resumed >= self.policy.batch:
+                return
+            report.expired_claims += 1
+            state = self.store.load(cart_id)
+            order_id = state.completion_order_id if state else None
+            if state is None or state.cart_state != "completing" or not order_id:
+                self.redis.zrem(self.store.claims_key, cart_id)
+                report.forgotten += 1
+                continue
+            if not self._spaced(f"complete:{cart_id}", now):
+                continue
+            self.enqueue.complete(cart_id, order_id, "sweeper")
+            report.completions_resumed += 1
+
+    def _unacknowledged(self, report: ReconcileReport, now: int) -> None:
+        for cart_id in self._overdue(self.store.unacked_key, now - self.policy.unacked_after_ms):
+            if report.acks_requeued >= self.policy.batch:
+                return
+            state = self.store.load(cart_id)
+            order_id = state.completion_order_id if state else None
+            if state is None or state.cart_state != "completed" or not order_id:
+                # The cart expired (72 h, long after Kustom stopped pushing) or moved on.
+                self.redis.zrem(self.store.unacked_key, cart_id)
+                report.forgotten += 1
+                continue
+            if state.acknowledged:
+                self.redis.zrem(self.store.unacked_key, cart_id)
+                continue
+            report.unacked += 1
+            if not self._spaced(f"ack:{cart_id}", now):
+                continue
+            self.enqueue.acknowledge(cart_id, order_id)
+            report.acks_requeued += 1
+
+    def _next_open_check(self, order_age_ms: int) -> int:
+        """Back off like Kustom's push schedule: check again after about the order's age."""
+        return min(
+            max(order_age_ms, self.policy.open_order_check_ms),
+            self.policy.open_order_max_interval_ms,
+        )
+
+    def _open_orders(self, report: ReconcileReport, now: int) -> None:
+        key = open_orders_key(self.prefix)
+        members = self.redis.zrangebyscore(key, "-inf", now, start=0, num=self.policy.batch)
+        deadline = time.monotonic() + OPEN_ORDER_BUDGET_SECONDS
+        for raw in members:
+            if time.monotonic() > deadline:
+                return  # Kustom is slow today: the rest waits for the next run
+            cart_id = _text(raw)
+            state = self.store.load(cart_id)
+            if (
+                state is None
+                or state.cart_state == "completed"
+                or not state.order_id
+                or not state.order_usable
+            ):
+                # Completed, expired, or its order was replaced (the new one is indexed).
+                self.redis.zrem(key, cart_id)
+                continue
+            if state.cart_state == "completing":
+                # A completer holds the claim; step 2 resumes it if its lease runs out.
+                self.redis.zadd(key, {cart_id: now + self.policy.open_order_check_ms})
+                continue
+            last_push = int(state.fields.get("last_push_at") or 0)
+            if now - last_push < self.policy.open_order_check_ms:
+                # A push came lately: its completion task is on it (with retries).
+                self.redis.zadd(key, {cart_id: last_push + self.policy.open_order_check_ms})
+                continue
+            age = now - (state.order_created_at or now)
+            report.open_orders_checked += 1
+            try:
+                self.kustom.get_om_order(state.order_id, cart=cart_id, by="sweeper")
+            except KustomRejected as e:
+                if e.status != 404:
+                    report.kustom_errors += 1
+                if age > self.policy.order_max_age_ms + self.policy.open_order_max_interval_ms:
+                    self.redis.zrem(key, cart_id)  # Kustom no longer completes it
+                else:
+                    self.redis.zadd(key, {cart_id: now + self._next_open_check(age)})
+                continue
+            except KustomUnavailable:
+                report.kustom_errors += 1
+                return  # Kustom is down: try the rest next run
+            log.warning(
+                "kustom.reconcile.missed_push cart=%s order=%s age_s=%s",
+                cart_id,
+                state.order_id,
+                age // 1000,
+            )
+            self.enqueue.complete(cart_id, state.order_id, "sweeper")
+            report.missed_pushes += 1
+            self.redis.zadd(key, {cart_id: now + self.policy.open_order_check_ms})
+
+    def _payments(self, report: ReconcileReport, now: int) -> None:
+        pending = self.payments.due_pending(
+            self.policy.payment_stale_ms, self.policy.batch, now=now
+        )
+        report.pending_payments = len(pending)
+        for member in pending:
+            kind, op_id = split_member(member)
+            if kind not in KINDS or self.payments.load(kind, op_id) is None:
+                self.payments.forget(self.payments.pending_key, member)
+                report.forgotten += 1
+                continue
+            self.enqueue.payment(kind, op_id)
+            self.payments.reschedule(self.payments.pending_key, member, now)
+            report.payments_requeued += 1
+        undelivered = self.payments.due_undelivered(
+            self.policy.result_stale_ms, self.policy.batch, now=now
+        )
+        report.undelivered_results = len(undelivered)
+        for member in undelivered:
+            kind, op_id = split_member(member)
+            record = self.payments.load(kind, op_id) if kind in KINDS else None
+            if record is None or record.result_delivered:
+                self.payments.forget(self.payments.undelivered_key, member)
+                report.forgotten += 1
+                continue
+            self.enqueue.deliver(kind, op_id)
+            self.payments.reschedule(self.payments.undelivered_key, member, now)
+            report.results_resent += 1
+
+    def _deadletters(self, report: ReconcileReport) -> None:
+        key = f"{self.prefix}:deadletter"
+        report.deadletters = int(self.redis.llen(key))
+        tasks: Counter[str] = Counter()
+        for raw in self.redis.lrange(key, 0, DEADLETTER_SAMPLE - 1):
+            try:
+                tasks[str(json.loads(raw).get("task"))] += 1
+            except (ValueError, AttributeError):
+                tasks["unreadable"] += 1
+        report.deadletter_tasks = dict(tasks)
+
+    def run(self, *, now: int | None = None) -> ReconcileReport | None:
+        """One bounded pass over every index; returns what it found and re-queued.
+
+        Returns None when another run still holds the sweeper's lock (a slow run must not
+        overlap the next beat).
+        """
+        lock = self.redis.lock(
+            f"{self.prefix}:lock:reconcile", timeout=RUN_LOCK_SECONDS, blocking_timeout=0
+        )
+        if not lock.acquire(blocking=False):
+            log.info("kustom.reconcile.skipped reason=another_run_in_progress")
+            return None
+        try:
+            return self._run(now_ms() if now is None else now)
+        finally:
+            try:
+                lock.release()
+            except Exception:  # expired meanwhile: the next run simply takes it
+                log.warning("kustom.reconcile.lock_expired")
+
+    def _run(self, at: int) -> ReconcileReport:
+        report = ReconcileReport()
+        self._stale_syncs(report, at)
+        self._expired_claims(report, at)
+        self._unacknowledged(report, at)
+        self._open_orders(report, at)
+        self._payments(report, at)
+        self._deadletters(report)
+        self.redis.zremrangebyscore(self.requeued_key, "-inf", at - REQUEUED_KEEP_MS)
+        self.redis.expire(self.requeued_key, REQUEUED_KEEP_MS // 1000)
+        self.redis.set(
+            self.last_run_key,
+            json.dumps(
+                {
+                    "at": at,
+                    "fixed": report.fixed,
+                    **report.counts(),
+                    "deadletterTasks": report.deadletter_tasks,
+                }
+            ),
+            ex=7 * 24 * 3600,
+        )
+        log.info("kustom.reconcile.run fixed=%s %s", report.fixed, report.log_line())
+        return report
+
+
+def build_reconciler(
+    services: Services, enqueue: Enqueuer, policy: ReconcilePolicy | None = None
+) -> Reconciler:
+    """The sweeper of one process, with thresholds from its settings unless given."""
+    settings = services.settings
+    payments = PaymentStore(
+        services.redis,
+        prefix=settings.key_prefix,
+        ttl_seconds=settings.order_record_ttl_seconds,
+    )
+    return Reconciler(
+        services.store,
+        payments,
+        services.kustom,
+        enqueue,
+        policy or ReconcilePolicy.from_settings(settings),
+    )
