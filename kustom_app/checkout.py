@@ -16,7 +16,6 @@ from urllib.parse import urlencode, urlsplit
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.kustom import KustomClient, KustomError
-from kustom_app.reconcile import record_open_order
 from kustom_app.render import load_render
 from kustom_app.signing import callback_token
 from kustom_app.state import CartState, CartStore
@@ -251,7 +250,6 @@ class CheckoutService:
             ) from e
         order_id = str(order["order_id"])
         needs_sync = self.store.record_order(cart_id, order_id, prepared.hash, prepared.payload)
-        record_open_order(self.store, cart_id)  # the sweeper's net for a push that never comes
         log.info(
             "kustom.checkout.created cart=%s order=%s hash=%s", cart_id, order_id, prepared.hash
         )

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
 from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
 from kustom_app.settings import Settings
-from kustom_app.state import CartStore
+from kustom_app.state import OPEN_ORDER_FIRST_CHECK_MS, CartStore, open_orders_key
 
 if TYPE_CHECKING:
     from kustom_app.services import Services
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
 # Kustom pushes about 2 minutes after the purchase; an order quiet for longer than this
 # (no push, no confirmation) is worth asking Kustom about.
-OPEN_ORDER_CHECK_MS = 10 * MINUTE_MS
+OPEN_ORDER_CHECK_MS = OPEN_ORDER_FIRST_CHECK_MS
 # Checks of a still-unpaid order back off like Kustom's own push retries, up to this.
 OPEN_ORDER_MAX_INTERVAL_MS = 4 * 60 * MINUTE_MS
 DEADLETTER_SAMPLE = 100
@@ -78,22 +78,6 @@ class Enqueuer(Protocol):
     def acknowledge(self, cart_id: str, order_id: str) -> None: ...
     def payment(self, kind: str, op_id: str) -> None: ...
     def deliver(self, kind: str, op_id: str) -> None: ...
-
-
-def open_orders_key(prefix: str) -> str:
-    return f"{prefix}:open_orders"
-
-
-def record_open_order(
-    store: CartStore, cart_id: str, *, check_after_ms: int = OPEN_ORDER_CHECK_MS
-) -> None:
-    """Index a cart that just got a Kustom order, so the sweeper can find it if no push or
-    confirmation ever comes. Scored by when it is first worth checking."""
-    key = open_orders_key(store.prefix)
-    pipe = store.redis.pipeline(transaction=True)
-    pipe.zadd(key, {cart_id: now_ms() + check_after_ms})
-    pipe.expire(key, store.ttl)
-    pipe.execute()
 
 
 def retry_window_ms(settings: Settings) -> int:

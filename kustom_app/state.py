@@ -18,6 +18,7 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
 ``{prefix}:syncing`` (zset)                carts whose pending != sync, scored by since-when
 ``{prefix}:claims`` (zset)                 carts being completed, scored by lease end
 ``{prefix}:unacked`` (zset)                completed carts whose Kustom order awaits its ack
+``{prefix}:open_orders`` (zset)            carts with a Kustom order, by next sweeper check
 ``{prefix}:order:{cartId}`` (string)       the completed order, kept for captures/refunds
 ``{prefix}:events:{cartId}`` (channel)     published on every hash or state change
 
@@ -36,8 +37,14 @@ from typing import Any
 import redis
 
 QUEUED_STALE_MS = 30_000
+OPEN_ORDER_FIRST_CHECK_MS = 10 * 60_000  # when the sweeper first asks Kustom about an order
 COMPLETION_LEASE_MS = 60_000  # longer than one commerce completion call can take
 SYNC_LEASE_MS = 45_000  # longer than one Kustom call can take (connect + read timeouts)
+
+
+def open_orders_key(prefix: str) -> str:
+    """Carts with a Kustom order, scored by when the sweeper should next look at them."""
+    return f"{prefix}:open_orders"
 
 
 def now_ms() -> int:
@@ -170,6 +177,10 @@ class CartStore:
     def unacked_key(self) -> str:
         return f"{self.prefix}:unacked"
 
+    @property
+    def open_orders_key(self) -> str:
+        return open_orders_key(self.prefix)
+
     def order_record_key(self, cart_id: str) -> str:
         return f"{self.prefix}:order:{cart_id}"
 
@@ -254,7 +265,7 @@ class CartStore:
     ) -> bool:
         """Remember the Kustom order created from ``payload``; True if a sync must follow."""
         _pending, enqueue = self._record_order(
-            keys=self._keys(cart_id),
+            keys=[*self._keys(cart_id), self.open_orders_key],
             args=[
                 order_id,
                 payload_hash,
@@ -262,6 +273,7 @@ class CartStore:
                 now_ms() if now is None else now,
                 self.ttl,
                 cart_id,
+                OPEN_ORDER_FIRST_CHECK_MS,
             ],
         )
         return _text(enqueue) == "1"

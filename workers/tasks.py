@@ -166,7 +166,7 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
     max_retries=None,
 )
 def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
-    """Acknowledge the order (Kustom stops pushing) and record our order number on it.
+    """Record our order number on the Kustom order, then acknowledge it (pushes stop).
 
     Only ever queued after the commerce backend created the shop order.
     """
@@ -177,16 +177,21 @@ def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
         return "not_completed"
     context = {"cart": cart_id, "order": order_id}
     try:
+        # The shop's number first, the acknowledgement last: once Kustom counts the order
+        # as acknowledged, everything this task does is done.
+        if state.order_number:
+            try:
+                services.kustom.update_merchant_references(
+                    order_id,
+                    {"merchant_reference1": cart_id, "merchant_reference2": state.order_number},
+                    idempotency_key("merchant-references", f"{order_id}:{state.order_number}"),
+                    cart=cart_id,
+                )
+            except KustomRejected as e:  # a missing reference must not block the ack
+                record_dead_letter(self, e, {**context, "kustomErrorCode": e.error_code})
         services.kustom.acknowledge_order(
             order_id, idempotency_key("acknowledge", order_id), cart=cart_id
         )
-        if state.order_number:
-            services.kustom.update_merchant_references(
-                order_id,
-                {"merchant_reference1": cart_id, "merchant_reference2": state.order_number},
-                idempotency_key("merchant-references", f"{order_id}:{state.order_number}"),
-                cart=cart_id,
-            )
     except KustomUnavailable as e:
         raise _retry_transient(self, e, context) from e
     except KustomRejected as e:

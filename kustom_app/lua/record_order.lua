@@ -1,6 +1,6 @@
 -- A new Kustom order was created for the cart from the payload with hash ARGV[2].
--- KEYS[1] cart hash, KEYS[2] syncing index, KEYS[3] events channel
--- ARGV: order_id, hash, payload_json, now_ms, ttl_s, cart_id
+-- KEYS[1] cart hash, KEYS[2] syncing index, KEYS[3] events channel, KEYS[4] open orders
+-- ARGV: order_id, hash, payload_json, now_ms, ttl_s, cart_id, first_check_ms
 local cart = KEYS[1]
 local pending = redis.call('HGET', cart, 'pending_hash')
 redis.call('HSET', cart, 'order_id', ARGV[1], 'order_created_at', ARGV[4],
@@ -20,6 +20,9 @@ if pending ~= ARGV[2] then
 else
   redis.call('ZREM', KEYS[2], ARGV[6])
 end
+-- The sweeper's net for a payment whose push never arrives (firewall, lost callback).
+redis.call('ZADD', KEYS[4], tonumber(ARGV[4]) + tonumber(ARGV[7]), ARGV[6])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
 redis.call('EXPIRE', cart, ARGV[5])
 redis.call('PUBLISH', KEYS[3], ARGV[6])
 return {pending, enqueue}

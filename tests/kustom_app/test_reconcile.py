@@ -18,7 +18,6 @@ from kustom_app.reconcile import (
     ReconcilePolicy,
     Reconciler,
     open_orders_key,
-    record_open_order,
     retry_window_ms,
 )
 from kustom_app.render import load_render
@@ -161,8 +160,7 @@ def test_an_open_order_is_checked_with_backoff_and_completed_when_kustom_has_it(
     store, sweeper, enqueued, http
 ):
     now = now_ms()
-    open_cart(store, "cart-a", "order-a", at=now)
-    record_open_order(store, "cart-a")
+    open_cart(store, "cart-a", "order-a", at=now)  # recording the order indexes it
     om = f"{KUSTOM}/ordermanagement/v1/orders/order-a"
     http.get(om, status=404, json={"error_code": "NO_SUCH_ORDER"})
 
