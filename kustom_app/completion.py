@@ -23,20 +23,10 @@ from typing import Any
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.kustom import KustomClient, KustomRejected
 from kustom_app.metrics import COMPLETION_MISMATCHES, COMPLETIONS
+from kustom_app.payload import same_order_lines
 from kustom_app.state import CartStore
 
 log = logging.getLogger(__name__)
-
-COMPARED_LINE_FIELDS = (
-    "type",
-    "reference",
-    "quantity",
-    "unit_price",
-    "tax_rate",
-    "total_amount",
-    "total_discount_amount",
-    "total_tax_amount",
-)
 
 
 class CompletionError(Exception):
@@ -75,12 +65,6 @@ class CompletionOutcome:
     retry_after_ms: int = 0
 
 
-def _line_key(line: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(
-        line.get(name, 0 if name != "type" else "physical") for name in COMPARED_LINE_FIELDS
-    )
-
-
 def order_mismatches(
     order: dict[str, Any], expected: dict[str, Any] | None, cart_id: str
 ) -> list[str]:
@@ -101,9 +85,7 @@ def order_mismatches(
         reasons.append(
             f"the order amount {amount} differs from the cart's {expected.get('order_amount')}"
         )
-    got = sorted(_line_key(line) for line in order.get("order_lines") or [])
-    want = sorted(_line_key(line) for line in expected.get("order_lines") or [])
-    if got != want:
+    if not same_order_lines(order.get("order_lines") or (), expected.get("order_lines") or ()):
         reasons.append("the order lines differ from the cart's")
     return reasons
 

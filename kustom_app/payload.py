@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -369,3 +371,30 @@ def _total_mismatch(
 
 def _fmt(minor: int, currency: str) -> str:
     return str(to_major(minor, currency))
+
+
+# Fields that decide what the shopper pays for, and Kustom's defaults where it leaves one out.
+_COMPARED_LINE_FIELDS = {
+    "type": "physical",
+    "reference": None,
+    "quantity": None,
+    "unit_price": None,
+    "tax_rate": 0,
+    "total_amount": None,
+    "total_discount_amount": 0,
+    "total_tax_amount": 0,
+}
+
+
+def _line_key(line: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        line[name] if line.get(name) is not None else default
+        for name, default in _COMPARED_LINE_FIELDS.items()
+    )
+
+
+def same_order_lines(
+    theirs: Iterable[Mapping[str, Any]], ours: Iterable[Mapping[str, Any]]
+) -> bool:
+    """Whether Kustom's order lines are the payload's, in any order (names may differ)."""
+    return Counter(map(_line_key, theirs)) == Counter(map(_line_key, ours))

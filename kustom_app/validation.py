@@ -40,7 +40,6 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -49,7 +48,7 @@ from typing import Any
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.money import as_decimal
-from kustom_app.payload import CartNotPayable, build_order_payload
+from kustom_app.payload import CartNotPayable, build_order_payload, same_order_lines
 from kustom_app.render import load_render
 from kustom_app.settings import ConfigurationError
 from kustom_app.state import CartState, CartStore
@@ -358,31 +357,6 @@ def run_rules(
 
 # -- the integrity rule ---------------------------------------------------------------------
 
-_COMPARED_LINE_FIELDS = (
-    "type",
-    "reference",
-    "quantity",
-    "unit_price",
-    "tax_rate",
-    "total_amount",
-    "total_discount_amount",
-    "total_tax_amount",
-)
-# Kustom's defaults for fields it may leave out of an order line.
-_LINE_DEFAULTS = {
-    "type": "physical",
-    "tax_rate": 0,
-    "total_discount_amount": 0,
-    "total_tax_amount": 0,
-}
-
-
-def _line_key(line: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(
-        line[name] if line.get(name) is not None else _LINE_DEFAULTS.get(name)
-        for name in _COMPARED_LINE_FIELDS
-    )
-
 
 def _integrity_rejection(reason: str, text: str = CHANGED_TEXT) -> Rejection:
     return Rejection(APPROVAL_FAILED, text, INTEGRITY_RULE, reason)
@@ -423,9 +397,7 @@ def check_integrity(
         payload["order_tax_amount"],
     ):
         return _integrity_rejection("amount_mismatch")
-    theirs = Counter(_line_key(line) for line in order.get("order_lines") or ())
-    ours = Counter(_line_key(line) for line in payload["order_lines"])
-    if theirs != ours:
+    if not same_order_lines(order.get("order_lines") or (), payload["order_lines"]):
         return _integrity_rejection("lines_mismatch")
     return None
 
