@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
+from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomError
 from kustom_app.render import load_render
 from kustom_app.signing import callback_token
@@ -24,16 +25,8 @@ from kustom_app.sync import ingest_render, prepare_render
 log = logging.getLogger(__name__)
 
 
-class CheckoutError(Exception):
-    """A refusal with the contract's error code and HTTP status."""
-
-    status = 400
+class CheckoutError(Refusal):
     code = "checkout_error"
-
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
 
 
 class CartNotFound(CheckoutError):

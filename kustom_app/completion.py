@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
+from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomRejected
 from kustom_app.metrics import COMPLETION_MISMATCHES, COMPLETIONS
 from kustom_app.payload import same_order_lines
@@ -29,14 +30,8 @@ from kustom_app.state import CartStore
 log = logging.getLogger(__name__)
 
 
-class CompletionError(Exception):
-    status = 400
+class CompletionError(Refusal):
     code = "completion_error"
-
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
 
 
 class CartUnknown(CompletionError):

@@ -50,6 +50,7 @@ import redis
 from marshmallow import ValidationError
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
+from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomRejected, idempotency_key
 from kustom_app.money import NotRepresentable, to_major, to_minor, to_tax_rate
 from kustom_app.render import CartLineSchema
@@ -133,17 +134,13 @@ def _text(value: Any) -> str | None:
 # Errors ----------------------------------------------------------------------------------
 
 
-class PaymentEventError(Exception):
+class PaymentEventError(Refusal):
     """A payment event refused before anything is stored (answered with status/code)."""
 
     def __init__(
         self, status: int, code: str, message: str, details: dict[str, Any] | None = None
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
+        super().__init__(message, details, status=status, code=code)
 
 
 class OperationBusy(Exception):

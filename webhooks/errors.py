@@ -12,7 +12,7 @@ from flask import Flask, Response, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from kustom_app.checkout import CheckoutError
+from kustom_app.errors import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,13 @@ HTTP_CODES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(Refusal):
+    """A refusal raised by the web layer itself (signature, body, ids)."""
+
     def __init__(
         self, status: int, code: str, message: str, details: dict[str, Any] | None = None
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
+        super().__init__(message, details, status=status, code=code)
 
 
 def error_response(
@@ -62,12 +60,8 @@ def parse_json_object(raw: bytes | None = None) -> dict[str, Any]:
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(e: ApiError) -> Response:
-        return error_response(e.status, e.code, e.message, e.details)
-
-    @app.errorhandler(CheckoutError)
-    def _checkout_error(e: CheckoutError) -> Response:
+    @app.errorhandler(Refusal)
+    def _refusal(e: Refusal) -> Response:
         return error_response(e.status, e.code, e.message, e.details)
 
     @app.errorhandler(ValidationError)

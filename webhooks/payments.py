@@ -16,7 +16,6 @@ from kustom_app.ordermanagement import (
     CAPTURE,
     REFUND,
     Accepted,
-    PaymentEventError,
     PaymentOperations,
     PaymentRequest,
     build_payment_operations,
@@ -26,7 +25,7 @@ from kustom_app.ordermanagement import (
 )
 from kustom_app.render import Code, Money
 from webhooks.commerce import verify_commerce_signature
-from webhooks.errors import ApiError, parse_json_object
+from webhooks.errors import parse_json_object
 from webhooks.schemas import CART_ID_PATTERN
 
 bp = Blueprint("payments", __name__, url_prefix="/commerce")
@@ -90,10 +89,7 @@ def operations(app: Flask | None = None) -> PaymentOperations:
 
 
 def _accept(request: PaymentRequest) -> Response:
-    try:
-        accepted: Accepted = operations().accept(request)
-    except PaymentEventError as e:
-        raise ApiError(e.status, e.code, e.message, e.details) from e
+    accepted: Accepted = operations().accept(request)
     if accepted.enqueue:
         queue = current_app.extensions["kustom.enqueue"]
         {CAPTURE: queue.capture, REFUND: queue.refund, CANCEL: queue.cancel}[request.kind](
@@ -105,10 +101,7 @@ def _accept(request: PaymentRequest) -> Response:
 
 
 def _prepare(prepare: Any, event: dict[str, Any]) -> PaymentRequest:
-    try:
-        request: PaymentRequest = prepare(event)
-    except PaymentEventError as e:
-        raise ApiError(e.status, e.code, e.message, e.details) from e
+    request: PaymentRequest = prepare(event)  # a PaymentEventError answers itself
     return request
 
 

@@ -8,7 +8,6 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from kustom_app.checkout import StorefrontUrls
 from kustom_app.commerce import CommerceUnavailable
-from kustom_app.completion import CompletionError
 from kustom_app.kustom import KustomUnavailable
 from webhooks.errors import ApiError, parse_json_object
 from webhooks.schemas import CART_ID_PATTERN, CheckoutRequestSchema
@@ -122,8 +121,6 @@ def confirm(cart_id: str) -> Response:
         return _incomplete()
     except KustomUnavailable as e:
         raise ApiError(502, "kustom_unavailable", "Kustom did not answer; try again.") from e
-    except CompletionError as e:
-        raise ApiError(e.status, e.code, e.message, e.details) from e
     if outcome.status == "completed":
         if outcome.newly_completed:
             tasks.acknowledge(cart_id, outcome.order_id)
