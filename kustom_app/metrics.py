@@ -75,6 +75,11 @@ RECONCILE_FIXES = Counter(
     "kustom_reconcile_fixes_total", "What the sweeper found and re-queued", ["kind"]
 )
 DEAD_LETTERS = Counter("kustom_dead_letters_total", "Tasks that gave up", ["task"])
+PAYMENT_OPERATIONS = Counter(
+    "kustom_payment_operations_total",
+    "Captures, refunds and cancels finished, by outcome",
+    ["kind", "status"],
+)
 
 
 class RedisStateCollector:

@@ -52,6 +52,7 @@ from marshmallow import ValidationError
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomRejected, idempotency_key
+from kustom_app.metrics import PAYMENT_OPERATIONS
 from kustom_app.money import NotRepresentable, to_major, to_minor, to_tax_rate
 from kustom_app.render import CartLineSchema
 from kustom_app.state import CartStore
@@ -762,6 +763,8 @@ class PaymentOperations:
             record.kind, record.op_id, status, kustom_id=kustom_id, error=error
         )
         newly = action == "finished"
+        if newly:
+            PAYMENT_OPERATIONS.labels(record.kind, status).inc()
         log_fn = log.info if status != FAILED else log.warning
         log_fn(
             "kustom.%s.%s id=%s cart=%s order=%s amount=%s kustom_id=%s error=%s recorded=%s",

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
+from kustom_app.metrics import RECONCILE_FIXES
 from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
 from kustom_app.settings import Settings
 from kustom_app.state import OPEN_ORDER_FIRST_CHECK_MS, CartStore, open_orders_key
@@ -145,14 +146,7 @@ class ReconcileReport:
 
     @property
     def fixed(self) -> int:
-        return (
-            self.resynced
-            + self.completions_resumed
-            + self.acks_requeued
-            + self.missed_pushes
-            + self.payments_requeued
-            + self.results_resent
-        )
+        return sum(getattr(self, kind) for kind in RECONCILE_FIX_KINDS)
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
@@ -163,6 +157,17 @@ class ReconcileReport:
             tasks = ",".join(f"{k}:{v}" for k, v in sorted(self.deadletter_tasks.items()))
             parts.append(f"deadletter_recent={tasks}")
         return " ".join(parts)
+
+
+# What a run re-queued, each a kind of the kustom_reconcile_fixes_total counter.
+RECONCILE_FIX_KINDS = (
+    "resynced",
+    "completions_resumed",
+    "acks_requeued",
+    "missed_pushes",
+    "payments_requeued",
+    "results_resent",
+)
 
 
 class Reconciler:
@@ -414,6 +419,9 @@ class Reconciler:
             ),
             ex=7 * 24 * 3600,
         )
+        for kind in RECONCILE_FIX_KINDS:
+            if getattr(report, kind):
+                RECONCILE_FIXES.labels(kind).inc(getattr(report, kind))
         log.info("kustom.reconcile.run fixed=%s %s", report.fixed, report.log_line())
         return report
 

@@ -23,6 +23,7 @@ from kustom_app.callbacks import (
     update_address,
     update_shipping_option,
 )
+from kustom_app.metrics import VALIDATIONS
 from kustom_app.validation import OrderValidator, Rejection, process_rules
 from webhooks.callback_auth import verified_callback_cart
 from webhooks.errors import parse_json_object
@@ -182,7 +183,9 @@ def validate_order() -> Response:
             cart_id, outcome.sync_hash, outcome.sync_payload
         )
     if outcome.rejection is not None:
+        VALIDATIONS.labels("rejected", outcome.rejection.code).inc()
         return _reject(outcome.rejection, order)
+    VALIDATIONS.labels("approved", "").inc()
     return jsonify({})
 
 

@@ -17,6 +17,7 @@ from celery import Task
 from kustom_app.commerce import CommerceRejected, CommerceUnavailable
 from kustom_app.completion import CompletionError
 from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
+from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
 from kustom_app.sync import SyncBusy, sync_cart
 from workers.celery_app import app
@@ -51,6 +52,7 @@ def record_dead_letter(task: Task, error: BaseException, context: dict[str, Any]
     pipe.ltrim(key, 0, DEAD_LETTER_LIMIT - 1)
     pipe.expire(key, services.settings.cart_ttl_seconds)
     pipe.execute()
+    DEAD_LETTERS.labels(task.name).inc()
     log.error("kustom.task.dead_letter task=%s id=%s %s", task.name, task.request.id, context)
 
 

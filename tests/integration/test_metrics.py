@@ -8,7 +8,8 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import make_render, signed_headers
+from kustom_app.signing import callback_token
+from tests.conftest import CALLBACK_SECRET, make_render, signed_headers
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,6 +54,14 @@ def test_metrics_count_a_checkout_sync_and_completion(
     post(make_render(cart, 2, quantity=2))  # older: ignored
     wait_until(lambda: not http.get(f"{web.url}/carts/{cart}/kustom/status").json()["syncing"])
     commerce.put_cart(make_render(cart, 3, quantity=3))
+    token = {"cart": cart, "token": callback_token(CALLBACK_SECRET, cart)}
+    kustom_order = kustom.stored_order(order)["checkout"]
+    approved = http.post(f"{web.url}/kustom/validate", params=token, json=kustom_order)
+    assert approved.status_code == 200
+    tampered = {**kustom_order, "order_amount": kustom_order["order_amount"] + 100}
+    assert http.post(f"{web.url}/kustom/validate", params=token, json=tampered).status_code == 400
+    # a push for an order Kustom does not know: the task gives up (dead letter)
+    http.post(f"{web.url}/kustom/push", params={**token, "order_id": str(uuid.uuid4())})
     kustom.complete_order(order)
     assert http.post(f"{web.url}/carts/{cart}/kustom/confirm").status_code == 200
     wait_until(lambda: kustom.stored_order(order)["acknowledged"])
@@ -89,4 +98,9 @@ def test_metrics_count_a_checkout_sync_and_completion(
     assert (
         delta("kustom_http_request_duration_seconds_count", endpoint="/commerce/cart-mutation") >= 3
     )
+    assert delta("kustom_validation_outcomes_total", outcome="approved", code="") >= 1
+    assert (
+        delta("kustom_validation_outcomes_total", outcome="rejected", code="approval_failed") >= 1
+    )
+    assert delta("kustom_dead_letters_total", task="completeKustomOrder") >= 1
     assert ("kustom_carts_syncing", ()) in after
