@@ -81,6 +81,8 @@ class Settings:
     order_record_ttl_seconds: int = 180 * 86400  # captures and refunds come weeks later
     confirm_wait_seconds: float = 3.0
     completion_lease_seconds: float = 60.0
+    # Server-Sent Event streams each hold a gunicorn thread: leave some for other requests.
+    events_max_streams: int = 12
 
     @property
     def kustom_configured(self) -> bool:
@@ -140,5 +142,8 @@ class Settings:
             max_retries=_int(env, "TASK_MAX_RETRIES", 12),
             reconcile_batch=_int(env, "RECONCILE_BATCH", 200),
             completion_lease_seconds=_float(env, "COMPLETION_LEASE_SECONDS", 60.0),
+            events_max_streams=_int(
+                env, "EVENTS_MAX_STREAMS", max(1, _int(env, "WEB_THREADS", 16) - 4)
+            ),
             confirm_wait_seconds=_float(env, "CONFIRM_WAIT_SECONDS", 3.0),
         )

@@ -76,6 +76,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
+        KUSTOM_EVENTS_MAX_STREAMS=settings.events_max_streams,
     )
     services = Services(settings)
     if "REDIS" in config:
