@@ -19,8 +19,23 @@ import logging
 from celery import Celery
 from celery.signals import after_setup_logger
 
+from kustom_app.services import sentinel_master_name
 from kustom_app.settings import Settings
 from workers.broker import transport_for
+
+
+def master_name_option(broker_url: str) -> dict[str, str]:
+    name = sentinel_master_name(broker_url)
+    return {"master_name": name} if name else {}
+
+
+def broker_url_for_kombu(broker_url: str) -> str:
+    """kombu takes URL query parameters as connection arguments; Sentinel's master name
+    goes into the transport options instead (Celery's documented form)."""
+    if not broker_url.startswith("sentinel://"):
+        return broker_url
+    return ";".join(part.split("?", 1)[0] for part in broker_url.split(";"))
+
 
 SYNC_QUEUE = "kustom.sync"
 ORDERS_QUEUE = "kustom.orders"
@@ -30,7 +45,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     app = Celery("kustom_app", include=["workers.tasks", "workers.ordermanagement"])
     app.conf.update(
-        broker_url=settings.celery_broker_url,
+        broker_url=broker_url_for_kombu(settings.celery_broker_url),
         broker_transport=transport_for(settings.celery_broker_url),
         broker_connection_retry_on_startup=True,
         broker_transport_options={
@@ -38,6 +53,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
             # A running worker looks for a dead worker's messages every ~10 s instead of
             # ~100 s (kombu's default throttle of 10 scan intervals).
             "unacked_restore_throttle": 1,
+            **master_name_option(settings.celery_broker_url),
         },
         task_serializer="json",
         accept_content=["json"],
