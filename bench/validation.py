@@ -64,6 +64,7 @@ def _app(settings: Settings) -> Flask:
     from webhooks.app import create_app
 
     app = create_app({"SETTINGS": settings, "TASK_QUEUE": _NoQueue()})
+    quiet_logs()  # create_app installs the service's INFO logging; the bench measures, not logs
 
     # The baseline: same app, same server, same body; no work.
     @app.post("/_bench/bare")
