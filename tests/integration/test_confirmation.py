@@ -160,9 +160,17 @@ def test_commerce_down_then_up_completes_and_acknowledges_after(
     http, web, worker, kustom, commerce, store
 ):
     cart, order = open_paid_cart(http, web, commerce, kustom)
-    commerce.fail_next("complete", [503, 503, 503])
+    # Six failures with backoff from 0.2 s: the outage outlasts the confirm call's 1 s wait.
+    commerce.fail_next("complete", [503] * 6)
     assert push(http, web, cart, order).status_code == 200
-    assert confirm(http, web, cart).status_code == 202
+    commerce.wait_for(  # the push task has tried once and holds the claim
+        lambda: [
+            c
+            for c in commerce.calls_for("complete")
+            if (c["json"] or {}).get("kustomOrderId") == order
+        ]
+    )
+    assert confirm(http, web, cart).status_code == 202, "in progress while commerce is down"
     wait_until(lambda: acknowledged(kustom, order), timeout=30)
     orders = commerce.orders_for(cart)
     assert len(orders) == 1
