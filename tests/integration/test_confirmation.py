@@ -117,7 +117,7 @@ def test_dead_claim_holder_is_taken_over_after_its_lease(
     cart, order = open_paid_cart(http, web, commerce, kustom)
     # A completer claimed and died before calling the commerce backend.
     assert (
-        store.claim_completion(cart, "dead-holder", order, "push", lease_ms=3000).action
+        store.claim_completion(cart, "dead-holder", order, "push", lease_ms=6000).action
         == "claimed"
     )
     first = confirm(http, web, cart)
