@@ -11,7 +11,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
@@ -131,7 +131,7 @@ def schema_result(data):
         return "refused"
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corrupted_renders())
 def test_fast_path_agrees_with_the_schema_or_declines(data):
     fast = _fast_load(copy.deepcopy(data))
