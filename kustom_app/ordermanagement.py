@@ -42,7 +42,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import quote
 
@@ -55,7 +54,7 @@ from kustom_app.kustom import KustomClient, KustomRejected, idempotency_key
 from kustom_app.metrics import PAYMENT_OPERATIONS
 from kustom_app.money import NotRepresentable, to_major, to_minor, to_tax_rate
 from kustom_app.render import CartLineSchema
-from kustom_app.state import CartStore
+from kustom_app.state import CartStore, as_text, load_script
 
 if TYPE_CHECKING:
     from kustom_app.services import Services
@@ -124,12 +123,6 @@ SUCCESS_STATUS = {CAPTURE: CAPTURED, REFUND: REFUNDED}
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # Errors ----------------------------------------------------------------------------------
@@ -427,11 +420,6 @@ class Accepted:
         return {EVENT_ID_FIELD[self.kind]: self.op_id, "status": self.status}
 
 
-def _script(client: redis.Redis, name: str) -> Any:
-    source = resources.files("kustom_app").joinpath(f"lua/{name}.lua").read_text()
-    return client.register_script(source)
-
-
 def split_member(member: str) -> tuple[str, str]:
     """``"capture:cap-1"`` → ``("capture", "cap-1")`` (ids may contain colons)."""
     kind, _, op_id = member.partition(":")
@@ -453,10 +441,10 @@ class PaymentStore:
         self.redis = client
         self.prefix = prefix
         self.ttl = ttl_seconds
-        self._claim = _script(client, "claim_payment")
-        self._begin = _script(client, "begin_payment")
-        self._finish = _script(client, "finish_payment")
-        self._settle = _script(client, "settle_payment_result")
+        self._claim = load_script(client, "claim_payment")
+        self._begin = load_script(client, "begin_payment")
+        self._finish = load_script(client, "finish_payment")
+        self._settle = load_script(client, "settle_payment_result")
 
     def record_key(self, kind: str, op_id: str) -> str:
         return f"{self.prefix}:{kind}:{op_id}"
@@ -476,7 +464,7 @@ class PaymentStore:
         raw = self.redis.hgetall(self.record_key(kind, op_id))
         if not raw:
             return None
-        f = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+        f = {as_text(k) or "": as_text(v) or "" for k, v in raw.items()}
         return PaymentRecord(
             kind=kind,
             op_id=op_id,
@@ -513,7 +501,7 @@ class PaymentStore:
             "kustomBody", json.dumps(request.kustom_body, separators=(",", ":")),
         ]  # fmt: skip
         result = [
-            _text(x) or ""
+            as_text(x) or ""
             for x in self._claim(
                 keys=[
                     self.record_key(request.kind, request.op_id),
@@ -537,7 +525,7 @@ class PaymentStore:
     ) -> tuple[str, str]:
         """Take the lease: ("run", attempt) | ("done", status) | ("busy", ms) | ("gone", "")."""
         result = [
-            _text(x) or ""
+            as_text(x) or ""
             for x in self._begin(
                 keys=[self.record_key(kind, op_id)],
                 args=[token, now_ms() if now is None else now, lease_ms],
@@ -557,7 +545,7 @@ class PaymentStore:
     ) -> tuple[str, str]:
         """Record the outcome once: ("finished", status) the first time, else ("already", s)."""
         result = [
-            _text(x) or ""
+            as_text(x) or ""
             for x in self._finish(
                 keys=[self.record_key(kind, op_id), self.pending_key, self.undelivered_key],
                 args=[
@@ -586,13 +574,13 @@ class PaymentStore:
     def queued_for_cart(self, cart_id: str, kinds: Iterable[str]) -> list[str]:
         """The cart's operations of these kinds still queued (``kind:id`` members)."""
         wanted = set(kinds)
-        members = sorted(_text(m) or "" for m in self.redis.smembers(self.cart_key(cart_id)))
+        members = sorted(as_text(m) or "" for m in self.redis.smembers(self.cart_key(cart_id)))
         queued = []
         for member in members:
             kind, op_id = split_member(member)
             if kind not in wanted:
                 continue
-            status = _text(self.redis.hget(self.record_key(kind, op_id), "status"))
+            status = as_text(self.redis.hget(self.record_key(kind, op_id), "status"))
             if status == QUEUED:
                 queued.append(member)
         return queued
@@ -600,7 +588,7 @@ class PaymentStore:
     def _due(self, key: str, older_than_ms: int, limit: int, now: int | None) -> list[str]:
         cutoff = (now_ms() if now is None else now) - older_than_ms
         members = self.redis.zrangebyscore(key, "-inf", cutoff, start=0, num=limit)
-        return [_text(m) or "" for m in members]
+        return [as_text(m) or "" for m in members]
 
     def due_pending(self, older_than_ms: int, limit: int, *, now: int | None = None) -> list[str]:
         """Operations queued (or last re-queued) longer ago than ``older_than_ms``."""

@@ -38,7 +38,7 @@ from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
 from kustom_app.metrics import RECONCILE_FIXES
 from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
 from kustom_app.settings import Settings
-from kustom_app.state import OPEN_ORDER_FIRST_CHECK_MS, CartStore, open_orders_key
+from kustom_app.state import OPEN_ORDER_FIRST_CHECK_MS, CartStore, as_text, open_orders_key
 
 if TYPE_CHECKING:
     from kustom_app.services import Services
@@ -63,12 +63,6 @@ OPEN_ORDER_BUDGET_SECONDS = 60.0
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Enqueuer(Protocol):
@@ -223,7 +217,7 @@ class Reconciler:
             if not page:
                 return
             for raw in page:
-                yield _text(raw)
+                yield (as_text(raw) or "")
             start += len(page)
 
     def _stale_syncs(self, report: ReconcileReport, now: int) -> None:
@@ -292,7 +286,7 @@ class Reconciler:
         for raw in members:
             if time.monotonic() > deadline:
                 return  # Kustom is slow today: the rest waits for the next run
-            cart_id = _text(raw)
+            cart_id = as_text(raw) or ""
             state = self.store.load(cart_id)
             if (
                 state is None

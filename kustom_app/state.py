@@ -51,13 +51,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
+    """A Redis reply as text (None stays None)."""
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _load_script(client: redis.Redis, name: str) -> Any:
+def load_script(client: redis.Redis, name: str) -> Any:
+    """Register ``kustom_app/lua/<name>.lua`` with the client (EVALSHA, reloaded if flushed)."""
     source = resources.files("kustom_app").joinpath(f"lua/{name}.lua").read_text()
     return client.register_script(source)
 
@@ -150,15 +152,15 @@ class CartStore:
         self.redis = client
         self.prefix = prefix
         self.ttl = ttl_seconds
-        self._record_render = _load_script(client, "record_render")
-        self._begin_sync = _load_script(client, "begin_sync")
-        self._finish_sync = _load_script(client, "finish_sync")
-        self._release_sync = _load_script(client, "release_sync")
-        self._record_order = _load_script(client, "record_order")
-        self._record_applied = _load_script(client, "record_applied")
-        self._claim_completion = _load_script(client, "claim_completion")
-        self._finish_completion = _load_script(client, "finish_completion")
-        self._release_completion = _load_script(client, "release_completion")
+        self._record_render = load_script(client, "record_render")
+        self._begin_sync = load_script(client, "begin_sync")
+        self._finish_sync = load_script(client, "finish_sync")
+        self._release_sync = load_script(client, "release_sync")
+        self._record_order = load_script(client, "record_order")
+        self._record_applied = load_script(client, "record_applied")
+        self._claim_completion = load_script(client, "claim_completion")
+        self._finish_completion = load_script(client, "finish_completion")
+        self._release_completion = load_script(client, "release_completion")
 
     # Keys ------------------------------------------------------------------------------
 
@@ -197,7 +199,7 @@ class CartStore:
         raw = self.redis.hgetall(self.cart_key(cart_id))
         if not raw:
             return None
-        fields = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+        fields = {as_text(k) or "": as_text(v) or "" for k, v in raw.items()}
 
         def num(name: str) -> int | None:
             value = fields.get(name)
@@ -245,7 +247,7 @@ class CartStore:
                 cart_id,
             ],
         )
-        status, pending, sync, state, enqueue = (_text(x) for x in result)
+        status, pending, sync, state, enqueue = (as_text(x) for x in result)
         return RenderOutcome(
             accepted=status == "accepted",
             pending_hash=pending or "",
@@ -276,7 +278,7 @@ class CartStore:
                 OPEN_ORDER_FIRST_CHECK_MS,
             ],
         )
-        return _text(enqueue) == "1"
+        return as_text(enqueue) == "1"
 
     def record_applied_render(
         self,
@@ -304,7 +306,7 @@ class CartStore:
                 cart_id,
             ],
         )
-        return _text(result) == "applied"
+        return as_text(result) == "applied"
 
     # Sync leases -----------------------------------------------------------------------
 
@@ -313,7 +315,7 @@ class CartStore:
     ) -> SyncStep:
         """Take the cart's push lease if there is something to push and nobody pushes."""
         result = [
-            _text(x)
+            as_text(x)
             for x in self._begin_sync(
                 keys=[self.cart_key(cart_id), self.syncing_key],
                 args=[token, now_ms() if now is None else now, lease_ms, cart_id],
@@ -344,7 +346,7 @@ class CartStore:
     ) -> SyncStep:
         """Record a landed push; returns `again` with the newer payload if the cart moved."""
         result = [
-            _text(x)
+            as_text(x)
             for x in self._finish_sync(
                 keys=self._keys(cart_id),
                 args=[
@@ -386,7 +388,7 @@ class CartStore:
     def pending_snapshot(self, cart_id: str) -> tuple[SyncStep, int, int]:
         """The newest pending payload, and when the last two cart events arrived (ms)."""
         pending, payload, last_event, prev_event = (
-            _text(x)
+            as_text(x)
             for x in self.redis.hmget(
                 self.cart_key(cart_id),
                 "pending_hash",
@@ -430,7 +432,7 @@ class CartStore:
     ) -> Claim:
         """Atomically move the cart from open to completing (or report who got there first)."""
         result = [
-            _text(x)
+            as_text(x)
             for x in self._claim_completion(
                 keys=[self.cart_key(cart_id), self.claims_key, self.events_channel(cart_id)],
                 args=[token, order_id, now_ms() if now is None else now, lease_ms, path, cart_id],
@@ -465,7 +467,7 @@ class CartStore:
             }
         )
         result = [
-            _text(x)
+            as_text(x)
             for x in self._finish_completion(
                 keys=[
                     self.cart_key(cart_id),
@@ -499,7 +501,7 @@ class CartStore:
             keys=[self.cart_key(cart_id), self.claims_key, self.events_channel(cart_id)],
             args=[token, json.dumps(error) if error else "", cart_id],
         )
-        return _text(result) == "released"
+        return as_text(result) == "released"
 
     def record_mismatch(self, cart_id: str, order_id: str, reasons: list[str]) -> None:
         """Kustom's order does not match the cart: kept for an operator, never auto-fixed."""
@@ -536,7 +538,7 @@ class CartStore:
         """Carts that have been waiting for a sync longer than ``older_than_ms``."""
         cutoff = (now_ms() if now is None else now) - older_than_ms
         members = self.redis.zrangebyscore(self.syncing_key, "-inf", cutoff, start=0, num=limit)
-        return [_text(m) or "" for m in members]
+        return [as_text(m) or "" for m in members]
 
     def forget_syncing(self, cart_id: str) -> None:
         self.redis.zrem(self.syncing_key, cart_id)

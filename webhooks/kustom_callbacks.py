@@ -189,13 +189,13 @@ def validate_order() -> Response:
     return jsonify({})
 
 
-@bp.post("/kustom/address-update")
-def address_update() -> Response:
+def _address_callback(apply_change: Any) -> Response:
+    """Address and country changes: both forward the shopper's addresses (section 5)."""
     cart_id = verified_callback_cart()
     body = _update_schema.load(parse_json_object())
     services = current_app.extensions["kustom"]
     try:
-        answer = update_address(
+        answer = apply_change(
             services.store,
             services.commerce,
             cart_id,
@@ -205,24 +205,16 @@ def address_update() -> Response:
     except CallbackRefused as e:
         return _refused(cart_id, e)
     return _answered(answer)
+
+
+@bp.post("/kustom/address-update")
+def address_update() -> Response:
+    return _address_callback(update_address)
 
 
 @bp.post("/kustom/country-change")
 def country_change() -> Response:
-    cart_id = verified_callback_cart()
-    body = _update_schema.load(parse_json_object())
-    services = current_app.extensions["kustom"]
-    try:
-        answer = change_country(
-            services.store,
-            services.commerce,
-            cart_id,
-            shipping_address=body["shipping_address"],
-            billing_address=body["billing_address"],
-        )
-    except CallbackRefused as e:
-        return _refused(cart_id, e)
-    return _answered(answer)
+    return _address_callback(change_country)
 
 
 @bp.post("/kustom/shipping-option-update")
