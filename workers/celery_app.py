@@ -15,6 +15,7 @@ Every choice here is deliberate (see the README's "Celery settings" section):
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger
@@ -89,3 +90,18 @@ def _configure_logging(logger: logging.Logger, **_: object) -> None:
 
 
 app = make_celery()
+
+
+def idempotent_task(name: str, **options: Any) -> Any:
+    """A task safe to run twice: acknowledged late, redelivered if its worker is lost.
+
+    Retries are bounded by each task itself (``TASK_MAX_RETRIES``, then dead-lettered).
+    """
+    return app.task(
+        name=name,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=None,
+        **options,
+    )

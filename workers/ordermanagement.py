@@ -27,7 +27,7 @@ from kustom_app.ordermanagement import (
     build_payment_operations,
 )
 from kustom_app.services import Services, process_services
-from workers.celery_app import app
+from workers.celery_app import idempotent_task
 from workers.tasks import (
     _retry_transient,
     enqueue_acknowledge,
@@ -86,49 +86,25 @@ def _run_operation(task: Task, kind: str, op_id: str) -> str:
     return outcome.status
 
 
-@app.task(
-    name="captureKustomOrder",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-)
+@idempotent_task("captureKustomOrder")
 def capture_kustom_order(self: Task, capture_id: str) -> str:
     """Capture on the cart's Kustom order, once per captureId; then deliver the result."""
     return _run_operation(self, CAPTURE, capture_id)
 
 
-@app.task(
-    name="refundKustomOrder",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-)
+@idempotent_task("refundKustomOrder")
 def refund_kustom_order(self: Task, refund_id: str) -> str:
     """Refund on the cart's Kustom order, once per refundId; then deliver the result."""
     return _run_operation(self, REFUND, refund_id)
 
 
-@app.task(
-    name="cancelKustomOrder",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-)
+@idempotent_task("cancelKustomOrder")
 def cancel_kustom_order(self: Task, cart_id: str) -> str:
     """Cancel the order if nothing was captured, else release the rest of the authorization."""
     return _run_operation(self, CANCEL, cart_id)
 
 
-@app.task(
-    name="deliverPaymentResult",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-)
+@idempotent_task("deliverPaymentResult")
 def deliver_payment_result(self: Task, kind: str, op_id: str) -> str:
     """POST a capture's or refund's result to the commerce backend until it has it."""
     context = {"kind": kind, "id": op_id}

@@ -20,7 +20,7 @@ from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
 from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
 from kustom_app.sync import SyncBusy, sync_cart
-from workers.celery_app import app
+from workers.celery_app import app, idempotent_task
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,7 @@ def record_dead_letter(task: Task, error: BaseException, context: dict[str, Any]
     log.error("kustom.task.dead_letter task=%s id=%s %s", task.name, task.request.id, context)
 
 
-@app.task(
-    name="syncKustomOrder",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-)
+@idempotent_task("syncKustomOrder")
 def sync_kustom_order(
     self: Task, cart_id: str, payload_hash: str | None = None, payload: Any = None
 ) -> str:
@@ -114,13 +108,7 @@ def _retry_transient(task: Task, error: Exception, context: dict[str, Any]) -> E
     return task.retry(countdown=backoff_seconds(task.request.retries), exc=error)
 
 
-@app.task(
-    name="completeKustomOrder",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-)
+@idempotent_task("completeKustomOrder")
 def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "push") -> str:
     """Complete the cart from Kustom's order unless the confirm path already did; then ack.
 
@@ -160,13 +148,7 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
     return outcome.status
 
 
-@app.task(
-    name="acknowledgeKustomOrder",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-)
+@idempotent_task("acknowledgeKustomOrder")
 def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
     """Record our order number on the Kustom order, then acknowledge it (pushes stop).
 
