@@ -66,7 +66,7 @@ def burst(node: Any, size: int, index: int, concurrency: int) -> dict[str, Any]:
     cart_id = f"burst-{size}-{index}-{random.randrange(1 << 30):08x}"
     post_render(session, node.url, cart_render(cart_id, 1, 1))
     order_id = open_checkout(session, node.url, cart_id)
-    wait_until(lambda: not status(session, node.url, cart_id)["syncing"], timeout=30)
+    wait_until(lambda: not status(session, node.url, cart_id)["syncing"], timeout=30, interval=0.02)
     before = len(node.kustom.calls("update_order", order_id=order_id))
 
     renders = [cart_render(cart_id, v, quantity=v) for v in range(2, size + 2)]

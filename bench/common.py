@@ -24,6 +24,7 @@ import requests
 
 from playground.server import ServerThread
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.waiting import wait_until
 
 RESULTS_DIR = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -792,17 +793,6 @@ def open_checkout(session: requests.Session, url: str, cart_id: str) -> str:
         raise RuntimeError(f"checkout answered {response.status_code}: {response.text}")
     order_id: str = response.json()["kustomOrderId"]
     return order_id
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"condition not met within {timeout}s (last: {last!r})")
 
 
 __all__ = [

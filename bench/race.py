@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(
             lambda: all(node.kustom.stored_order(o)["acknowledged"] for _, o in racing + plain),
             timeout=60,
+            interval=0.02,
         )
         acked_after = time.perf_counter() - started
 

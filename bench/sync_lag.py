@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                             "update_order", order_id=orders[c]
                         )[b:],
                         timeout=5,
+                        interval=0.02,
                     )
                     if sample < 2:
                         continue

@@ -8,8 +8,7 @@ over loopback HTTP.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from playground.kustom import create_app as create_kustom_double
 from playground.server import ServerThread
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until  # noqa: F401  (used by the test modules)
 from tests.support.worker import CeleryWorker
 
 pytestmark = pytest.mark.integration
@@ -119,14 +119,3 @@ def web(service_env: dict[str, str], celery_in_process, web_server) -> ServerThr
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

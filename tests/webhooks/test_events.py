@@ -35,6 +35,7 @@ from kustom_app.sync import ingest_render
 from playground.server import ServerThread
 from tests.conftest import COMMERCE_SECRET, RecordingQueue, make_render
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = "http://shop.test"
@@ -176,16 +177,6 @@ def streams() -> Iterator[Callable[..., EventStream]]:
         stream.close()
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 def render(store: CartStore, cart_id: str, version: int, quantity: int) -> str:
     """Store a render (as the commerce event does) and return its payload hash."""
     _, prepared = ingest_render(store, load_render(make_render(cart_id, version, quantity)))
@@ -303,7 +294,7 @@ def test_stream_headers_heartbeats_and_retry_hint(serve, streams) -> None:
     assert headers["Cache-Control"].startswith("no-cache")
     assert headers["Access-Control-Allow-Origin"] == SHOP
     stream.next()
-    wait_until(lambda: len(stream.comments) >= 2, timeout=3)
+    wait_until(lambda: len(stream.comments) >= 2, timeout=3, interval=0.02)
     assert set(stream.comments) == {": keepalive"}
     assert stream.fields[0] == ("retry", "1500")
 
@@ -320,8 +311,12 @@ def test_stream_is_released_when_the_client_goes_away(
     assert app.extensions[SLOTS].open == 1
     assert redis_client.pubsub_numsub(channel) == [(channel.encode(), 1)]
     stream.close()
-    wait_until(lambda: app.extensions[SLOTS].open == 0, timeout=4)
-    wait_until(lambda: redis_client.pubsub_numsub(channel) == [(channel.encode(), 0)], timeout=2)
+    wait_until(lambda: app.extensions[SLOTS].open == 0, timeout=4, interval=0.02)
+    wait_until(
+        lambda: redis_client.pubsub_numsub(channel) == [(channel.encode(), 0)],
+        timeout=2,
+        interval=0.02,
+    )
 
 
 def test_streams_over_the_limit_poll_instead_of_taking_threads(serve, streams) -> None:
@@ -418,7 +413,7 @@ def test_gunicorn_gthread_serves_streams_beside_other_requests(
     opened: list[EventStream] = []
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{url}/healthz"), timeout=20)
+        wait_until(lambda: _answers(f"{url}/healthz"), timeout=20, interval=0.02)
         store = CartStore(redis_client)
         render(store, "cart-gthread", 1, 1)
         for _ in range(2):
