@@ -673,6 +673,15 @@ class Profiler:
                 process.send_signal(signal.SIGINT)
                 process.wait(10)
 
+    def keep(self, folder: Path) -> None:
+        """Copy the raw collapsed stacks to ``folder`` (for flame graphs: one line per stack)."""
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for path in self.files:
+            if path.exists():
+                shutil.copy(path, folder / path.name)
+        print(f"(raw py-spy stacks kept in {folder})")
+
     def summary(self, top: int = 25) -> list[tuple[str, float, float]]:
         """``(function, inclusive %, self %)`` over every sample of every pid, by inclusive."""
         inclusive: dict[str, int] = {}

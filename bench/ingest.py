@@ -46,6 +46,7 @@ import requests
 
 from bench.app import BARE_PATH
 from bench.common import (
+    RESULTS_DIR,
     CpuMeter,
     Figure,
     Profiler,
@@ -390,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, list[LoadResult]] = {BARE: [], MUTATION: [], FRESH: []}
     profile: list[tuple[str, float, float]] = []
+    worker_profile: list[tuple[str, float, float]] = []
     with stack(workers=0 if args.no_worker else 1) as node:
         host = node.url.removeprefix("http://")
         script = node.work_dir / "replay.lua"
@@ -456,12 +458,19 @@ def main(argv: list[str] | None = None) -> int:
             results[FRESH].append(load(MUTATION_PATH, raw, args.duration))
 
         if args.profile:
-            profiler = Profiler(node.web.worker_pids(), node.work_dir / "profile")
+            groups = node_cpu_groups(node)
+            web_profiler = Profiler(node.web.worker_pids(), node.work_dir / "profile-web")
+            worker_profiler = Profiler(groups["worker"](), node.work_dir / "profile-worker")
             raw = stream.take(capacity, MUTATION_PATH, args.threads)
-            profiler.start(args.duration)
+            for profiler in (web_profiler, worker_profiler):
+                profiler.start(args.duration)
             load(MUTATION_PATH, raw, args.duration)
-            profiler.stop()
-            profile = profiler.summary(top=60)
+            for profiler in (web_profiler, worker_profiler):
+                profiler.stop()
+            profile = web_profiler.summary(top=60)
+            worker_profile = worker_profiler.summary(top=60)
+            for name, profiler in (("web", web_profiler), ("worker", worker_profiler)):
+                profiler.keep(RESULTS_DIR / f"ingest-profile-{name}")
 
     rows = []
     detail = []
@@ -558,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
             f"\nprofile (py-spy --gil) of the gunicorn workers, extra mutation run ({loadgen}):\n"
         )
         print(profile_table([row for row in profile if not _framework_frame(row[0])][:30]))
+    if worker_profile:
+        print("\nprofile (py-spy --gil) of the Celery worker processes, same run:\n")
+        print(profile_table(worker_profile[:40]))
     save_run(
         "ingest",
         figures=figures,
@@ -572,6 +584,10 @@ def main(argv: list[str] | None = None) -> int:
             "profile": [
                 {"function": n, "inclusive_pct": round(i, 1), "self_pct": round(s, 1)}
                 for n, i, s in profile
+            ],
+            "worker_profile": [
+                {"function": n, "inclusive_pct": round(i, 1), "self_pct": round(s, 1)}
+                for n, i, s in worker_profile
             ],
         },
     )

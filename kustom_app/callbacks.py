@@ -129,7 +129,7 @@ def apply_render(store: CartStore, cart_id: str, render: dict[str, Any]) -> Call
             raise CallbackRefused(APPROVAL_FAILED, NOT_PAYABLE_TEXT, reason="cart_not_payable")
         version = int(render["version"])
         if store.record_applied_render(
-            cart_id, version, prepared.render, prepared.hash, prepared.payload
+            cart_id, version, prepared.render_json, prepared.hash, prepared.payload
         ):
             log.info(
                 "kustom.callback.applied cart=%s version=%s hash=%s",

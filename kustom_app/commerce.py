@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import requests
 
+from kustom_app.http import http_session
 from kustom_app.signing import sign_payload
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class CommerceClient:
         self.base_url = base_url.rstrip("/")
         self.secret = secret
         self.timeout = (connect_timeout, read_timeout)
-        self.session = session or requests.Session()
+        self.session = session or http_session(self.base_url)
 
     def __repr__(self) -> str:
         return f"CommerceClient({self.base_url!r})"

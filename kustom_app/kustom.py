@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from kustom_app.http import http_session
 from kustom_app.metrics import KUSTOM_CALLS, KUSTOM_LATENCY
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class KustomClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
-        self.session = session or requests.Session()
+        self.session = session or http_session(self.base_url)
         self.session.auth = (username, password)
         self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
 

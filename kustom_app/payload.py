@@ -122,15 +122,27 @@ def build_order_payload(render: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def canonical_json(payload: dict[str, Any]) -> str:
+    """The payload as canonical JSON (sorted keys, no whitespace): what is hashed, stored
+    as the pending payload and carried by the sync job, serialised once per render.
+
+    A payload holding anything but JSON types (a Decimal, a float sneaking in) fails loudly.
+    """
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def hash_canonical(canonical: str) -> str:
+    """The fingerprint of a payload's `canonical_json`."""
+    # surrogatepass: a lone surrogate from a JSON "\ud800" escape must hash, not crash.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def payload_hash(payload: dict[str, Any]) -> str:
     """A short fingerprint of a payload: equal hashes mean Kustom needs no update.
 
-    Canonical JSON (sorted keys, no whitespace) so key order never matters; a payload
-    holding anything but JSON types (a Decimal, a float sneaking in) fails loudly here.
+    Canonical JSON, so key order never matters.
     """
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    # surrogatepass: a lone surrogate from a JSON "\ud800" escape must hash, not crash.
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return hash_canonical(canonical_json(payload))
 
 
 def _item_line(

@@ -58,6 +58,11 @@ def as_text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _json_text(value: dict[str, Any] | str) -> str:
+    """A JSON-ready value as compact JSON; text is taken to be JSON already."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
 def load_script(client: redis.Redis, name: str) -> Any:
     """Register ``kustom_app/lua/<name>.lua`` with the client (EVALSHA, reloaded if flushed)."""
     source = resources.files("kustom_app").joinpath(f"lua/{name}.lua").read_text()
@@ -70,7 +75,8 @@ class RenderOutcome:
     pending_hash: str
     sync_hash: str
     cart_state: str
-    enqueue: bool
+    enqueue: bool  # a sync job is needed and the caller must queue it
+    enqueued: bool = False  # a sync job was needed and the script queued it
 
     @property
     def syncing(self) -> bool:
@@ -227,24 +233,37 @@ class CartStore:
         self,
         cart_id: str,
         version: int,
-        render: dict[str, Any],
+        render: dict[str, Any] | str,
         payload_hash: str,
         payload: dict[str, Any] | None,
         *,
         now: int | None = None,
+        payload_json: str | None = None,
+        job: tuple[str, str] | None = None,
     ) -> RenderOutcome:
-        """Store a render unless an older version; report whether a sync job is needed."""
+        """Store a render unless an older version; report whether a sync job is needed.
+
+        ``render`` may be its stored JSON text already, and ``payload_json`` the payload
+        already serialised (the hot path serialises each once). ``job`` is
+        ``(queue key, broker message)``: when a job is needed the script pushes it onto that
+        list itself, atomically with marking the cart queued (``enqueued``); without it the
+        caller queues the job (``enqueue``).
+        """
+        if payload_json is None and payload is not None:
+            payload_json = json.dumps(payload, separators=(",", ":"))
+        queue_key, message = job if job is not None else (self._keys(cart_id)[0], "")
         result = self._record_render(
-            keys=self._keys(cart_id),
+            keys=[*self._keys(cart_id), queue_key],
             args=[
                 version,
-                json.dumps(render, separators=(",", ":")),
+                _json_text(render),
                 payload_hash,
-                json.dumps(payload, separators=(",", ":")) if payload is not None else "",
+                payload_json or "",
                 now_ms() if now is None else now,
                 self.ttl,
                 QUEUED_STALE_MS,
                 cart_id,
+                message,
             ],
         )
         status, pending, sync, state, enqueue = (as_text(x) for x in result)
@@ -254,6 +273,7 @@ class CartStore:
             sync_hash=sync or "",
             cart_state=state or "open",
             enqueue=enqueue == "1",
+            enqueued=enqueue == "2",
         )
 
     def record_order(
@@ -284,7 +304,7 @@ class CartStore:
         self,
         cart_id: str,
         version: int,
-        render: dict[str, Any],
+        render: dict[str, Any] | str,
         payload_hash: str,
         payload: dict[str, Any],
         *,
@@ -298,7 +318,7 @@ class CartStore:
             keys=self._keys(cart_id),
             args=[
                 version,
-                json.dumps(render, separators=(",", ":")),
+                _json_text(render),
                 payload_hash,
                 json.dumps(payload, separators=(",", ":")),
                 now_ms() if now is None else now,

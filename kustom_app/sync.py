@@ -19,12 +19,12 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kustom_app.kustom import KustomClient, KustomRejected
 from kustom_app.metrics import CART_EVENTS, SYNC_LAG, SYNC_PUSHES
-from kustom_app.payload import CartNotPayable, build_order_payload, payload_hash
-from kustom_app.render import dump_render
+from kustom_app.payload import CartNotPayable, build_order_payload, canonical_json, hash_canonical
+from kustom_app.render import render_json
 from kustom_app.state import CartStore, RenderOutcome, SyncStep, now_ms
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,29 @@ class SyncBusy(Exception):
 
 @dataclass(frozen=True)
 class PreparedRender:
-    render: dict[str, Any]  # JSON-ready (money as strings)
+    render_json: str  # the render as stored (money as strings)
     payload: dict[str, Any] | None  # None when the cart cannot be paid for as it stands
     hash: str
     not_payable: CartNotPayable | None
+    payload_json: str | None = None  # the payload's canonical JSON (what was hashed)
+
+    @property
+    def render(self) -> dict[str, Any]:
+        """The render as stored, parsed (JSON-ready: money as strings)."""
+        stored: dict[str, Any] = json.loads(self.render_json)
+        return stored
+
+
+class SyncJobs(Protocol):
+    """Builds the broker message of a sync job, so the render's Lua script can queue it
+    in the same atomic call that decides it is needed (one round trip per cart event)."""
+
+    def sync_job(
+        self, cart_id: str, payload_hash: str, payload_json: str
+    ) -> tuple[str, str] | None:
+        """``(queue key, message)``, or None when jobs cannot be queued from Redis
+        directly (a separate broker): the caller then enqueues through Celery."""
+        ...
 
 
 def prepare_render(render: dict[str, Any]) -> PreparedRender:
@@ -60,22 +79,38 @@ def prepare_render(render: dict[str, Any]) -> PreparedRender:
     derived from the render itself, so the storefront sees it as "not in sync" and the
     iframe stays suspended until the cart is payable again.
     """
-    stored = dump_render(render)
+    stored = render_json(render)
     try:
         payload = build_order_payload(render)
     except CartNotPayable as e:
-        digest = hashlib.sha256(
-            json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest()
+        canonical = render_json(render, sort_keys=True)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
         return PreparedRender(stored, None, "unpayable-" + digest[:21], e)
-    return PreparedRender(stored, payload, payload_hash(payload), None)
+    payload_json = canonical_json(payload)
+    return PreparedRender(stored, payload, hash_canonical(payload_json), None, payload_json)
 
 
-def ingest_render(store: CartStore, render: dict[str, Any]) -> tuple[RenderOutcome, PreparedRender]:
-    """Store a render (older versions are ignored) and say whether a sync job is needed."""
+def ingest_render(
+    store: CartStore, render: dict[str, Any], jobs: SyncJobs | None = None
+) -> tuple[RenderOutcome, PreparedRender]:
+    """Store a render (older versions are ignored) and say whether a sync job is needed.
+
+    With ``jobs``, the job is queued by the same Lua call (``outcome.enqueued``); otherwise,
+    or when ``jobs`` cannot, ``outcome.enqueue`` asks the caller to queue it.
+    """
     prepared = prepare_render(render)
+    cart_id = render["cartId"]
+    job = None
+    if jobs is not None and prepared.payload_json is not None:
+        job = jobs.sync_job(cart_id, prepared.hash, prepared.payload_json)
     outcome = store.record_render(
-        render["cartId"], int(render["version"]), prepared.render, prepared.hash, prepared.payload
+        cart_id,
+        int(render["version"]),
+        prepared.render_json,
+        prepared.hash,
+        prepared.payload,
+        payload_json=prepared.payload_json,
+        job=job,
     )
     event = render_event_outcome(outcome, prepared)
     CART_EVENTS.labels(event).inc()
@@ -98,7 +133,7 @@ def render_event_outcome(outcome: RenderOutcome, prepared: PreparedRender) -> st
         return "stale"
     if prepared.payload is None:
         return "unpayable"
-    if outcome.enqueue:
+    if outcome.enqueue or outcome.enqueued:
         return "enqueued"
     return "coalesced" if outcome.syncing else "unchanged"
 

@@ -17,6 +17,9 @@ from webhooks.errors import register_error_handlers
 
 class TaskQueue(Protocol):
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None: ...
+    def sync_job(
+        self, cart_id: str, payload_hash: str, payload_json: str
+    ) -> tuple[str, str] | None: ...
     def complete(self, cart_id: str, order_id: str, path: str) -> None: ...
     def acknowledge(self, cart_id: str, order_id: str) -> None: ...
     def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None: ...
@@ -26,12 +29,36 @@ class TaskQueue(Protocol):
 
 
 class CeleryTaskQueue:
-    """Enqueues through the Celery app; imported lazily so the web can start without it."""
+    """Enqueues through the Celery app; imported lazily so the web can start without it.
+
+    ``state_redis_url`` is the Redis the cart state lives in: when the broker is that same
+    database, sync jobs are queued by the cart's Lua script (`sync_job`).
+    """
+
+    def __init__(self, state_redis_url: str | None = None) -> None:
+        self._state_redis_url = state_redis_url
+        self._messages: Any = None  # SyncJobMessages | False once decided
 
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
         from workers.tasks import enqueue_sync
 
         enqueue_sync(cart_id, payload_hash, payload)
+
+    def sync_job(
+        self, cart_id: str, payload_hash: str, payload_json: str
+    ) -> tuple[str, str] | None:
+        if self._messages is None:
+            from workers.messages import SyncJobMessages
+            from workers.tasks import sync_kustom_order
+
+            usable = self._state_redis_url is not None and SyncJobMessages.usable_with(
+                sync_kustom_order.app, self._state_redis_url
+            )
+            self._messages = SyncJobMessages(sync_kustom_order) if usable else False
+        if not self._messages:
+            return None
+        message = self._messages.build(cart_id, payload_hash, payload_json)
+        return (self._messages.queue, message) if message is not None else None
 
     def complete(self, cart_id: str, order_id: str, path: str) -> None:
         from workers.tasks import enqueue_completion
@@ -82,7 +109,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if "REDIS" in config:
         services.__dict__["redis"] = config.pop("REDIS")
     app.extensions["kustom"] = services
-    app.extensions["kustom.enqueue"] = config.pop("TASK_QUEUE", None) or CeleryTaskQueue()
+    app.extensions["kustom.enqueue"] = config.pop("TASK_QUEUE", None) or CeleryTaskQueue(
+        None if "REDIS" in config else settings.redis_url
+    )
     app.config.update(config)
 
     register_error_handlers(app)

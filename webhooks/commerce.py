@@ -41,11 +41,10 @@ def cart_mutation() -> Response:
         raise ApiError(
             400, "invalid_cart_id", "The cart id has characters or a length not allowed."
         )
-    outcome, prepared = ingest_render(current_app.extensions["kustom"].store, render)
+    queue = current_app.extensions["kustom.enqueue"]
+    outcome, prepared = ingest_render(current_app.extensions["kustom"].store, render, queue)
     if outcome.enqueue:
-        current_app.extensions["kustom.enqueue"].sync(
-            render["cartId"], prepared.hash, prepared.payload
-        )
+        queue.sync(render["cartId"], prepared.hash, prepared.payload)
     response = jsonify(
         {
             "cartId": render["cartId"],

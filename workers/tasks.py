@@ -21,6 +21,7 @@ from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
 from kustom_app.sync import SyncBusy, sync_cart
 from workers.celery_app import app, idempotent_task
+from workers.messages import sync_argsrepr
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,7 @@ def reconcile_kustom_orders(self: Task) -> dict[str, int]:
 def enqueue_sync(cart_id: str, payload_hash: str | None, payload: Any) -> None:
     """Queue a sync for the cart (called by the web layer and by tasks)."""
     sync_kustom_order.apply_async(
-        args=(cart_id, payload_hash, payload),
-        argsrepr=f"(cart={cart_id!r}, hash={payload_hash!r})",
+        args=(cart_id, payload_hash, payload), argsrepr=sync_argsrepr(cart_id, payload_hash)
     )
 
 

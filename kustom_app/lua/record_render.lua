@@ -1,6 +1,8 @@
 -- Store a cart render and decide whether Kustom's order needs a sync.
--- KEYS[1] cart hash, KEYS[2] syncing index (zset), KEYS[3] events channel
--- ARGV: version, render_json, hash, payload_json, now_ms, ttl_s, queued_stale_ms, cart_id
+-- KEYS[1] cart hash, KEYS[2] syncing index (zset), KEYS[3] events channel,
+-- KEYS[4] the sync job queue (a Celery broker list; unused without a message)
+-- ARGV: version, render_json, hash, payload_json, now_ms, ttl_s, queued_stale_ms, cart_id,
+--       job message ('' = the caller queues the job; returns enqueue 1 instead of 2)
 local cart, syncing = KEYS[1], KEYS[2]
 local version = tonumber(ARGV[1])
 local hash, now = ARGV[3], tonumber(ARGV[5])
@@ -42,8 +44,14 @@ else
   -- An unpayable cart (no payload) has nothing to push; the iframe just stays suspended.
   local payable = redis.call('HSTRLEN', cart, 'pending_payload') > 0
   if payable and (queued_at == nil or now - queued_at > tonumber(ARGV[7])) then
-    enqueue = 1
     redis.call('HSET', cart, 'sync_queued_at', ARGV[5])
+    if ARGV[9] ~= '' then
+      -- The job and the "queued" mark exist together or not at all.
+      redis.call('LPUSH', KEYS[4], ARGV[9])
+      enqueue = 2
+    else
+      enqueue = 1
+    end
   end
 end
 redis.call('EXPIRE', cart, ARGV[6])

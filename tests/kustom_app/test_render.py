@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from kustom_app.render import dump_render, load_render
+from kustom_app.render import dump_render, load_render, render_json
 from tests.conftest import FIXTURES
 
 RENDERS = sorted((FIXTURES / "renders").glob("*.json"))
@@ -214,6 +214,15 @@ def test_dump_then_load_gives_the_same_render(path: Any) -> None:
     render = load_render(json.loads(path.read_text()))
     stored = json.loads(json.dumps(dump_render(render)))  # as it comes back from Redis
     assert load_render(stored) == render
+
+
+@pytest.mark.parametrize("path", RENDERS, ids=lambda p: p.stem)
+def test_the_stored_json_text_is_the_dumped_render(path: Any) -> None:
+    render = load_render(json.loads(path.read_text()))
+    text = render_json(render)
+    assert json.loads(text) == dump_render(render)
+    assert load_render(json.loads(text)) == render
+    assert json.loads(render_json(render, sort_keys=True)) == dump_render(render)
 
 
 def test_dump_keeps_amounts_as_given_and_never_as_floats() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kustom_app.state import CartStore
+from kustom_app.state import QUEUED_STALE_MS, CartStore
 
 CART = "cart-1"
 
@@ -43,6 +43,37 @@ def test_new_hash_with_order_sets_pending_and_queues_one_job(store):
     state = store.load(CART)
     assert (state.pending_hash, state.sync_hash, state.version) == ("h3", "h1", 3)
     assert store.stale_syncing(0, 10, now=10_000) == [CART]
+
+
+def job(version: int) -> tuple[str, str]:
+    return ("t-queue", f"message for version {version}")
+
+
+def test_with_a_message_the_script_queues_the_job_itself_once(store, fake_redis):
+    with_order(store)
+    first = store.record_render(CART, 2, render(2), "h2", {"h": "h2"}, now=1_100, job=job(2))
+    second = store.record_render(CART, 3, render(3), "h3", {"h": "h3"}, now=1_200, job=job(3))
+    same = store.record_render(CART, 4, render(4), "h1", {"h": "h1"}, now=1_300, job=job(4))
+    stale = store.record_render(CART, 1, render(1), "h9", {"h": "h9"}, now=1_400, job=job(1))
+    assert first.enqueued and not first.enqueue, "queued by the script, not by the caller"
+    assert not (second.enqueued or second.enqueue), "coalesced into the queued job"
+    assert not (same.enqueued or stale.enqueued)
+    assert fake_redis.lrange("t-queue", 0, -1) == [b"message for version 2"]
+
+
+def test_a_queued_mark_older_than_the_stale_limit_queues_again(store, fake_redis):
+    with_order(store)
+    store.record_render(CART, 2, render(2), "h2", {"h": "h2"}, now=1_100, job=job(2))
+    later = 1_100 + QUEUED_STALE_MS + 1  # the first job was lost (a broker flush, say)
+    again = store.record_render(CART, 3, render(3), "h3", {"h": "h3"}, now=later, job=job(3))
+    assert again.enqueued
+    assert fake_redis.llen("t-queue") == 2
+
+
+def test_without_an_order_nothing_is_queued_even_with_a_message(store, fake_redis):
+    outcome = store.record_render(CART, 1, render(1), "h1", {"h": "h1"}, now=1_000, job=job(1))
+    assert not (outcome.enqueued or outcome.enqueue)
+    assert fake_redis.llen("t-queue") == 0
 
 
 def test_older_version_is_ignored(store):

@@ -7,8 +7,10 @@ import time
 
 import pytest
 
+from kustom_app.payload import build_order_payload
+from kustom_app.render import load_render
 from kustom_app.state import CartStore
-from tests.conftest import make_render, signed_headers
+from tests.conftest import RecordingQueue, make_render, signed_headers
 
 
 def state_keys(fake_redis) -> list[bytes]:
@@ -153,6 +155,34 @@ def test_unpayable_render_is_stored_and_shown_as_not_in_sync_once_an_order_exist
     body = post_render(broken).get_json()
     assert body["syncing"] is True, "the iframe stays suspended while the cart cannot be paid"
     assert store.load("cart-u").version == 2
+
+
+def test_a_render_queues_its_sync_job_inside_the_state_script(settings, fake_redis):
+    """When the broker is the state Redis, the job is pushed by record_render.lua itself."""
+    from webhooks.app import create_app
+
+    queue = RecordingQueue(script_queue="jobs")
+    app = create_app({"SETTINGS": settings, "REDIS": fake_redis, "TASK_QUEUE": queue})
+    client = app.test_client()
+
+    def post(render):
+        body = json.dumps(render).encode()
+        return client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
+
+    store = CartStore(fake_redis, prefix=settings.key_prefix)
+    post(make_render("cart-j", 1))
+    state = store.load("cart-j")
+    store.record_order("cart-j", "order-j", state.pending_hash, state.sync_payload or {}, now=1)
+    changed = post(make_render("cart-j", 2, quantity=3)).get_json()
+    coalesced = post(make_render("cart-j", 3, quantity=4)).get_json()
+    assert changed["syncing"] and coalesced["syncing"]
+    assert queue.syncs == [], "nothing left for the web to enqueue"
+    (message,) = [json.loads(m) for m in fake_redis.lrange("jobs", 0, -1)]
+    assert (message["cart"], message["hash"]) == ("cart-j", changed["pendingHash"])
+    # The job carries the payload it was queued for (CONTRACT section 7); it pushes
+    # whatever is pending when it runs.
+    assert message["payload"] == build_order_payload(load_render(make_render("cart-j", 2, 3)))
+    assert store.load("cart-j").fields["sync_queued_at"]
 
 
 def test_redis_outage_is_503_so_the_backend_retries(settings, task_queue):

@@ -1,0 +1,125 @@
+"""syncKustomOrder jobs as broker messages, for the render script to queue itself.
+
+A cart event needs a sync job only when the cart's Lua script says so; queueing it through
+``apply_async`` afterwards costs a second Redis round trip and, in the web process, more
+CPU than everything else the event does (kombu's publish path). When the broker is the
+Redis that holds the cart state, the web instead hands the script a ready message and the
+script ``LPUSH``es it onto the queue in the same atomic call that marks the cart "queued":
+the job and the mark exist together or not at all.
+
+The message is what ``apply_async`` would put on a Redis broker: Celery task protocol 2
+(its headers built once by Celery itself, ``app.amqp.as_task_v2``) in kombu's Redis
+envelope (base64 body, ``delivery_info`` for the anonymous exchange, routed by queue name).
+``tests/integration/test_sync_messages.py`` compares it with a message Celery published
+and runs it on a real worker, so a Celery or kombu upgrade that changes either fails there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+
+from celery import Celery, Task
+from celery.utils.nodenames import anon_nodename
+
+from workers.celery_app import SYNC_QUEUE
+
+# Celery's embedded options of a task without callbacks, in kombu's JSON spelling.
+_EMBED = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
+# Markers for the per-job values in the serialised envelope (none can occur elsewhere in it).
+_ID, _TAG, _BODY = "@@task-id@@", "@@delivery-tag@@", "@@body@@"
+_ARGSREPR, _ORIGIN = "@@argsrepr@@", "@@origin@@"
+
+
+def sync_argsrepr(cart_id: str, payload_hash: str | None) -> str:
+    """What Flower shows as the job's arguments: ids only (the payload is in the body)."""
+    return f"(cart={cart_id!r}, hash={payload_hash!r})"
+
+
+class SyncJobMessages:
+    """Builds syncKustomOrder messages for the ``kustom.sync`` list of the broker.
+
+    The envelope is serialised once, with markers where the per-job values go; a message
+    is then a handful of string replacements (it is built for every cart event, queued or
+    not, since only the script knows whether a job is needed).
+    """
+
+    queue = SYNC_QUEUE
+
+    def __init__(self, task: Task) -> None:
+        app = task.app
+        conf = app.conf
+        headers, properties, _body, _sent = app.amqp.as_task_v2(
+            _ID, task.name, args=(), kwargs={},
+            time_limit=task.time_limit if task.time_limit is not None else conf.task_time_limit,
+            soft_time_limit=(
+                task.soft_time_limit
+                if task.soft_time_limit is not None
+                else conf.task_soft_time_limit
+            ),
+            ignore_result=task.ignore_result, root_id=_ID, argsrepr=_ARGSREPR,
+            kwargsrepr="{}", origin=_ORIGIN, reply_to=app.thread_oid,
+        )  # fmt: skip
+        properties = {
+            **properties,
+            "argsrepr": _ARGSREPR,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": self.queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": _TAG,
+        }
+        self._template = json.dumps(
+            {
+                "body": _BODY,
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": headers,
+                "properties": properties,
+            }
+        )
+        self._origin_pid = -1
+        self._origin = ""
+
+    @staticmethod
+    def usable_with(app: Celery, state_redis_url: str) -> bool:
+        """True when the script can queue jobs: the broker is that very Redis database,
+        reached through a plain Redis transport without key prefixes or priorities."""
+        conf = app.conf
+        options = conf.broker_transport_options or {}
+        broker = conf.broker_url
+        return (
+            isinstance(broker, str)
+            and broker == state_redis_url
+            and broker.startswith(("redis://", "rediss://", "unix://"))
+            and not options.get("global_keyprefix")
+            and not conf.task_queue_max_priority
+            and not conf.task_default_priority
+        )
+
+    def build(self, cart_id: str, payload_hash: str, payload_json: str) -> str | None:
+        """The job's message, or None for a payload that cannot travel as UTF-8 (a lone
+        surrogate): the caller then queues through Celery, which escapes it."""
+        body = (
+            f"[[{json.dumps(cart_id)}, {json.dumps(payload_hash)}, {payload_json}], {{}}, {_EMBED}]"
+        )
+        try:
+            encoded = body.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        if self._origin_pid != os.getpid():  # a forked web worker names itself
+            self._origin_pid, self._origin = os.getpid(), json.dumps(anon_nodename())[1:-1]
+        task_id = str(uuid.uuid4())
+        return (
+            self._template.replace(_BODY, base64.b64encode(encoded).decode("ascii"))
+            .replace(_ID, task_id)
+            .replace(_TAG, str(uuid.uuid4()))
+            .replace(_ORIGIN, self._origin)
+            # Last: the cart id is the only outside text, and nothing is replaced after it.
+            .replace(_ARGSREPR, json.dumps(sync_argsrepr(cart_id, payload_hash))[1:-1])
+        )
+
+
+__all__ = ["SyncJobMessages", "sync_argsrepr"]
