@@ -335,12 +335,21 @@ def _outcomes(node: Any) -> dict[str, float]:
     return {name.split('outcome="')[1].rstrip('"}'): value for name, value in samples.items()}
 
 
+# Only the double's creation checks look at these: sync jobs never send merchant_urls.
+MERCHANT_URLS = {
+    "terms": "http://127.0.0.1/terms",
+    "checkout": "http://127.0.0.1/checkout",
+    "confirmation": "http://127.0.0.1/confirmation",
+    "push": "http://127.0.0.1/kustom/push",
+}
+
+
 def _fresh_carts(node: Any, count: int) -> list[str]:
     """``count`` carts that each have a Kustom order and nothing queued, written straight to
     Redis (a render, then the order as checkout records it): their next render enqueues.
 
-    The order ids are unknown to the Kustom double: the worker's sync job gets a 404 and
-    marks the order for re-creation, which costs the web nothing.
+    Each order is created in the Kustom double (in this process, not over HTTP), so the
+    worker's sync jobs update real orders, as in a shop.
     """
     from kustom_app.render import load_render
     from kustom_app.state import CartStore
@@ -354,8 +363,11 @@ def _fresh_carts(node: Any, count: int) -> list[str]:
         for cart_id in chunk:
             render = {**prepared.render, "cartId": cart_id}
             payload = {**(prepared.payload or {}), "merchant_reference1": cart_id}
+            order_id = node.kustom.create_order({**payload, "merchant_urls": MERCHANT_URLS})[
+                "order_id"
+            ]
             store.record_render(cart_id, 1, render, prepared.hash, payload)
-            store.record_order(cart_id, f"bench-order-{cart_id}", prepared.hash, payload)
+            store.record_order(cart_id, order_id, prepared.hash, payload)
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(setup, [cart_ids[i::4] for i in range(4)]))

@@ -93,6 +93,7 @@ class SyncStep:
     order_id: str | None = None
     retry_after_ms: int = 0
     pending_at: int | None = None  # when the pushed payload became pending (on `done`)
+    events_at: tuple[int, int] | None = None  # the last two cart events (ms; on `push`)
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,7 @@ class CartStore:
                 hash=result[1],
                 payload=json.loads(result[2] or "null"),
                 order_id=result[3],
+                events_at=(int(result[5] or 0), int(result[6] or 0)),
             )
         if action == "busy":
             return SyncStep(action, hash=result[1], retry_after_ms=int(result[4] or 0))

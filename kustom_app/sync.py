@@ -150,7 +150,10 @@ def _newest_after_burst(store: CartStore, cart_id: str, step: SyncStep, gap_ms: 
     give_up = now_ms() + BURST_MAX_WAIT_MS
     waited = False
     while True:
-        snapshot, last, previous = store.pending_snapshot(cart_id)
+        if step.events_at is not None and not waited:
+            snapshot, (last, previous) = step, step.events_at  # read by begin_sync already
+        else:
+            snapshot, last, previous = store.pending_snapshot(cart_id)
         now = now_ms()
         in_burst = now - last < gap_ms and last - previous < gap_ms
         if not in_burst or now >= give_up:

@@ -5,7 +5,7 @@ local cart = KEYS[1]
 local now = tonumber(ARGV[2])
 redis.call('HDEL', cart, 'sync_queued_at')
 local s = redis.call('HMGET', cart, 'pending_hash', 'sync_hash', 'order_id', 'order_unusable',
-  'sync_lock', 'sync_lock_until', 'pending_payload', 'state')
+  'sync_lock', 'sync_lock_until', 'pending_payload', 'state', 'last_event_at', 'prev_event_at')
 local pending, sync, order_id = s[1], s[2], s[3]
 if not pending then return {'gone'} end
 -- Nothing a sync job can do for these: take the cart off the syncing index so the
@@ -31,4 +31,5 @@ if s[5] and lock_until and lock_until > now then
   return {'busy', pending, '', '', tostring(lock_until - now)}
 end
 redis.call('HSET', cart, 'sync_lock', ARGV[1], 'sync_lock_until', now + tonumber(ARGV[3]))
-return {'push', pending, s[7], order_id}
+-- With when the last two cart events came: the job waits out a burst before pushing.
+return {'push', pending, s[7], order_id, '', s[9] or '0', s[10] or '0'}
