@@ -106,11 +106,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         KUSTOM_EVENTS_MAX_STREAMS=settings.events_max_streams,
     )
     services = Services(settings)
-    if "REDIS" in config:
+    own_redis = "REDIS" not in config  # a given client (tests) is not the broker's Redis
+    if not own_redis:
         services.__dict__["redis"] = config.pop("REDIS")
     app.extensions["kustom"] = services
     app.extensions["kustom.enqueue"] = config.pop("TASK_QUEUE", None) or CeleryTaskQueue(
-        None if "REDIS" in config else settings.redis_url
+        settings.redis_url if own_redis else None
     )
     app.config.update(config)
 

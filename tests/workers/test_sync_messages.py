@@ -1,0 +1,45 @@
+"""Sync job messages for the render script (the real-worker checks are in tests/integration)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from kustom_app.settings import Settings
+from workers.celery_app import make_celery
+from workers.messages import SyncJobMessages
+from workers.tasks import sync_kustom_order
+
+STATE = "redis://10.0.0.5:6379/0"
+
+
+def celery_for(broker: str, **transport: object):
+    app = make_celery(Settings(redis_url=STATE, celery_broker_url=broker))
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, **transport}
+    return app
+
+
+def test_the_script_queues_jobs_only_when_the_broker_is_the_state_database():
+    assert SyncJobMessages.usable_with(celery_for(STATE), STATE)
+    assert not SyncJobMessages.usable_with(celery_for("redis://10.0.0.5:6379/1"), STATE)
+    assert not SyncJobMessages.usable_with(celery_for("redis://10.0.0.6:6379/0"), STATE)
+    assert not SyncJobMessages.usable_with(celery_for(STATE, global_keyprefix="shop:"), STATE)
+    sentinel = "sentinel://10.0.0.7:26379;sentinel://10.0.0.8:26379/0?master_name=main"
+    assert not SyncJobMessages.usable_with(celery_for(sentinel), sentinel)
+
+
+def test_a_job_message_carries_ids_in_flower_and_the_payload_in_its_body():
+    messages = SyncJobMessages(sync_kustom_order)
+    first = json.loads(messages.build('cart-"q"', "h1", '{"order_amount":100}') or "")
+    second = json.loads(messages.build("cart-2", "h2", '{"order_amount":200}') or "")
+    assert first["headers"]["task"] == "syncKustomOrder"
+    assert first["headers"]["argsrepr"] == "(cart='cart-\"q\"', hash='h1')"
+    assert first["headers"]["id"] != second["headers"]["id"], "every job its own id"
+    assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
+    body = json.loads(base64.b64decode(first["body"]))
+    assert body[0] == ['cart-"q"', "h1", {"order_amount": 100}]
+
+
+def test_a_payload_that_cannot_travel_as_utf8_is_left_to_celery():
+    messages = SyncJobMessages(sync_kustom_order)
+    assert messages.build("cart-1", "h1", '{"name":"\ud800"}') is None
