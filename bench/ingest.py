@@ -593,17 +593,18 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "carts": args.carts,
             "worker": not args.no_worker,
-            "profile": [
-                {"function": n, "inclusive_pct": round(i, 1), "self_pct": round(s, 1)}
-                for n, i, s in profile
-            ],
-            "worker_profile": [
-                {"function": n, "inclusive_pct": round(i, 1), "self_pct": round(s, 1)}
-                for n, i, s in worker_profile
-            ],
+            "profile": _profile_rows(profile),
+            "worker_profile": _profile_rows(worker_profile),
         },
     )
     return 0 if not errors else 1
+
+
+def _profile_rows(rows: list[tuple[str, float, float]]) -> list[dict[str, Any]]:
+    return [
+        {"function": name, "inclusive_pct": round(inclusive, 1), "self_pct": round(own, 1)}
+        for name, inclusive, own in rows
+    ]
 
 
 def _share(events: dict[str, int], outcome: str) -> str:

@@ -323,12 +323,13 @@ def dump_render(render: dict[str, Any]) -> dict[str, Any]:
     Decimals become their own string ("250.00" stays "250.00", never a float), so the
     stored render keeps the precision the commerce backend sent.
     """
-    return _jsonable(render)
+    stored: dict[str, Any] = json.loads(render_json(render))
+    return stored
 
 
 def render_json(render: dict[str, Any], *, sort_keys: bool = False) -> str:
-    """A loaded render as the JSON text it is stored as: `dump_render`, serialised in one
-    pass (the encoder turns each Decimal into its string as it meets it)."""
+    """A loaded render as the JSON text it is stored as (`dump_render`'s data), in one
+    encoder pass that turns each Decimal into its string as it meets it."""
     return json.dumps(render, separators=(",", ":"), sort_keys=sort_keys, default=_money_text)
 
 
@@ -336,13 +337,3 @@ def _money_text(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(item) for item in value]
-    return value

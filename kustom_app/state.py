@@ -236,22 +236,19 @@ class CartStore:
         version: int,
         render: dict[str, Any] | str,
         payload_hash: str,
-        payload: dict[str, Any] | None,
+        payload: dict[str, Any] | str | None,
         *,
         now: int | None = None,
-        payload_json: str | None = None,
         job: tuple[str, str] | None = None,
     ) -> RenderOutcome:
         """Store a render unless an older version; report whether a sync job is needed.
 
-        ``render`` may be its stored JSON text already, and ``payload_json`` the payload
-        already serialised (the hot path serialises each once). ``job`` is
+        ``render`` and ``payload`` may be their JSON text already (the hot path serialises
+        each once); ``payload`` is None for a cart that cannot be paid for. ``job`` is
         ``(queue key, broker message)``: when a job is needed the script pushes it onto that
         list itself, atomically with marking the cart queued (``enqueued``); without it the
         caller queues the job (``enqueue``).
         """
-        if payload_json is None and payload is not None:
-            payload_json = json.dumps(payload, separators=(",", ":"))
         queue_key, message = job if job is not None else (self._keys(cart_id)[0], "")
         result = self._record_render(
             keys=[*self._keys(cart_id), queue_key],
@@ -259,7 +256,7 @@ class CartStore:
                 version,
                 _json_text(render),
                 payload_hash,
-                payload_json or "",
+                "" if payload is None else _json_text(payload),
                 now_ms() if now is None else now,
                 self.ttl,
                 QUEUED_STALE_MS,
@@ -307,7 +304,7 @@ class CartStore:
         version: int,
         render: dict[str, Any] | str,
         payload_hash: str,
-        payload: dict[str, Any],
+        payload: dict[str, Any] | str,
         *,
         now: int | None = None,
     ) -> bool:
@@ -321,7 +318,7 @@ class CartStore:
                 version,
                 _json_text(render),
                 payload_hash,
-                json.dumps(payload, separators=(",", ":")),
+                _json_text(payload),
                 now_ms() if now is None else now,
                 self.ttl,
                 cart_id,

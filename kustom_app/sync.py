@@ -108,8 +108,7 @@ def ingest_render(
         int(render["version"]),
         prepared.render_json,
         prepared.hash,
-        prepared.payload,
-        payload_json=prepared.payload_json,
+        prepared.payload_json,
         job=job,
     )
     event = render_event_outcome(outcome, prepared)

@@ -633,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from werkzeug.serving import make_server
 
+    from playground.server import serve_until_interrupted
+
     app = create_app(
         secret=args.secret,
         service_url=args.service_url,
@@ -643,13 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Commerce playground + demo shop listening on {url}", flush=True)
     print(f"  COMMERCE_API_URL={url}  (renders go to {args.service_url})", flush=True)
     print(f"  shop: {url}/   completed orders: {url}/orders", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

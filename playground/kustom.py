@@ -2146,6 +2146,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from werkzeug.serving import make_server
 
+    from playground.server import serve_until_interrupted
+
     app = create_app(
         username=args.username,
         password=args.password,
@@ -2161,13 +2163,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"  test control: {url}/_double/calls, {url}/_double/orders/<id>/complete", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

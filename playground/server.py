@@ -109,3 +109,14 @@ class ServerThread:
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "not started"
         return f"<ServerThread {self._name} {where}>"
+
+
+def serve_until_interrupted(server: BaseWSGIServer) -> int:
+    """Serve in the foreground until Ctrl-C (a playground's own process); exit status 0."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask, Response, g, request
 
@@ -13,6 +14,9 @@ from kustom_app.services import Services
 from kustom_app.settings import Settings
 from webhooks import commerce, events, kustom_callbacks, kustom_confirm, ops, payments, storefront
 from webhooks.errors import register_error_handlers
+
+if TYPE_CHECKING:
+    from workers.messages import SyncJobMessages
 
 
 class TaskQueue(Protocol):
@@ -37,7 +41,18 @@ class CeleryTaskQueue:
 
     def __init__(self, state_redis_url: str | None = None) -> None:
         self._state_redis_url = state_redis_url
-        self._messages: Any = None  # SyncJobMessages | False once decided
+
+    @cached_property
+    def _messages(self) -> SyncJobMessages | None:
+        """The message builder, or None when the broker is not the state Redis."""
+        from workers.messages import SyncJobMessages
+        from workers.tasks import sync_kustom_order
+
+        if self._state_redis_url is None or not SyncJobMessages.usable_with(
+            sync_kustom_order.app, self._state_redis_url
+        ):
+            return None
+        return SyncJobMessages(sync_kustom_order)
 
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
         from workers.tasks import enqueue_sync
@@ -47,18 +62,11 @@ class CeleryTaskQueue:
     def sync_job(
         self, cart_id: str, payload_hash: str, payload_json: str
     ) -> tuple[str, str] | None:
-        if self._messages is None:
-            from workers.messages import SyncJobMessages
-            from workers.tasks import sync_kustom_order
-
-            usable = self._state_redis_url is not None and SyncJobMessages.usable_with(
-                sync_kustom_order.app, self._state_redis_url
-            )
-            self._messages = SyncJobMessages(sync_kustom_order) if usable else False
-        if not self._messages:
+        messages = self._messages
+        if messages is None:
             return None
-        message = self._messages.build(cart_id, payload_hash, payload_json)
-        return (self._messages.queue, message) if message is not None else None
+        message = messages.build(cart_id, payload_hash, payload_json)
+        return (messages.queue, message) if message is not None else None
 
     def complete(self, cart_id: str, order_id: str, path: str) -> None:
         from workers.tasks import enqueue_completion
