@@ -619,6 +619,58 @@ def node_cpu_groups(node: Stack) -> dict[str, Callable[[], Sequence[int]]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# CPU placement: the web tier on cores of its own, as on a machine of its own
+# ---------------------------------------------------------------------------------------------
+
+
+def _pin(pids: Sequence[int], cpus: set[int]) -> None:
+    """Every thread of these processes onto ``cpus`` (threads and children started later
+    inherit it from the thread that starts them)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task.name), cpus)
+
+
+class Placement:
+    """Where the node's processes run during a load run.
+
+    ``shared``: everything on every core (one machine running the whole node).
+    ``split``: gunicorn on the first half of the cores; Redis, the Celery worker, the
+    doubles and the load generator (started from this process, so it inherits) on the
+    other half. The web tier then gets the same cores in the baseline and the measured
+    row, and nothing else competes for them: its own capacity, as when web and worker
+    run on separate machines (README, "Scaling out").
+    """
+
+    def __init__(self, node: Stack) -> None:
+        self.node = node
+        self.all_cpus = set(os.sched_getaffinity(0))
+        ordered = sorted(self.all_cpus)
+        half = len(ordered) // 2
+        self.web_cpus, self.rest_cpus = set(ordered[:half]), set(ordered[half:])
+
+    @property
+    def can_split(self) -> bool:
+        return bool(self.web_cpus) and bool(self.rest_cpus)
+
+    def apply(self, name: str) -> None:
+        groups = node_cpu_groups(self.node)
+        rest = [*groups["redis"](), *groups["worker"](), os.getpid()]
+        if name == "split":
+            _pin(groups["web"](), self.web_cpus)
+            _pin(rest, self.rest_cpus)
+        else:
+            _pin([*groups["web"](), *rest], self.all_cpus)
+
+    def describe(self, name: str) -> str:
+        if name == "split":
+            return f"web on CPU {sorted(self.web_cpus)}, the rest on CPU {sorted(self.rest_cpus)}"
+        return f"everything on CPU {sorted(self.all_cpus)}"
+
+
+# ---------------------------------------------------------------------------------------------
 # Profiling: py-spy on live processes, summarised as inclusive time per function
 # ---------------------------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ class InvalidSignature(Exception):
 
 
 def _digest(secret: str, message: bytes) -> str:
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, a few times cheaper than an hmac.new object.
+    return hmac.digest(secret.encode(), message, hashlib.sha256).hex()
 
 
 def sign_payload(secret: str, body: bytes, timestamp: int | None = None) -> str:

@@ -1,0 +1,113 @@
+"""The hot-path scripts on each thread's own connection (kustom_app.state.PinnedScript).
+
+On a real redis-server: what the shortcut skips (the pool, the retry wrapper, loading the
+script) must still happen when it is needed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from kustom_app.state import CartStore
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+def _record(store: CartStore, cart_id: str, version: int) -> Any:
+    return store.record_render(cart_id, version, {"cartId": cart_id}, f"h{version}", None)
+
+
+def _clients(raw: redis.Redis, name: str) -> list[dict[str, Any]]:
+    return [c for c in raw.client_list() if c.get("name") == name]
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url)
+
+
+def test_one_connection_per_thread_outside_the_pool_limit(redis_server: RedisServer, raw) -> None:
+    # A pool of one: six threads recording at once would exhaust it if the scripts took
+    # their connections from it.
+    client = redis.Redis.from_url(redis_server.url, max_connections=1, client_name="pinned-a")
+    store = CartStore(client, prefix="pinned-a")
+    assert _record(store, "cart-0", 1).accepted  # loads the script (through the pool)
+    before = len(_clients(raw, "pinned-a"))
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            for version in range(2, 22):
+                assert _record(store, f"cart-{index}", version).accepted
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(_clients(raw, "pinned-a")) == before + 6  # one each, reused for 20 calls
+    assert raw.hget("pinned-a:cart:cart-5", "version") == b"21"
+
+
+def test_a_flushed_script_is_loaded_again(redis_server: RedisServer, raw) -> None:
+    store = CartStore(redis.Redis.from_url(redis_server.url), prefix="pinned-b")
+    assert _record(store, "cart-1", 1).accepted
+    raw.script_flush()
+    outcome = _record(store, "cart-1", 2)  # NOSCRIPT: the client loads it and runs it
+    assert outcome.accepted and outcome.pending_hash == "h2"
+    assert _record(store, "cart-1", 3).pending_hash == "h3"
+
+
+def test_a_dropped_connection_loses_no_call(redis_server: RedisServer, raw) -> None:
+    client = redis.Redis.from_url(redis_server.url, client_name="pinned-c")
+    store = CartStore(client, prefix="pinned-c")
+    assert _record(store, "cart-1", 1).accepted
+    for info in _clients(raw, "pinned-c"):
+        raw.client_kill_filter(_id=info["id"])
+    assert _record(store, "cart-1", 2).pending_hash == "h2"  # through the client, retried
+    assert _record(store, "cart-1", 3).pending_hash == "h3"  # own connection, reopened
+    assert raw.hget("pinned-c:cart:cart-1", "version") == b"3"
+
+
+def test_a_script_error_is_raised_not_retried(redis_server: RedisServer, raw) -> None:
+    store = CartStore(redis.Redis.from_url(redis_server.url), prefix="pinned-d")
+    raw.set("pinned-d:cart:cart-1", "not a hash")  # the script's HGET fails on it
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _record(store, "cart-1", 1)
+    raw.delete("pinned-d:cart:cart-1")
+    assert _record(store, "cart-1", 1).accepted  # the connection is still usable
+
+
+def _child(url: str, queue: Any) -> None:
+    # The store and its thread's connection came from the parent: the child must not use
+    # the parent's socket.
+    try:
+        queue.put(_record(_FORKED["store"], "cart-child", 1).pending_hash)
+    except BaseException as e:  # noqa: BLE001 - sent to the parent
+        queue.put(repr(e))
+
+
+_FORKED: dict[str, CartStore] = {}
+
+
+def test_a_forked_child_opens_its_own_connection(redis_server: RedisServer, raw) -> None:
+    client = redis.Redis.from_url(redis_server.url, client_name="pinned-e")
+    store = _FORKED["store"] = CartStore(client, prefix="pinned-e")
+    assert _record(store, "cart-parent", 1).accepted
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(redis_server.url, queue))
+    child.start()
+    child.join(30)
+    assert queue.get(timeout=5) == "h1"
+    # The parent's connection was not disturbed by the child.
+    assert _record(store, "cart-parent", 2).pending_hash == "h2"
