@@ -45,7 +45,7 @@ def test_one_connection_per_thread_outside_the_pool_limit(redis_server: RedisSer
         try:
             for version in range(2, 22):
                 assert _record(store, f"cart-{index}", version).accepted
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(1, 7)]
@@ -92,7 +92,7 @@ def _child(url: str, queue: Any) -> None:
     # the parent's socket.
     try:
         queue.put(_record(_FORKED["store"], "cart-child", 1).pending_hash)
-    except BaseException as e:  # noqa: BLE001 - sent to the parent
+    except BaseException as e:  # sent to the parent
         queue.put(repr(e))
 
 
