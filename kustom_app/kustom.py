@@ -132,7 +132,7 @@ class KustomClient:
             request,
             stream=False,
             timeout=timeout or self.timeout,
-            verify=session.verify,
+            verify=session.verify if session.verify is not None else True,
             cert=session.cert,
             proxies=session.proxies,
         )
