@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                 measure(FRESH, where, part.take(len(ids), MUTATION_PATH, args.threads))
 
         if args.profile:
-            placement.apply("shared")
+            placement.apply(placements[0])  # the web tier on its own cores when possible
             groups = node_cpu_groups(node)
             web_profiler = Profiler(node.web.worker_pids(), node.work_dir / "profile-web")
             worker_profiler = Profiler(groups["worker"](), node.work_dir / "profile-worker")

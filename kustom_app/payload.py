@@ -17,6 +17,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import orjson
+
 from kustom_app.money import NotRepresentable, to_major, to_minor, to_tax_rate
 
 # Limits from the `order` / `order_line` schemas of Kustom's OpenAPI description.
@@ -128,7 +130,13 @@ def canonical_json(payload: dict[str, Any]) -> str:
 
     A payload holding anything but JSON types (a Decimal, a float sneaking in) fails loudly.
     """
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        # orjson writes exactly what json.dumps does with these options (held to it by a
+        # property test), ~10x faster; it refuses lone surrogates and integers beyond
+        # 64 bits, which the standard library then writes as before.
+        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def hash_canonical(canonical: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import uuid
 
 from celery import Celery, Task
 from celery.utils.nodenames import anon_nodename
@@ -71,7 +70,7 @@ class SyncJobMessages:
             "body_encoding": "base64",
             "delivery_tag": _TAG,
         }
-        self._template = json.dumps(
+        template = json.dumps(
             {
                 "body": _BODY,
                 "content-encoding": "utf-8",
@@ -80,6 +79,8 @@ class SyncJobMessages:
                 "properties": properties,
             }
         )
+        # Cut at the markers once: a message is then one join of the pieces and the values.
+        self._pieces, self._slots = _cut(template, (_BODY, _ID, _TAG, _ORIGIN, _ARGSREPR))
         self._origin_pid = -1
         self._origin = ""
 
@@ -111,15 +112,46 @@ class SyncJobMessages:
             return None
         if self._origin_pid != os.getpid():  # a forked web worker names itself
             self._origin_pid, self._origin = os.getpid(), json.dumps(anon_nodename())[1:-1]
-        task_id = str(uuid.uuid4())
-        return (
-            self._template.replace(_BODY, base64.b64encode(encoded).decode("ascii"))
-            .replace(_ID, task_id)
-            .replace(_TAG, str(uuid.uuid4()))
-            .replace(_ORIGIN, self._origin)
-            # Last: the cart id is the only outside text, and nothing is replaced after it.
-            .replace(_ARGSREPR, json.dumps(sync_argsrepr(cart_id, payload_hash))[1:-1])
-        )
+        values = {
+            _BODY: base64.b64encode(encoded).decode("ascii"),
+            _ID: _uuid4_text(),
+            _TAG: _uuid4_text(),
+            _ORIGIN: self._origin,
+            _ARGSREPR: json.dumps(sync_argsrepr(cart_id, payload_hash))[1:-1],
+        }
+        pieces = self._pieces
+        out = [pieces[0]]
+        for slot, piece in zip(self._slots, pieces[1:], strict=True):
+            out.append(values[slot])
+            out.append(piece)
+        return "".join(out)
 
+
+def _cut(template: str, markers: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``template`` split at every occurrence of the markers: the text between them, and
+    which marker stood at each cut (in order)."""
+    pieces: list[str] = []
+    slots: list[str] = []
+    rest = template
+    while True:
+        found = [(rest.find(m), m) for m in markers if m in rest]
+        if not found:
+            pieces.append(rest)
+            return pieces, slots
+        at, marker = min(found)
+        pieces.append(rest[:at])
+        slots.append(marker)
+        rest = rest[at + len(marker) :]
+
+
+def _uuid4_text() -> str:
+    """A random (version 4, RFC 4122 variant) UUID as text, like ``str(uuid.uuid4())``
+    (Celery's task ids), formatted from the hex digits directly: a third of the time."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+# The RFC 4122 variant: the top two bits of the 17th hex digit are 10.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 __all__ = ["SyncJobMessages", "sync_argsrepr"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 from kustom_app.settings import Settings
 from workers.celery_app import make_celery
@@ -36,6 +37,12 @@ def test_a_job_message_carries_ids_in_flower_and_the_payload_in_its_body():
     assert first["headers"]["argsrepr"] == "(cart='cart-\"q\"', hash='h1')"
     assert first["headers"]["id"] != second["headers"]["id"], "every job its own id"
     assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
+    for ids in (first, second):
+        for text in (ids["headers"]["id"], ids["properties"]["delivery_tag"]):
+            assert str(uuid.UUID(text)) == text, "a UUID in its usual spelling"
+            assert uuid.UUID(text).version == 4 and uuid.UUID(text).variant == uuid.RFC_4122
+    assert first["headers"]["root_id"] == first["headers"]["id"]
+    assert first["properties"]["correlation_id"] == first["headers"]["id"]
     body = json.loads(base64.b64decode(first["body"]))
     assert body[0] == ['cart-"q"', "h1", {"order_amount": 100}]
 
