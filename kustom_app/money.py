@@ -101,6 +101,10 @@ def as_decimal(value: object) -> Decimal:
     A float is read through its shortest repr (249.99 → Decimal("249.99")), never through
     its binary value. Booleans, NaN and infinities are refused: they are never money.
     """
+    if type(value) is str:  # the usual case (renders carry money as text): one check
+        if len(value) > _MAX_TEXT_LENGTH or not _DECIMAL_TEXT.fullmatch(value):
+            raise ValueError(f"{value[:_MAX_TEXT_LENGTH]!r} is not a decimal number")
+        return Decimal(value)
     if isinstance(value, bool):
         raise TypeError("a boolean is not an amount")
     if isinstance(value, Decimal):
