@@ -1,8 +1,8 @@
 """Cart-event ingest: ``POST /commerce/cart-mutation`` under concurrent load, beside a bare
 JSON endpoint served by the same gunicorn.
 
-    python -m bench ingest [--carts 200] [--duration 8] [--rounds 2] [--connections 32]
-                           [--no-worker] [--profile] [--loadgen wrk|python]
+    python -m bench ingest [--carts 200] [--duration 8] [--rounds 3] [--connections 32]
+                           [--no-worker] [--shared-only] [--profile] [--loadgen wrk|python]
 
 The node runs as in production: gunicorn from the Procfile's web line (gthread, its
 workers and threads, gunicorn.conf.py), serving ``bench.app`` (the production app plus
@@ -20,6 +20,15 @@ with the same connections and the same bodies:
 
 * ``bare``: ``POST /_bench/bare`` (reads the body, answers 202 JSON): the baseline;
 * ``cart-mutation``: the measured endpoint.
+
+Each in two CPU placements (`bench.common.Placement`), the same for the baseline and the
+measured row:
+
+* ``split`` (the target): gunicorn on half of the cores, everything else (Redis, the
+  worker, the doubles, the load generator) on the other half: the web tier's throughput,
+  as when it runs on machines of its own;
+* ``shared``: everything on every core: one machine running the whole node, where each
+  cart event's Kustom push (worker + Kustom double) competes with ingest for the cores.
 
 Load: ``wrk`` (installed with apt-get when missing and we are root), closed loop with
 ``--connections`` keep-alive connections (default 32 = the Procfile's 2 workers x 16
@@ -384,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench ingest")
     parser.add_argument("--carts", type=int, default=200)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured run")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved bare/mutation rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved bare/mutation rounds")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="load-generator threads")
     parser.add_argument("--no-worker", action="store_true", help="no Celery worker running")
