@@ -75,6 +75,7 @@ from bench.common import (
     signed_headers,
     stack,
 )
+from workers.celery_app import SYNC_QUEUE
 
 MUTATION_PATH = "/commerce/cart-mutation"
 TARGET_RATIO = 0.5
@@ -142,6 +143,7 @@ class LoadResult:
     wrapped: bool
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process group
     events: dict[str, int] = field(default_factory=dict)  # cart events by outcome
+    backlog_s: float = 0.0  # how long the worker took to finish the queued jobs afterwards
 
     def cpu_ms_per_request(self, group: str) -> float:
         return 1000 * self.cpu.get(group, 0.0) / self.requests if self.requests else 0.0
@@ -470,10 +472,24 @@ def main(argv: list[str] | None = None) -> int:
                 result.events = {k: v for k, v in result.events.items() if v}
             return result
 
+        queues = node.redis_client()
+
+        def drain() -> float:
+            """Wait until the worker has run every queued sync job (seconds waited), so
+            that no run starts with the last one's backlog running beside it."""
+            started = time.monotonic()
+            while time.monotonic() - started < 120:
+                if not queues.llen(SYNC_QUEUE) and not queues.hlen("unacked"):
+                    break
+                time.sleep(0.1)
+            return time.monotonic() - started
+
         def measure(row: str, where: str, raw: list[list[bytes]]) -> None:
             placement.apply(where)
             path = BARE_PATH if row == BARE else MUTATION_PATH
-            results.setdefault((row, where), []).append(load(path, raw, args.duration))
+            result = load(path, raw, args.duration)
+            result.backlog_s = drain()
+            results.setdefault((row, where), []).append(result)
 
         # Warm-up, not reported: carts without orders, then the bare endpoint.
         warm = RequestStream([f"warm-{i}" for i in range(50)], host)
@@ -536,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                     *(f"{run.cpu_ms_per_request(g):.2f}" for g in CPU_GROUPS),
                     _share(run.events, "enqueued"),
                     _updates(run),
+                    f"{run.backlog_s:.1f}",
                     run.errors,
                 ]
             )
@@ -556,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                         g: round(run.cpu_ms_per_request(g), 3) for g in CPU_GROUPS
                     },
                     "cart_events": run.events,
+                    "backlog_seconds": round(run.backlog_s, 2),
                 }
             )
 
@@ -567,14 +585,17 @@ def main(argv: list[str] | None = None) -> int:
     print()
     headers = [
         "endpoint", "placement", "run", "requests", "req/s", "p50 ms", "p99 ms", "mean ms",
-        *(f"{g} CPU ms/req" for g in CPU_GROUPS), "enqueued", "Kustom updates", "errors",
+        *(f"{g} CPU ms/req" for g in CPU_GROUPS), "enqueued", "Kustom updates", "backlog s",
+        "errors",
     ]  # fmt: skip
     print(markdown_table(headers, rows))
     print(
         "\nCPU ms/req: CPU time of each group of processes during the run / requests "
         "(web = gunicorn, doubles = this process). enqueued: share of renders that queued a "
         "sync job (the rest coalesced into a queued one, or equalled Kustom's order). "
-        "Kustom updates: the worker's order updates during the run, per cart event."
+        "Kustom updates: the worker's order updates during the run, per cart event. "
+        "backlog s: how long the worker then took to run the sync jobs still queued (the "
+        "next run starts after that)."
     )
     if wrapped:
         print("WARNING: the load generator ran out of prepared renders and repeated some")
