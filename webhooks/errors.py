@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -56,7 +57,28 @@ def parse_json_object(raw: bytes | None = None) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {e}") from e
     if not isinstance(parsed, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(parsed):
+        raise ApiError(
+            400,
+            "invalid_json",
+            "The request body has a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape "
+            "without its pair): text must be valid Unicode.",
+        )
     return parsed
+
+
+# A JSON escape of a UTF-16 surrogate. A pair (an emoji, say) decodes to one character; a
+# lone one stays a surrogate that cannot be stored, hashed as sent, or sent to Kustom.
+# Only bodies that have such an escape at all are looked at further.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def register_error_handlers(app: Flask) -> None:

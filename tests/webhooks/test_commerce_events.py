@@ -120,6 +120,27 @@ def test_malformed_json_is_400(client, fake_redis, body):
     assert state_keys(fake_redis) == []
 
 
+def test_a_lone_surrogate_escape_is_400_and_stores_nothing(client, fake_redis):
+    # "\ud800" alone is valid JSON but not Unicode: it could be neither stored nor sent on.
+    body = json.dumps(make_render()).replace('"Red T-Shirt', '"Red T-Shirt \\ud800', 1).encode()
+    assert b"\\ud800" in body
+    response = client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_json"
+    assert "surrogate" in error["message"]
+    assert state_keys(fake_redis) == []
+
+
+def test_an_escaped_surrogate_pair_is_text_like_any_other(client, task_queue):
+    # An emoji escaped as a pair, as some JSON writers do, is one ordinary character.
+    body = json.dumps(make_render()).replace('"Red T-Shirt', '"Red T-Shirt \\ud83d\\ude00', 1)
+    response = client.post(
+        "/commerce/cart-mutation", data=body.encode(), headers=signed_headers(body.encode())
+    )
+    assert response.status_code == 202
+
+
 def test_oversized_body_is_413(client, fake_redis):
     body = b'{"pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
     response = client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
