@@ -64,11 +64,11 @@ class SyncJobs(Protocol):
     """Builds the broker message of a sync job, so the render's Lua script can queue it
     in the same atomic call that decides it is needed (one round trip per cart event)."""
 
-    def sync_job(
-        self, cart_id: str, payload_hash: str, payload_json: str
-    ) -> tuple[str, str] | None:
+    def sync_job(self, cart_id: str, payload_hash: str) -> tuple[str, str] | None:
         """``(queue key, message)``, or None when jobs cannot be queued from Redis
-        directly (a separate broker): the caller then enqueues through Celery."""
+        directly (a separate broker): the caller then enqueues through Celery. The
+        message has ``@@payload@@`` where the script puts the payload's JSON text,
+        escaped as a JSON string (`workers.messages.PAYLOAD_MARKER`)."""
         ...
 
 
@@ -102,7 +102,7 @@ def ingest_render(
     cart_id = render["cartId"]
     job = None
     if jobs is not None and prepared.payload_json is not None:
-        job = jobs.sync_job(cart_id, prepared.hash, prepared.payload_json)
+        job = jobs.sync_job(cart_id, prepared.hash)
     outcome = store.record_render(
         cart_id,
         int(render["version"]),

@@ -63,7 +63,7 @@ class RecordingQueue:
 
     def __init__(self, script_queue: str | None = None) -> None:
         # With ``script_queue``, sync jobs are handed to the render script as messages
-        # (JSON of cart, hash, payload) pushed onto that list, like CeleryTaskQueue does.
+        # (JSON of cart, hash, payload text) pushed onto that list, like CeleryTaskQueue.
         self.script_queue = script_queue
         self.syncs: list[tuple[str, str | None, Any]] = []
         self.completions: list[tuple[str, str, str]] = []
@@ -76,12 +76,11 @@ class RecordingQueue:
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
         self.syncs.append((cart_id, payload_hash, payload))
 
-    def sync_job(
-        self, cart_id: str, payload_hash: str, payload_json: str
-    ) -> tuple[str, str] | None:
+    def sync_job(self, cart_id: str, payload_hash: str) -> tuple[str, str] | None:
         if self.script_queue is None:
             return None  # jobs are recorded by `sync`
-        message = {"cart": cart_id, "hash": payload_hash, "payload": json.loads(payload_json)}
+        # The script puts the payload's JSON text where the marker is, as a JSON string.
+        message = {"cart": cart_id, "hash": payload_hash, "payload": "@@payload@@"}
         return self.script_queue, json.dumps(message)
 
     def complete(self, cart_id: str, order_id: str, path: str) -> None:

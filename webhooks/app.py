@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 
 class TaskQueue(Protocol):
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None: ...
-    def sync_job(
-        self, cart_id: str, payload_hash: str, payload_json: str
-    ) -> tuple[str, str] | None: ...
+    def sync_job(self, cart_id: str, payload_hash: str) -> tuple[str, str] | None: ...
     def complete(self, cart_id: str, order_id: str, path: str) -> None: ...
     def acknowledge(self, cart_id: str, order_id: str) -> None: ...
     def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None: ...
@@ -59,14 +57,11 @@ class CeleryTaskQueue:
 
         enqueue_sync(cart_id, payload_hash, payload)
 
-    def sync_job(
-        self, cart_id: str, payload_hash: str, payload_json: str
-    ) -> tuple[str, str] | None:
+    def sync_job(self, cart_id: str, payload_hash: str) -> tuple[str, str] | None:
         messages = self._messages
         if messages is None:
             return None
-        message = messages.build(cart_id, payload_hash, payload_json)
-        return (messages.queue, message) if message is not None else None
+        return messages.queue, messages.build(cart_id, payload_hash)
 
     def complete(self, cart_id: str, order_id: str, path: str) -> None:
         from workers.tasks import enqueue_completion

@@ -3,20 +3,25 @@
 A cart event needs a sync job only when the cart's Lua script says so; queueing it through
 ``apply_async`` afterwards costs a second Redis round trip and, in the web process, more
 CPU than everything else the event does (kombu's publish path). When the broker is the
-Redis that holds the cart state, the web instead hands the script a ready message and the
-script ``LPUSH``es it onto the queue in the same atomic call that marks the cart "queued":
-the job and the mark exist together or not at all.
+Redis that holds the cart state, the web instead hands the script a message and the script
+``LPUSH``es it onto the queue in the same atomic call that marks the cart "queued": the job
+and the mark exist together or not at all.
 
 The message is what ``apply_async`` would put on a Redis broker: Celery task protocol 2
 (its headers built once by Celery itself, ``app.amqp.as_task_v2``) in kombu's Redis
-envelope (base64 body, ``delivery_info`` for the anonymous exchange, routed by queue name).
-``tests/integration/test_sync_messages.py`` compares it with a message Celery published
-and runs it on a real worker, so a Celery or kombu upgrade that changes either fails there.
+envelope (``delivery_info`` for the anonymous exchange, routed by queue name), with one
+difference: the body is JSON text in the envelope rather than base64 (kombu reads a body
+without ``body_encoding`` as it is). That lets the web leave the payload out: where it goes
+in the body, the message has `PAYLOAD_MARKER`, and the script, which is sent the payload
+anyway to store it, puts it there (JSON-escaped by Redis's cjson). So the payload travels
+to Redis once per cart event, not twice.
+``tests/integration/test_sync_messages.py`` compares the script's message with one Celery
+published and runs it on a real worker, so a Celery or kombu upgrade that changes either
+fails there.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 
@@ -30,6 +35,8 @@ _EMBED = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
 # Markers for the per-job values in the serialised envelope (none can occur elsewhere in it).
 _ID, _TAG, _BODY = "@@task-id@@", "@@delivery-tag@@", "@@body@@"
 _ARGSREPR, _ORIGIN = "@@argsrepr@@", "@@origin@@"
+# Where record_render.lua puts the payload's JSON text (escaped) into the message's body.
+PAYLOAD_MARKER = "@@payload@@"
 
 
 def sync_argsrepr(cart_id: str, payload_hash: str | None) -> str:
@@ -67,7 +74,6 @@ class SyncJobMessages:
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": self.queue},
             "priority": 0,
-            "body_encoding": "base64",
             "delivery_tag": _TAG,
         }
         template = json.dumps(
@@ -100,20 +106,14 @@ class SyncJobMessages:
             and not conf.task_default_priority
         )
 
-    def build(self, cart_id: str, payload_hash: str, payload_json: str) -> str | None:
-        """The job's message, or None for a payload that cannot travel as UTF-8 (a lone
-        surrogate): the caller then queues through Celery, which escapes it."""
-        body = (
-            f"[[{json.dumps(cart_id)}, {json.dumps(payload_hash)}, {payload_json}], {{}}, {_EMBED}]"
-        )
-        try:
-            encoded = body.encode("utf-8")
-        except UnicodeEncodeError:
-            return None
+    def build(self, cart_id: str, payload_hash: str) -> str:
+        """The job's message, with `PAYLOAD_MARKER` where the script puts the payload."""
+        arguments = f"[{json.dumps(cart_id)}, {json.dumps(payload_hash)}, {PAYLOAD_MARKER}]"
+        body = f"[{arguments}, {{}}, {_EMBED}]"
         if self._origin_pid != os.getpid():  # a forked web worker names itself
             self._origin_pid, self._origin = os.getpid(), json.dumps(anon_nodename())[1:-1]
         values = {
-            _BODY: base64.b64encode(encoded).decode("ascii"),
+            _BODY: json.dumps(body)[1:-1],  # JSON text inside the envelope's JSON
             _ID: _uuid4_text(),
             _TAG: _uuid4_text(),
             _ORIGIN: self._origin,
@@ -154,4 +154,4 @@ def _uuid4_text() -> str:
 # The RFC 4122 variant: the top two bits of the 17th hex digit are 10.
 _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
-__all__ = ["SyncJobMessages", "sync_argsrepr"]
+__all__ = ["PAYLOAD_MARKER", "SyncJobMessages", "sync_argsrepr"]

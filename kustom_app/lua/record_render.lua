@@ -2,7 +2,9 @@
 -- KEYS[1] cart hash, KEYS[2] syncing index (zset), KEYS[3] events channel,
 -- KEYS[4] the sync job queue (a Celery broker list; unused without a message)
 -- ARGV: version, render_json, hash, payload_json, now_ms, ttl_s, queued_stale_ms, cart_id,
---       job message ('' = the caller queues the job; returns enqueue 1 instead of 2)
+--       job message ('' = the caller queues the job; returns enqueue 1 instead of 2): a
+--       broker message whose body has @@payload@@ where the payload's JSON text goes,
+--       escaped as a JSON string (the body is itself a JSON string in the message)
 local cart, syncing = KEYS[1], KEYS[2]
 local version = tonumber(ARGV[1])
 local hash, now = ARGV[3], tonumber(ARGV[5])
@@ -46,8 +48,16 @@ else
   if payable and (queued_at == nil or now - queued_at > tonumber(ARGV[7])) then
     redis.call('HSET', cart, 'sync_queued_at', ARGV[5])
     if ARGV[9] ~= '' then
-      -- The job and the "queued" mark exist together or not at all.
-      redis.call('LPUSH', KEYS[4], ARGV[9])
+      -- The job and the "queued" mark exist together or not at all. The payload it carries
+      -- is the pending one (this render's, or an equal one: the hash did not change).
+      local message = ARGV[9]
+      local at, last = string.find(message, '@@payload@@', 1, true)
+      if at then  -- (never raise here: the writes above would stay without their job)
+        local escaped = cjson.encode(redis.call('HGET', cart, 'pending_payload'))
+        message = string.sub(message, 1, at - 1) .. string.sub(escaped, 2, -2)
+          .. string.sub(message, last + 1)
+      end
+      redis.call('LPUSH', KEYS[4], message)
       enqueue = 2
     else
       enqueue = 1

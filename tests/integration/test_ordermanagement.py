@@ -57,7 +57,7 @@ class SendQueue:
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
         self._send("syncKustomOrder", cart_id, payload_hash, payload)
 
-    def sync_job(self, cart_id: str, payload_hash: str, payload_json: str) -> None:
+    def sync_job(self, cart_id: str, payload_hash: str) -> None:
         return None  # a private Celery app: jobs go through `sync`
 
     def complete(self, cart_id: str, order_id: str, path: str) -> None:

@@ -16,6 +16,7 @@ import redis
 
 from kustom_app.payload import build_order_payload, canonical_json, payload_hash
 from kustom_app.render import load_render
+from kustom_app.state import CartStore
 from tests.conftest import make_render
 from tests.integration.conftest import wait_until
 from tests.integration.test_checkout_and_sync import (
@@ -33,8 +34,12 @@ PARITY_QUEUE = "kustom.sync.parity-test"  # no worker consumes it
 
 
 def decoded(raw: bytes | str) -> dict[str, Any]:
+    """A broker message with its body parsed (kombu's base64 or, from the script, JSON text)."""
     message: dict[str, Any] = json.loads(raw)
-    message["body"] = json.loads(base64.b64decode(message["body"]))
+    body = message["body"]
+    if message["properties"].pop("body_encoding", None) == "base64":
+        body = base64.b64decode(body)
+    message["body"] = json.loads(body)
     return message
 
 
@@ -53,8 +58,12 @@ def test_the_scripts_message_is_the_one_celery_would_publish(celery_in_process, 
     from workers.tasks import sync_kustom_order
 
     client = redis.Redis.from_url(redis_server.url)
-    client.delete(PARITY_QUEUE)
-    render = load_render(make_render("cart-parity", 3, quantity=2))
+    client.delete(PARITY_QUEUE, "parity:cart:cart-parity")
+    # Text that JSON escapes, twice over (the body is JSON text inside the message's JSON):
+    # quotes, a backslash, a slash, non-ASCII, an emoji, a control character.
+    data = make_render("cart-parity", 3, quantity=2)
+    data["lines"][0]["description"] = 'Röd "T" \\ 1/2 \U0001f455 \t'
+    render = load_render(data)
     payload = build_order_payload(render)
     text = canonical_json(payload)
 
@@ -64,8 +73,18 @@ def test_the_scripts_message_is_the_one_celery_would_publish(celery_in_process, 
         queue=PARITY_QUEUE,
     )
     (published,) = client.lrange(PARITY_QUEUE, 0, -1)
-    ours = SyncJobMessages(sync_kustom_order).build("cart-parity", payload_hash(payload), text)
-    assert ours is not None
+    client.delete(PARITY_QUEUE)
+    # Our message as the render script completes and queues it.
+    store = CartStore(client, prefix="parity")
+    store.record_render("cart-parity", 1, {}, "h-old", {"old": True})
+    store.record_order("cart-parity", "order-parity", "h-old", {"old": True})
+    job = (
+        PARITY_QUEUE,
+        SyncJobMessages(sync_kustom_order).build("cart-parity", payload_hash(payload)),
+    )
+    outcome = store.record_render("cart-parity", 3, {}, payload_hash(payload), text, job=job)
+    assert outcome.enqueued
+    (ours,) = client.lrange(PARITY_QUEUE, 0, -1)
 
     celery_message, our_message = decoded(published), decoded(ours)
     assert our_message["properties"]["delivery_info"]["routing_key"] == "kustom.sync"
@@ -87,7 +106,7 @@ def test_the_web_queues_sync_jobs_from_the_script_when_the_broker_is_its_redis(
     late_app = web_app(web)
     queue = late_app.extensions["kustom.enqueue"]
     assert isinstance(queue, CeleryTaskQueue)
-    assert queue.sync_job("cart-x", "h", "{}") is not None, "script path not in use"
+    assert queue.sync_job("cart-x", "h") is not None, "script path not in use"
 
     cart = new_cart()
     post_render(http, web, make_render(cart, 1, quantity=1))

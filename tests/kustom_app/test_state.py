@@ -46,7 +46,7 @@ def test_new_hash_with_order_sets_pending_and_queues_one_job(store):
 
 
 def job(version: int) -> tuple[str, str]:
-    return ("t-queue", f"message for version {version}")
+    return ("t-queue", f"message for version {version}: @@payload@@")
 
 
 def test_with_a_message_the_script_queues_the_job_itself_once(store, fake_redis):
@@ -58,7 +58,8 @@ def test_with_a_message_the_script_queues_the_job_itself_once(store, fake_redis)
     assert first.enqueued and not first.enqueue, "queued by the script, not by the caller"
     assert not (second.enqueued or second.enqueue), "coalesced into the queued job"
     assert not (same.enqueued or stale.enqueued)
-    assert fake_redis.lrange("t-queue", 0, -1) == [b"message for version 2"]
+    # The script puts the pending payload's JSON text, escaped, where the marker was.
+    assert fake_redis.lrange("t-queue", 0, -1) == [b'message for version 2: {\\"h\\":\\"h2\\"}']
 
 
 def test_a_queued_mark_older_than_the_stale_limit_queues_again(store, fake_redis):
