@@ -101,7 +101,7 @@ def as_decimal(value: object) -> Decimal:
     A float is read through its shortest repr (249.99 → Decimal("249.99")), never through
     its binary value. Booleans, NaN and infinities are refused: they are never money.
     """
-    if type(value) is str:  # the usual case (renders carry money as text): one check
+    if isinstance(value, str):  # first: renders usually carry money as text
         if len(value) > _MAX_TEXT_LENGTH or not _DECIMAL_TEXT.fullmatch(value):
             raise ValueError(f"{value[:_MAX_TEXT_LENGTH]!r} is not a decimal number")
         return Decimal(value)
@@ -117,10 +117,6 @@ def as_decimal(value: object) -> Decimal:
         if not math.isfinite(value):
             raise ValueError(f"{value} is not a finite amount")
         return Decimal(repr(value))
-    if isinstance(value, str):
-        if len(value) > _MAX_TEXT_LENGTH or not _DECIMAL_TEXT.fullmatch(value):
-            raise ValueError(f"{value[:_MAX_TEXT_LENGTH]!r} is not a decimal number")
-        return Decimal(value)
     raise TypeError(f"{type(value).__name__} is not an amount")
 
 

@@ -350,6 +350,6 @@ def render_json(render: dict[str, Any], *, sort_keys: bool = False) -> str:
 
 
 def _money_text(value: Any) -> str:
-    if type(value) is Decimal or isinstance(value, Decimal):
+    if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
