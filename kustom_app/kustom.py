@@ -117,8 +117,8 @@ class KustomClient:
         """``session.request`` without what this client never uses: cookies, hooks,
         redirects (Kustom's API answers where it is asked) and the per-call merging of
         session settings. The request is prepared from the session's headers and auth and
-        sent through its adapter with its proxies and CA settings; a sync job's Kustom call
-        costs ~0.3 ms less CPU."""
+        sent through its adapter with its proxies and CA settings: a fifth fewer Python
+        calls per sync push (counted with cProfile)."""
         session = self.session
         request = requests.PreparedRequest()
         request.prepare(
