@@ -42,6 +42,9 @@ QUEUED_STALE_MS = 30_000
 OPEN_ORDER_FIRST_CHECK_MS = 10 * 60_000  # when the sweeper first asks Kustom about an order
 COMPLETION_LEASE_MS = 60_000  # longer than one commerce completion call can take
 SYNC_LEASE_MS = 45_000  # longer than one Kustom call can take (connect + read timeouts)
+# Where record_render.lua puts the pending payload's JSON text (escaped as a JSON string)
+# into a sync job's message: `CartStore.record_render`'s ``job``.
+JOB_PAYLOAD_MARKER = "@@payload@@"
 
 
 def open_orders_key(prefix: str) -> str:
@@ -303,7 +306,8 @@ class CartStore:
 
         ``render`` and ``payload`` may be their JSON text already (the hot path serialises
         each once); ``payload`` is None for a cart that cannot be paid for. ``job`` is
-        ``(queue key, broker message)``: when a job is needed the script pushes it onto that
+        ``(queue key, broker message)``: when a job is needed the script puts the pending
+        payload into the message at `JOB_PAYLOAD_MARKER` and pushes it onto that
         list itself, atomically with marking the cart queued (``enqueued``); without it the
         caller queues the job (``enqueue``).
         """

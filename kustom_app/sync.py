@@ -67,8 +67,8 @@ class SyncJobs(Protocol):
     def sync_job(self, cart_id: str, payload_hash: str) -> tuple[str, str] | None:
         """``(queue key, message)``, or None when jobs cannot be queued from Redis
         directly (a separate broker): the caller then enqueues through Celery. The
-        message has ``@@payload@@`` where the script puts the payload's JSON text,
-        escaped as a JSON string (`workers.messages.PAYLOAD_MARKER`)."""
+        message has `kustom_app.state.JOB_PAYLOAD_MARKER` where the script puts the
+        payload's JSON text, escaped as a JSON string."""
         ...
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from kustom_app.settings import Settings
 from kustom_app.signing import sign_payload
+from kustom_app.state import JOB_PAYLOAD_MARKER
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COMMERCE_SECRET = "test-commerce-secret"
@@ -80,7 +81,7 @@ class RecordingQueue:
         if self.script_queue is None:
             return None  # jobs are recorded by `sync`
         # The script puts the payload's JSON text where the marker is, as a JSON string.
-        message = {"cart": cart_id, "hash": payload_hash, "payload": "@@payload@@"}
+        message = {"cart": cart_id, "hash": payload_hash, "payload": JOB_PAYLOAD_MARKER}
         return self.script_queue, json.dumps(message)
 
     def complete(self, cart_id: str, order_id: str, path: str) -> None:

@@ -12,7 +12,7 @@ The message is what ``apply_async`` would put on a Redis broker: Celery task pro
 envelope (``delivery_info`` for the anonymous exchange, routed by queue name), with one
 difference: the body is JSON text in the envelope rather than base64 (kombu reads a body
 without ``body_encoding`` as it is). That lets the web leave the payload out: where it goes
-in the body, the message has `PAYLOAD_MARKER`, and the script, which is sent the payload
+in the body, the message has `JOB_PAYLOAD_MARKER`, and the script, which is sent the payload
 anyway to store it, puts it there (JSON-escaped by Redis's cjson). So the payload travels
 to Redis once per cart event, not twice.
 ``tests/integration/test_sync_messages.py`` compares the script's message with one Celery
@@ -28,6 +28,7 @@ import os
 from celery import Celery, Task
 from celery.utils.nodenames import anon_nodename
 
+from kustom_app.state import JOB_PAYLOAD_MARKER
 from workers.celery_app import SYNC_QUEUE
 
 # Celery's embedded options of a task without callbacks, in kombu's JSON spelling.
@@ -35,8 +36,6 @@ _EMBED = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
 # Markers for the per-job values in the serialised envelope (none can occur elsewhere in it).
 _ID, _TAG, _BODY = "@@task-id@@", "@@delivery-tag@@", "@@body@@"
 _ARGSREPR, _ORIGIN = "@@argsrepr@@", "@@origin@@"
-# Where record_render.lua puts the payload's JSON text (escaped) into the message's body.
-PAYLOAD_MARKER = "@@payload@@"
 
 
 def sync_argsrepr(cart_id: str, payload_hash: str | None) -> str:
@@ -107,8 +106,8 @@ class SyncJobMessages:
         )
 
     def build(self, cart_id: str, payload_hash: str) -> str:
-        """The job's message, with `PAYLOAD_MARKER` where the script puts the payload."""
-        arguments = f"[{json.dumps(cart_id)}, {json.dumps(payload_hash)}, {PAYLOAD_MARKER}]"
+        """The job's message, with `JOB_PAYLOAD_MARKER` where the script puts the payload."""
+        arguments = f"[{json.dumps(cart_id)}, {json.dumps(payload_hash)}, {JOB_PAYLOAD_MARKER}]"
         body = f"[{arguments}, {{}}, {_EMBED}]"
         if self._origin_pid != os.getpid():  # a forked web worker names itself
             self._origin_pid, self._origin = os.getpid(), json.dumps(anon_nodename())[1:-1]
@@ -154,4 +153,4 @@ def _uuid4_text() -> str:
 # The RFC 4122 variant: the top two bits of the 17th hex digit are 10.
 _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
-__all__ = ["PAYLOAD_MARKER", "SyncJobMessages", "sync_argsrepr"]
+__all__ = ["SyncJobMessages", "sync_argsrepr"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kustom_app.state import QUEUED_STALE_MS, CartStore
+from kustom_app.state import JOB_PAYLOAD_MARKER, QUEUED_STALE_MS, CartStore
 
 CART = "cart-1"
 
@@ -46,7 +46,7 @@ def test_new_hash_with_order_sets_pending_and_queues_one_job(store):
 
 
 def job(version: int) -> tuple[str, str]:
-    return ("t-queue", f"message for version {version}: @@payload@@")
+    return ("t-queue", f"message for version {version}: {JOB_PAYLOAD_MARKER}")
 
 
 def test_with_a_message_the_script_queues_the_job_itself_once(store, fake_redis):

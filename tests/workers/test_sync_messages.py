@@ -6,8 +6,9 @@ import json
 import uuid
 
 from kustom_app.settings import Settings
+from kustom_app.state import JOB_PAYLOAD_MARKER
 from workers.celery_app import make_celery
-from workers.messages import PAYLOAD_MARKER, SyncJobMessages
+from workers.messages import SyncJobMessages
 from workers.tasks import sync_kustom_order
 
 STATE = "redis://10.0.0.5:6379/0"
@@ -44,6 +45,6 @@ def test_a_job_message_carries_ids_in_flower_and_a_place_for_the_payload():
     assert first["properties"]["correlation_id"] == first["headers"]["id"]
     # The body is JSON text (no body_encoding): the script puts the payload at the marker.
     assert "body_encoding" not in first["properties"]
-    assert first["body"].count(PAYLOAD_MARKER) == 1
-    body = json.loads(first["body"].replace(PAYLOAD_MARKER, '{"order_amount":100}'))
+    assert first["body"].count(JOB_PAYLOAD_MARKER) == 1
+    body = json.loads(first["body"].replace(JOB_PAYLOAD_MARKER, '{"order_amount":100}'))
     assert body[0] == ['cart-"q"', "h1", {"order_amount": 100}]
