@@ -143,6 +143,7 @@ class LoadResult:
     wrapped: bool
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process group
     events: dict[str, int] = field(default_factory=dict)  # cart events by outcome
+    updates: dict[str, int] = field(default_factory=dict)  # Kustom order updates by outcome
     backlog_s: float = 0.0  # how long the worker took to finish the queued jobs afterwards
 
     def cpu_ms_per_request(self, group: str) -> float:
@@ -342,14 +343,26 @@ def run_python_load(
 # -- the benchmark --------------------------------------------------------------------------------
 
 
-def _outcomes(node: Any) -> dict[str, float]:
-    """Cart events by outcome, and Kustom order updates by outcome (``update <outcome>``)."""
-    samples = node.scrape("kustom_cart_events_total")
-    found = {name.split('outcome="')[1].rstrip('"}'): value for name, value in samples.items()}
-    for name, value in node.scrape("kustom_api_calls_total").items():
-        if 'operation="update_order"' in name:
-            found["update " + name.split('outcome="')[1].split('"')[0]] = value
-    return found
+def _outcomes(node: Any, metric: str, operation: str | None = None) -> dict[str, float]:
+    """A counter's samples by their ``outcome`` label (only ``operation``'s, if given)."""
+    return {
+        name.split('outcome="')[1].split('"')[0]: value
+        for name, value in node.scrape(metric).items()
+        if operation is None or f'operation="{operation}"' in name
+    }
+
+
+def _counted(node: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """Cart events by outcome, and the worker's Kustom order updates by outcome."""
+    return (
+        _outcomes(node, "kustom_cart_events_total"),
+        _outcomes(node, "kustom_api_calls_total", "update_order"),
+    )
+
+
+def _since(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
+    grown = {k: int(v - before.get(k, 0)) for k, v in after.items()}
+    return {k: v for k, v in grown.items() if v}
 
 
 # Only the double's creation checks look at these: sync jobs never send merchant_urls.
@@ -443,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def load(path: str, raw: list[list[bytes]], seconds: float) -> LoadResult:
             prefix = node.work_dir / f"requests-{time.monotonic_ns()}"
-            before = _outcomes(node) if path == MUTATION_PATH else {}
+            before = _counted(node) if path == MUTATION_PATH else ({}, {})
             if wrk:
                 write_slices(prefix, raw)
                 try:
@@ -467,9 +480,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             result.cpu = meter.stop()
             if path == MUTATION_PATH:
-                after = _outcomes(node)
-                result.events = {k: int(v - before.get(k, 0)) for k, v in after.items()}
-                result.events = {k: v for k, v in result.events.items() if v}
+                events, updates = _counted(node)
+                result.events, result.updates = (
+                    _since(events, before[0]),
+                    _since(updates, before[1]),
+                )
             return result
 
         queues = node.redis_client()
@@ -573,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
                         g: round(run.cpu_ms_per_request(g), 3) for g in CPU_GROUPS
                     },
                     "cart_events": run.events,
+                    "kustom_updates": run.updates,
                     "backlog_seconds": round(run.backlog_s, 2),
                 }
             )
@@ -680,17 +696,16 @@ def _profile_rows(rows: list[tuple[str, float, float]]) -> list[dict[str, Any]]:
 def _updates(run: LoadResult) -> str:
     """Kustom order updates the worker made during the run, per cart event, and how many
     Kustom refused (a refused update would make the worker look cheaper than it is)."""
-    done = {k.removeprefix("update "): v for k, v in run.events.items() if k.startswith("update ")}
-    if not done or not run.requests:
+    if not run.updates or not run.requests:
         return ""
-    refused = sum(v for k, v in done.items() if k != "2xx")
-    return f"{sum(done.values()) / run.requests:.2f}/event" + (
+    refused = sum(v for k, v in run.updates.items() if k != "2xx")
+    return f"{sum(run.updates.values()) / run.requests:.2f}/event" + (
         f", {refused} refused" if refused else ""
     )
 
 
 def _share(events: dict[str, int], outcome: str) -> str:
-    total = sum(v for k, v in events.items() if not k.startswith("update "))
+    total = sum(events.values())
     return f"{100 * events.get(outcome, 0) / total:.0f} %" if total else ""
 
 
