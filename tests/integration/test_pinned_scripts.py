@@ -87,7 +87,7 @@ def test_a_script_error_is_raised_not_retried(redis_server: RedisServer, raw) ->
     assert _record(store, "cart-1", 1).accepted  # the connection is still usable
 
 
-def _child(url: str, queue: Any) -> None:
+def _child(queue: Any) -> None:
     # The store and its thread's connection came from the parent: the child must not use
     # the parent's socket.
     try:
@@ -105,7 +105,7 @@ def test_a_forked_child_opens_its_own_connection(redis_server: RedisServer, raw)
     assert _record(store, "cart-parent", 1).accepted
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    child = ctx.Process(target=_child, args=(redis_server.url, queue))
+    child = ctx.Process(target=_child, args=(queue,))
     child.start()
     child.join(30)
     assert queue.get(timeout=5) == "h1"
