@@ -152,22 +152,7 @@ def report(
             line += f" {result['p50_ratio']:.2f} | {result['p99_ratio']:.2f} |"
         print(line)
         results.append(result)
-    run = {
-        "bench": name,
-        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git": _git_revision(),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        **(meta or {}),
-        "rows": results,
-    }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    history = json.loads(path.read_text()) if path.exists() else []
-    history.append(run)
-    path.write_text(json.dumps(history, indent=2) + "\n")
-    print(f"\nresults appended to {path}")
-    return run
+    return _append_run(name, {**(meta or {}), "rows": results})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,16 +273,27 @@ def save_run(
     machine: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append one run (machine, figures, detail rows) to bench/results/<name>.json."""
+    return _append_run(
+        name,
+        {
+            "host": dict(machine or machine_info()),
+            **(meta or {}),
+            "figures": [f.as_json() for f in figures],
+            "rows": list(rows),
+        },
+    )
+
+
+def _append_run(name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Stamp a run (bench, time, git revision, Python, machine) and append it to
+    bench/results/<name>.json."""
     run = {
         "bench": name,
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git": _git_revision(),
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "host": dict(machine or machine_info()),
-        **(meta or {}),
-        "figures": [f.as_json() for f in figures],
-        "rows": list(rows),
+        **body,
     }
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
