@@ -40,11 +40,26 @@ def kustom_double() -> Iterator[tuple[ServerThread, Any]]:
         yield server, app.extensions["kustom_double"]
 
 
+@pytest.fixture
+def kustom(kustom_double):
+    """The Kustom double's state, with no faults left over from an earlier test."""
+    state = kustom_double[1]
+    state.clear_faults()
+    yield state
+    state.clear_faults()
+
+
 @pytest.fixture(scope="session")
 def commerce_double() -> Iterator[tuple[ServerThread, Any]]:
     app = create_commerce_double(secret=COMMERCE_SECRET)
     with ServerThread(app, name="commerce-double") as server:
         yield server, app.extensions["commerce_double"]
+
+
+@pytest.fixture
+def commerce(commerce_double):
+    """The commerce double's state."""
+    return commerce_double[1]
 
 
 class LateApp:

@@ -179,19 +179,6 @@ def stack(service_env) -> Iterator[PaymentsStack]:
         stack.close()
 
 
-@pytest.fixture
-def kustom(kustom_double):
-    state = kustom_double[1]
-    state.clear_faults()
-    yield state
-    state.clear_faults()
-
-
-@pytest.fixture
-def commerce(commerce_double):
-    return commerce_double[1]
-
-
 def captures_at_kustom(kustom, order_id: str) -> list[dict[str, Any]]:
     return kustom.stored_order(order_id)["captures"]
 

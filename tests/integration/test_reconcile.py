@@ -26,19 +26,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def kustom(kustom_double):
-    state = kustom_double[1]
-    state.clear_faults()
-    yield state
-    state.clear_faults()
-
-
-@pytest.fixture
-def commerce(commerce_double):
-    return commerce_double[1]
-
-
-@pytest.fixture
 def stack(service_env) -> Iterator[PaymentsStack]:
     stack = PaymentsStack(service_env, "sweeper")
     try:
