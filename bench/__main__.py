@@ -46,9 +46,9 @@ def _validation_figures(run: dict[str, Any]) -> list[Any]:
 
 def combined_table(names: list[str], since: str) -> str:
     """The headline figures of the runs of ``names`` made since ``since`` (ISO time)."""
-    from bench.common import Figure, figures_table, last_run, machine_line
+    from bench.common import Figure, labelled_figures_table, last_run, machine_line
 
-    lines = []
+    labelled: list[tuple[str | None, Figure]] = []
     host = None
     for name in names:
         run = last_run(name)
@@ -61,9 +61,10 @@ def combined_table(names: list[str], since: str) -> str:
             figures = _validation_figures(run)
         else:
             continue
-        table = figures_table(figures, bench=name).splitlines()
-        lines += table if not lines else table[2:]
-    return f"{machine_line(host) if host else machine_line()}\n\n" + "\n".join(lines)
+        labelled += [(name, figure) for figure in figures]
+    return f"{machine_line(host) if host else machine_line()}\n\n" + labelled_figures_table(
+        labelled
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -260,8 +260,20 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def figures_table(figures: Sequence[Figure], *, bench: str | None = None) -> str:
-    headers = (["bench"] if bench is not None else []) + FIGURE_HEADERS
-    return markdown_table(headers, [f.cells(bench) for f in figures], "l" * len(headers))
+    return labelled_figures_table([(bench, figure) for figure in figures])
+
+
+def labelled_figures_table(figures: Sequence[tuple[str | None, Figure]]) -> str:
+    """One table of figures, each with the name of its bench (or None: no bench column);
+    a note column when any figure has a note."""
+    with_bench = any(bench is not None for bench, _ in figures)
+    with_note = any(figure.note for _, figure in figures)
+    headers = (["bench"] if with_bench else []) + FIGURE_HEADERS + (["note"] if with_note else [])
+    rows = [
+        figure.cells(bench if with_bench else None) + ([figure.note] if with_note else [])
+        for bench, figure in figures
+    ]
+    return markdown_table(headers, rows, "l" * len(headers))
 
 
 def save_run(

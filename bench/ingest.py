@@ -1,7 +1,7 @@
 """Cart-event ingest: ``POST /commerce/cart-mutation`` under concurrent load, beside a bare
 JSON endpoint served by the same gunicorn.
 
-    python -m bench ingest [--carts 200] [--duration 8] [--rounds 3] [--connections 32]
+    python -m bench ingest [--carts 200] [--duration 6] [--rounds 5] [--connections 32]
                            [--no-worker] [--shared-only] [--profile] [--loadgen wrk|python]
 
 The node runs as in production: gunicorn from the Procfile's web line (gthread, its
@@ -15,11 +15,19 @@ enqueued (or coalesced into the one already queued). Each request carries a new 
 of one of ``--carts`` carts with a different quantity, signed like the commerce backend
 signs (requests are prepared before the run: the load generator only replays bytes).
 
-Rows, measured back to back in ``--rounds`` interleaved rounds (bare, mutation, bare, ...)
-with the same connections and the same bodies:
+Rows, measured in ``--rounds`` rounds with the same connections and the same bodies; a
+round is the baseline, then each measured row right after it:
 
 * ``bare``: ``POST /_bench/bare`` (reads the body, answers 202 JSON): the baseline;
-* ``cart-mutation``: the measured endpoint.
+* ``cart-mutation``: the measured endpoint, renders of the ``--carts`` carts (most are
+  coalesced into a job already queued);
+* ``cart-mutation, fresh carts`` (unless ``--no-fresh``): one render per cart, each cart
+  with an order and nothing queued, so every render queues a sync job.
+
+A row's ratio is the median over the rounds of its rate ÷ the bare rate of the same round:
+this machine's speed drifts by a fifth from minute to minute, so each run is compared with
+the baseline measured seconds before it, and one round at a busy moment moves the median
+little. The per-round ratios are printed beside each run, their range in the figure's note.
 
 Each in two CPU placements (`bench.common.Placement`), the same for the baseline and the
 measured row:
@@ -374,7 +382,7 @@ MERCHANT_URLS = {
 }
 
 
-def _fresh_carts(node: Any, count: int) -> list[str]:
+def _fresh_carts(node: Any, count: int, *, first: int = 0) -> list[str]:
     """``count`` carts that each have a Kustom order and nothing queued, written straight to
     Redis (a render, then the order as checkout records it): their next render enqueues.
 
@@ -387,7 +395,7 @@ def _fresh_carts(node: Any, count: int) -> list[str]:
 
     store = CartStore(node.redis_client())
     prepared = prepare_render(load_render(cart_render("fresh", 1, 1)))
-    cart_ids = [f"fresh-{i:05d}" for i in range(count)]
+    cart_ids = [f"fresh-{i:06d}" for i in range(first, first + count)]
 
     def setup(chunk: list[str]) -> None:
         for cart_id in chunk:
@@ -407,8 +415,8 @@ def _fresh_carts(node: Any, count: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench ingest")
     parser.add_argument("--carts", type=int, default=200)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured run")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved bare/mutation rounds")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds: bare, then each row")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="load-generator threads")
     parser.add_argument("--no-worker", action="store_true", help="no Celery worker running")
@@ -515,21 +523,22 @@ def main(argv: list[str] | None = None) -> int:
 
         stream = RequestStream(cart_ids, host)
         bare_body = RequestStream(cart_ids, host)
+        fresh_made = 0
         for _ in range(args.rounds):
             for where in placements:
+                # A round: the baseline, then each measured row right after it, so every
+                # ratio compares runs seconds apart (the machine's speed drifts over minutes).
                 measure(BARE, where, bare_body.take(capacity, BARE_PATH, args.threads))
                 measure(MUTATION, where, stream.take(capacity, MUTATION_PATH, args.threads))
-
-        if not args.no_fresh:
-            # One render per cart, each cart with an order and no job queued: every render
-            # takes the enqueue path (a busy shop: renders seconds apart, syncs done between).
-            fastest = max(
-                r.rate for (row, _), runs in results.items() if row == MUTATION for r in runs
-            )
-            per_run = int(fastest * args.duration * 1.4)
-            fresh = RequestStream(_fresh_carts(node, per_run * len(placements)), host)
-            for index, where in enumerate(placements):
-                ids = fresh.cart_ids[index * per_run : (index + 1) * per_run]
+                if args.no_fresh:
+                    continue
+                # One render per cart, each cart with an order and no job queued: every
+                # render takes the enqueue path (a busy shop: renders seconds apart, syncs
+                # done between). Carts made just before the run, never reused.
+                fastest = max(r.rate for r in results[(MUTATION, where)])
+                per_run = int(fastest * args.duration * 1.4)
+                ids = _fresh_carts(node, per_run, first=fresh_made)
+                fresh_made += per_run
                 part = RequestStream(ids, host)
                 measure(FRESH, where, part.take(len(ids), MUTATION_PATH, args.threads))
 
@@ -553,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     detail = []
     for (name, where), runs in results.items():
+        paired = _paired_ratios(runs, results[(BARE, where)])
         for index, run in enumerate(runs, 1):
             rows.append(
                 [
@@ -561,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                     index,
                     f"{run.requests:,}",
                     f"{run.rate:,.0f}",
+                    "" if name == BARE else f"{paired[index - 1]:.2f}",
                     f"{run.p50_ms:.2f}",
                     f"{run.p99_ms:.2f}",
                     f"{run.mean_ms:.2f}",
@@ -579,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
                     "requests": run.requests,
                     "seconds": round(run.seconds, 3),
                     "req_per_s": round(run.rate, 1),
+                    "ratio_to_bare_of_round": None if name == BARE else round(paired[index - 1], 3),
                     "p50_ms": round(run.p50_ms, 3),
                     "p99_ms": round(run.p99_ms, 3),
                     "mean_ms": round(run.mean_ms, 3),
@@ -600,13 +612,15 @@ def main(argv: list[str] | None = None) -> int:
         figures += _figures(results, where, args.carts, errors=errors)
     print()
     headers = [
-        "endpoint", "placement", "run", "requests", "req/s", "p50 ms", "p99 ms", "mean ms",
+        "endpoint", "placement", "round", "requests", "req/s", "÷ bare", "p50 ms", "p99 ms",
+        "mean ms",
         *(f"{g} CPU ms/req" for g in CPU_GROUPS), "enqueued", "Kustom updates", "backlog s",
         "errors",
     ]  # fmt: skip
     print(markdown_table(headers, rows))
     print(
-        "\nCPU ms/req: CPU time of each group of processes during the run / requests "
+        "\n÷ bare: req/s over the bare run of the same round and placement, measured just "
+        "before. CPU ms/req: CPU time of each group of processes during the run / requests "
         "(web = gunicorn, doubles = this process). enqueued: share of renders that queued a "
         "sync job (the rest coalesced into a queued one, or equalled Kustom's order). "
         "Kustom updates: the worker's order updates during the run, per cart event. "
@@ -643,8 +657,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if not errors else 1
 
 
-def _total_rate(runs: list[LoadResult]) -> float:
-    return sum(r.requests for r in runs) / sum(r.seconds for r in runs)
+def _paired_ratios(runs: list[LoadResult], bare: list[LoadResult]) -> list[float]:
+    """Each run's rate over the rate of the bare run of its own round (measured just
+    before it on the same cores), in round order."""
+    return [run.rate / base.rate for run, base in zip(runs, bare, strict=False) if base.rate]
 
 
 def _mean_of(runs: list[LoadResult], attr: str) -> float:
@@ -663,15 +679,25 @@ def _figures(
     target = f">= {TARGET_RATIO} x bare" if where == "split" else ""
 
     def rate_figure(name: str, runs: list[LoadResult]) -> Figure:
-        ratio = _total_rate(runs) / _total_rate(bare)
+        # The median of paired rounds: one round on a busier moment of a shared machine
+        # moves the figure as little as possible, in either direction.
+        ratios = _paired_ratios(runs, bare)
+        ratio = statistics.median(ratios)
+        note = (
+            f"median of {len(ratios)} rounds (each against its own bare run): "
+            f"{min(ratios):.2f}-{max(ratios):.2f}"
+            if len(ratios) > 1
+            else "one round"
+        )
         return Figure(
             f"{name} req/s, {label}",
-            _total_rate(runs),
+            statistics.median(r.rate for r in runs),
             "req/s",
-            baseline=_total_rate(bare),
+            baseline=statistics.median(r.rate for r in bare[: len(runs)]),
             ratio=ratio,
             target=target,
             ok=(ratio >= TARGET_RATIO and not errors) if target else None,
+            note=note,
         )
 
     p50, p99 = _mean_of(mutation, "p50_ms"), _mean_of(mutation, "p99_ms")
