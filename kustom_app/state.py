@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import hiredis
 import redis
 
 QUEUED_STALE_MS = 30_000
@@ -100,7 +101,9 @@ class PinnedScript:
     and back in (locks, a liveness read, fork checks) and goes through the retry wrapper and
     command dispatch: measured in a cart event, the call cost about twice the CPU of the same
     command sent on a held connection. Here each thread (each gunicorn thread, each Celery
-    child) sends the pre-packed ``EVALSHA`` on a connection of its own (`ThreadConnections`).
+    child) sends the ``EVALSHA`` on a connection of its own (`ThreadConnections`), packed
+    by hiredis in one C call (redis-py's packer wraps that same call in a split of the
+    command name and two copies of the arguments: 6 µs against 1.6 µs for a cart event's).
 
     Anything unusual goes to the registered script through the client, which behaves as
     always: the script not loaded yet (``NOSCRIPT``: it loads it), and a dropped or timed-out
@@ -117,7 +120,7 @@ class PinnedScript:
         connection = self._connections.get()
         try:
             connection.send_packed_command(
-                connection.pack_command("EVALSHA", self._sha, len(keys), *keys, *args),
+                [hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))],
                 check_health=False,
             )
             return connection.read_response()

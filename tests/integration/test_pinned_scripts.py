@@ -111,3 +111,15 @@ def test_a_forked_child_opens_its_own_connection(redis_server: RedisServer, raw)
     assert queue.get(timeout=5) == "h1"
     # The parent's connection was not disturbed by the child.
     assert _record(store, "cart-parent", 2).pending_hash == "h2"
+
+
+def test_text_that_needs_care_arrives_byte_for_byte(redis_server: RedisServer, raw) -> None:
+    # The command is packed by hiredis, not by redis-py's encoder: non-ASCII text, JSON
+    # escapes, CR/LF (RESP's own separator) and large integers must reach the script as sent.
+    store = CartStore(redis.Redis.from_url(redis_server.url), prefix="pinned-e")
+    assert _record(store, "cart-0", 1).accepted  # loads the script: the next call is pinned
+    render = {"cartId": "cart-ä", "note": 'Größe "XL"\r\n\\ 🛒', "big": 2**62}
+    assert store.record_render("cart-ä", 1, render, "hä\r\n", None).pending_hash == "hä\r\n"
+    stored = raw.hgetall("pinned-e:cart:cart-ä")
+    assert stored[b"pending_hash"].decode() == "hä\r\n"
+    assert store.load("cart-ä").render == render
