@@ -17,17 +17,11 @@ from kustom_app.completion import (
 from kustom_app.kustom import KustomClient
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
-from kustom_app.state import CartStore
 from tests.conftest import make_render
 
 KUSTOM = "https://kustom.test"
 COMMERCE = "https://commerce.test"
 CART, ORDER = "cart-1", "order-1"
-
-
-@pytest.fixture
-def store(fake_redis):
-    return CartStore(fake_redis)
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from kustom_app.ordermanagement import (
     OperationBusy,
     PaymentEventError,
     PaymentOperations,
-    PaymentStore,
     kustom_order_lines,
     kustom_shipping_info,
     prepare_cancel,
@@ -39,16 +38,6 @@ COMMERCE = "https://commerce.test"
 CART, ORDER = "cart-1", "order-1"
 OM_URL = f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}"
 OM_SPEC = "kustom-order-management-api.yml"
-
-
-@pytest.fixture
-def store(fake_redis):
-    return CartStore(fake_redis)
-
-
-@pytest.fixture
-def payments(fake_redis):
-    return PaymentStore(fake_redis, prefix="kustom", ttl_seconds=3600)
 
 
 def complete_cart(store: CartStore, cart_id: str = CART, order_id: str = ORDER) -> None:

@@ -11,7 +11,7 @@ import pytest
 import responses
 
 from kustom_app.kustom import KustomClient
-from kustom_app.ordermanagement import PaymentStore, prepare_capture
+from kustom_app.ordermanagement import prepare_capture
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.reconcile import (
     MINUTE_MS,
@@ -56,16 +56,6 @@ class RecordingEnqueuer:
 
     def deliver(self, kind: str, op_id: str) -> None:
         self.calls.append(("deliver", kind, op_id))
-
-
-@pytest.fixture
-def store(fake_redis):
-    return CartStore(fake_redis)
-
-
-@pytest.fixture
-def payments(fake_redis):
-    return PaymentStore(fake_redis, prefix="kustom", ttl_seconds=3600)
 
 
 @pytest.fixture

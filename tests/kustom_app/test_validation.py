@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import fakeredis
 import pytest
 
 import kustom_app.validation as validation
@@ -439,11 +438,6 @@ def test_a_rule_cannot_change_what_the_next_one_sees() -> None:
 
 
 # -- the integrity rule ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def store(fake_redis: fakeredis.FakeRedis) -> CartStore:
-    return CartStore(fake_redis)
 
 
 def kustom_order(render: dict[str, Any]) -> dict[str, Any]:
