@@ -38,7 +38,13 @@ from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
 from kustom_app.metrics import RECONCILE_FIXES
 from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
 from kustom_app.settings import Settings
-from kustom_app.state import OPEN_ORDER_FIRST_CHECK_MS, CartStore, as_text, open_orders_key
+from kustom_app.state import (
+    OPEN_ORDER_FIRST_CHECK_MS,
+    CartState,
+    CartStore,
+    as_text,
+    open_orders_key,
+)
 
 if TYPE_CHECKING:
     from kustom_app.services import Services
@@ -236,17 +242,29 @@ class Reconciler:
             self.enqueue.sync(cart_id, state.pending_hash, None)
             report.resynced += 1
 
+    def _completion(
+        self, index: str, cart_id: str, cart_state: str, report: ReconcileReport
+    ) -> tuple[CartState, str] | None:
+        """The cart and its completion's Kustom order id while the cart is ``cart_state``;
+        else None, and the cart leaves ``index``: it expired (72 h, long after Kustom
+        stopped pushing) or moved on."""
+        state = self.store.load(cart_id)
+        order_id = state.completion_order_id if state else None
+        if state is None or state.cart_state != cart_state or not order_id:
+            self.redis.zrem(index, cart_id)
+            report.forgotten += 1
+            return None
+        return state, order_id
+
     def _expired_claims(self, report: ReconcileReport, now: int) -> None:
         for cart_id in self._overdue(self.store.claims_key, now):
             if report.completions_resumed >= self.policy.batch:
                 return
             report.expired_claims += 1
-            state = self.store.load(cart_id)
-            order_id = state.completion_order_id if state else None
-            if state is None or state.cart_state != "completing" or not order_id:
-                self.redis.zrem(self.store.claims_key, cart_id)
-                report.forgotten += 1
+            found = self._completion(self.store.claims_key, cart_id, "completing", report)
+            if found is None:
                 continue
+            _state, order_id = found
             if not self._spaced(f"complete:{cart_id}", now):
                 continue
             self.enqueue.complete(cart_id, order_id, "sweeper")
@@ -256,13 +274,10 @@ class Reconciler:
         for cart_id in self._overdue(self.store.unacked_key, now - self.policy.unacked_after_ms):
             if report.acks_requeued >= self.policy.batch:
                 return
-            state = self.store.load(cart_id)
-            order_id = state.completion_order_id if state else None
-            if state is None or state.cart_state != "completed" or not order_id:
-                # The cart expired (72 h, long after Kustom stopped pushing) or moved on.
-                self.redis.zrem(self.store.unacked_key, cart_id)
-                report.forgotten += 1
+            found = self._completion(self.store.unacked_key, cart_id, "completed", report)
+            if found is None:
                 continue
+            state, order_id = found
             if state.acknowledged:
                 self.redis.zrem(self.store.unacked_key, cart_id)
                 continue
