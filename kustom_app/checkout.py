@@ -20,7 +20,7 @@ from kustom_app.kustom import KustomClient, KustomError
 from kustom_app.render import load_render
 from kustom_app.signing import callback_token
 from kustom_app.state import CartState, CartStore
-from kustom_app.sync import ingest_render, prepare_render
+from kustom_app.sync import UNPAYABLE_PREFIX, ingest_render, prepare_render
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,13 @@ class CheckoutService:
         self.public_base_url = public_base_url
         self.callback_secret = callback_secret
         self.include_server_callbacks = callbacks_allowed(public_base_url, kustom_api_url)
+        if not self.include_server_callbacks:
+            log.warning(
+                "kustom.checkout.server_callbacks_off public_base_url=%s: Kustom requires https"
+                " for the validation, address, country and shipping callbacks, so new orders"
+                " are created without them (no OnKustomValidation rules)",
+                public_base_url,
+            )
         self.order_max_age_ms = order_max_age_seconds * 1000
 
     def _fetch_render(self, cart_id: str) -> CartState:
@@ -162,6 +169,20 @@ class CheckoutService:
         touched = max(state.order_created_at or 0, state.order_updated_at or 0)
         return now - touched < self.order_max_age_ms
 
+    @staticmethod
+    def _payable(state: CartState) -> tuple[str, dict[str, Any]]:
+        """The stored render's payload hash and payload; 422 `cart_not_payable` when the
+        cart cannot be paid for as it stands (the message names the line that is off)."""
+        assert state.render is not None
+        prepared = prepare_render(load_render(state.render))
+        if prepared.payload is None:
+            error = prepared.not_payable
+            raise CartNotPayableError(
+                error.message if error else "The cart cannot be paid for.",
+                error.details if error else {},
+            )
+        return prepared.hash, prepared.payload
+
     def _existing(self, state: CartState) -> CheckoutResult | None:
         """Kustom's current view of the cart's order, or None if it must be re-created."""
         if state.order_id is None:
@@ -188,6 +209,9 @@ class CheckoutService:
             state = self._fetch_render(cart_id)
         if state.cart_state == "completed":
             raise CartCompleted(f"Cart {cart_id} is already completed.")
+        if (state.pending_hash or "").startswith(UNPAYABLE_PREFIX):
+            # Its order may exist, but the shopper must not pay for this cart as it stands.
+            self._payable(state)
         now = int(time.time() * 1000)
         if self._usable(state, now):
             existing = self._existing(state)
@@ -217,14 +241,8 @@ class CheckoutService:
             existing = self._existing(state)
             if existing is not None:
                 return existing
-        prepared = prepare_render(load_render(state.render))
-        if prepared.payload is None:
-            error = prepared.not_payable
-            raise CartNotPayableError(
-                error.message if error else "The cart cannot be paid for.",
-                error.details if error else {},
-            )
-        body = dict(prepared.payload)
+        payload_hash, payload = self._payable(state)
+        body = dict(payload)
         body["merchant_urls"] = merchant_urls(
             self.public_base_url,
             self.callback_secret,
@@ -242,9 +260,9 @@ class CheckoutService:
                 "Kustom could not create the checkout order.", details
             ) from e
         order_id = str(order["order_id"])
-        needs_sync = self.store.record_order(cart_id, order_id, prepared.hash, prepared.payload)
+        needs_sync = self.store.record_order(cart_id, order_id, payload_hash, payload)
         log.info(
-            "kustom.checkout.created cart=%s order=%s hash=%s", cart_id, order_id, prepared.hash
+            "kustom.checkout.created cart=%s order=%s hash=%s", cart_id, order_id, payload_hash
         )
         after = self.store.load(cart_id)
         return CheckoutResult(

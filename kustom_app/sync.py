@@ -35,6 +35,8 @@ MAX_PUSHES_PER_JOB = 10
 # An isolated render is pushed at once.
 BURST_GAP_MS = 25
 BURST_MAX_WAIT_MS = 1500
+# The pendingHash of a cart that cannot be paid for as it stands; no job ever pushes it.
+UNPAYABLE_PREFIX = "unpayable-"
 
 
 class SyncBusy(Exception):
@@ -85,7 +87,7 @@ def prepare_render(render: dict[str, Any]) -> PreparedRender:
     except CartNotPayable as e:
         canonical = render_json(render, sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
-        return PreparedRender(stored, None, "unpayable-" + digest[:21], e)
+        return PreparedRender(stored, None, UNPAYABLE_PREFIX + digest[:21], e)
     payload_json = canonical_json(payload)
     return PreparedRender(stored, payload, hash_canonical(payload_json), None, payload_json)
 

@@ -5,7 +5,8 @@ local cart = KEYS[1]
 local now = tonumber(ARGV[2])
 redis.call('HDEL', cart, 'sync_queued_at')
 local s = redis.call('HMGET', cart, 'pending_hash', 'sync_hash', 'order_id', 'order_unusable',
-  'sync_lock', 'sync_lock_until', 'pending_payload', 'state', 'last_event_at', 'prev_event_at')
+  'sync_lock', 'sync_lock_until', 'pending_payload', 'state', 'last_event_at', 'prev_event_at',
+  'kustom_read_only')
 local pending, sync, order_id = s[1], s[2], s[3]
 if not pending then return {'gone'} end
 -- Nothing a sync job can do for these: take the cart off the syncing index so the
@@ -13,6 +14,11 @@ if not pending then return {'gone'} end
 if s[8] == 'completed' or s[8] == 'completing' then
   redis.call('ZREM', KEYS[2], ARGV[4])
   return {'closed'}
+end
+if s[11] and s[11] ~= '' then
+  -- Kustom answered 403 READ_ONLY_ORDER (the shopper paid): no update can land.
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return {'read_only'}
 end
 if not order_id or s[4] == '1' then
   redis.call('ZREM', KEYS[2], ARGV[4])

@@ -11,21 +11,24 @@ local hash, now = ARGV[3], tonumber(ARGV[5])
 local cart_id = ARGV[8]
 
 local current = redis.call('HMGET', cart, 'version', 'pending_hash', 'sync_hash',
-  'order_id', 'order_unusable', 'sync_queued_at', 'state', 'last_event_at')
+  'order_id', 'order_unusable', 'sync_queued_at', 'state', 'last_event_at', 'kustom_read_only')
 local cur_version, pending, sync = tonumber(current[1]), current[2], current[3]
 local order_usable = current[4] and current[5] ~= '1'
 local queued_at = tonumber(current[6])
 local state = current[7] or 'open'
-
--- When events arrive (stale ones too): a sync job waits out a burst instead of pushing
--- every intermediate state.
-redis.call('HSET', cart, 'prev_event_at', current[8] or '0', 'last_event_at', ARGV[5])
+-- Kustom answered 403 READ_ONLY_ORDER: the shopper has paid, no update can land any more.
+-- The cart stays "syncing" (Kustom's order no longer matches it: the completion sees the
+-- mismatch), but nothing is queued for it.
+local read_only = current[9] and current[9] ~= ''
 
 if cur_version and version < cur_version then
   return {'stale', pending or '', sync or '', state, 0}
 end
 
-redis.call('HSET', cart, 'version', ARGV[1], 'render', ARGV[2], 'rendered_at', ARGV[5])
+-- When events arrive: a sync job waits out a burst instead of pushing every intermediate
+-- state.
+redis.call('HSET', cart, 'version', ARGV[1], 'render', ARGV[2], 'rendered_at', ARGV[5],
+  'prev_event_at', current[8] or '0', 'last_event_at', ARGV[5])
 local enqueue = 0
 local changed = false
 if hash ~= pending then
@@ -38,7 +41,7 @@ if hash ~= pending then
     redis.call('HSET', cart, 'sync_hash', hash, 'sync_payload', ARGV[4])
   end
 end
-if pending == sync then
+if pending == sync or read_only then
   redis.call('ZREM', syncing, cart_id)
 else
   redis.call('ZADD', syncing, 'NX', now, cart_id)

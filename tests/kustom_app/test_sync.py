@@ -140,3 +140,29 @@ def test_read_only_order_stops_syncing(store):
     )
     assert sync_cart(store, FakeKustom(error=read_only), CART).outcome == "read_only"
     assert store.load(CART).kustom_read_only
+
+
+def test_after_read_only_no_render_queues_a_job_and_a_late_job_asks_kustom_nothing(
+    store, fake_redis
+):
+    render(store, 2)
+    read_only = KustomRejected(
+        "ro", operation="update_order", status=403, error_code="READ_ONLY_ORDER"
+    )
+    sync_cart(store, FakeKustom(error=read_only), CART)
+    outcome = store.record_render(CART, 3, {"v": 3}, "h3", {"v": 3})
+    assert not outcome.enqueue and not outcome.enqueued  # the order can no longer change
+    assert fake_redis.zscore(store.syncing_key, CART) is None  # nor a sweeper re-queue
+    state = store.load(CART)
+    assert state.syncing  # honest: Kustom's paid order does not match the cart now
+    kustom = FakeKustom()
+    assert sync_cart(store, kustom, CART).outcome == "read_only"
+    assert kustom.pushes == []
+
+
+def test_a_stale_render_leaves_the_cart_hash_untouched(store, fake_redis):
+    render(store, 5)
+    before = fake_redis.hgetall(store.cart_key(CART))
+    outcome = store.record_render(CART, 4, {"v": 4}, "h4", {"v": 4})
+    assert not outcome.accepted
+    assert fake_redis.hgetall(store.cart_key(CART)) == before

@@ -11,7 +11,7 @@ import responses
 
 from kustom_app.signing import callback_token, verify_signature
 from kustom_app.state import CartStore
-from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, make_render
+from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, make_render, signed_headers
 from tests.openapi_schema import validate_against
 
 KUSTOM = "https://kustom.test"
@@ -285,3 +285,157 @@ def test_cors_only_for_allowed_origins(settings, fake_redis, task_queue):
     assert ok.headers["Access-Control-Allow-Origin"] == "https://shop.test"
     other = c.options("/carts/cart-1/kustom", headers={"Origin": "https://evil.test"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_cart_that_became_unpayable_after_its_order_was_created_is_422(
+    client, post_render, kustom, fake_redis
+):
+    post_render(make_render("cart-1", 1))
+    kustom.post(f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-1"), status=201)
+    assert checkout(client).status_code == 200
+    calls_before = len(kustom.calls)
+    render = make_render("cart-1", 2)
+    render["lines"][0]["salesTotal"] = "499.00"
+    post_render(render)
+    response = checkout(client)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "cart_not_payable"
+    assert "TSHIRT-RED-M" in error["message"] or "l1" in error["message"]
+    assert len(kustom.calls) == calls_before  # Kustom is not asked, no order is created
+    state = CartStore(fake_redis).load("cart-1")
+    assert state.order_id == "o-1" and state.order_usable  # the order is kept for the fix
+
+
+def test_completed_cart_is_409_and_kustom_is_not_asked(client, post_render, kustom, fake_redis):
+    post_render(make_render("cart-1", 1))
+    store = CartStore(fake_redis)
+    assert store.claim_completion("cart-1", "t", "o-1", "confirm").action == "claimed"
+    store.finish_completion("cart-1", "o-1", "SO-1", "confirm")
+    response = checkout(client)
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "cart_completed"
+    assert not kustom.calls
+
+
+@pytest.mark.parametrize("failure", ["503", "connection"])
+def test_commerce_backend_down_is_502_commerce_unavailable(
+    settings, fake_redis, task_queue, kustom, failure
+):
+    from requests import ConnectionError as RequestsConnectionError
+
+    from webhooks.app import create_app
+
+    app = create_app(
+        {
+            "SETTINGS": replace(settings, commerce_api_url="https://commerce.test"),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+        }
+    )
+    if failure == "503":
+        kustom.get("https://commerce.test/carts/cart-9", status=503, body="down")
+    else:
+        kustom.get("https://commerce.test/carts/cart-9", body=RequestsConnectionError("refused"))
+    response = app.test_client().post("/carts/cart-9/kustom", json=URLS)
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "commerce_unavailable"
+    assert CartStore(fake_redis).load("cart-9") is None
+    assert not [c for c in kustom.calls if "kustom.test" in c.request.url]
+
+
+def test_checkout_waiting_too_long_for_a_concurrent_creation_is_503_checkout_busy(
+    client, post_render, kustom, fake_redis, monkeypatch
+):
+    post_render(make_render("cart-1", 1))
+    store = CartStore(fake_redis)
+    held = store.creation_lock("cart-1")
+    assert held.acquire()  # another call is creating the cart's order right now
+    original = CartStore.creation_lock
+    monkeypatch.setattr(
+        CartStore,
+        "creation_lock",
+        lambda self, cart_id: original(self, cart_id, blocking_timeout=0.05),
+    )
+    response = checkout(client)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "checkout_busy"
+    assert not kustom.calls
+    held.release()
+    kustom.post(f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-1"), status=201)
+    assert checkout(client).status_code == 200  # once the other call is done
+
+
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[1, 2]", b'"text"'], ids=["broken", "array", "string"]
+)
+def test_checkout_body_that_is_not_a_json_object_is_400(client, post_render, kustom, body):
+    post_render(make_render("cart-1", 1))
+    response = client.post(
+        "/carts/cart-1/kustom", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json"
+    assert not kustom.calls
+
+
+@pytest.mark.parametrize("cart_id", ["a" * 256, "-leading-dash", "bad%20id", "sp ace", "x;y"])
+def test_cart_ids_with_forbidden_characters_are_400_on_checkout_and_status(client, kustom, cart_id):
+    for response in (
+        client.post(f"/carts/{cart_id}/kustom", json=URLS),
+        client.get(f"/carts/{cart_id}/kustom/status"),
+    ):
+        assert response.status_code == 400
+        assert response.get_json()["error"]["code"] == "invalid_cart_id"
+    assert not kustom.calls
+
+
+def test_readyz_is_200_while_redis_answers(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize(
+    ("public_base_url", "kustom_api_url", "server_callbacks"),
+    [
+        ("https://shop-kustom.test", "https://api.playground.kustom.co", True),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8100", True),  # the local playground
+        ("http://shop-kustom.test", "https://api.playground.kustom.co", False),
+        ("http://shop-kustom.test", "https://api.kustom.co", False),
+    ],
+)
+def test_server_callbacks_are_left_out_only_behind_http_against_real_kustom(
+    settings,
+    fake_redis,
+    task_queue,
+    kustom,
+    caplog,
+    public_base_url,
+    kustom_api_url,
+    server_callbacks,
+):
+    from webhooks.app import create_app
+
+    app = create_app(
+        {
+            "SETTINGS": replace(
+                settings, public_base_url=public_base_url, kustom_api_url=kustom_api_url
+            ),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+        }
+    )
+    client = app.test_client()
+    body = json.dumps(make_render("cart-1", 1)).encode()
+    client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body, COMMERCE_SECRET))
+    kustom.post(f"{kustom_api_url}/checkout/v3/orders", json=kustom_order("o-1"), status=201)
+    with caplog.at_level("WARNING", logger="kustom_app.checkout"):
+        assert checkout(client).status_code == 200
+    urls = json.loads(create_calls(kustom)[0].request.body)["merchant_urls"]
+    server = {"validation", "address_update", "country_change", "shipping_option_update"}
+    assert {"push", "notification", "terms", "checkout", "confirmation"} <= set(urls)
+    assert (server <= set(urls)) is server_callbacks
+    assert not (server & set(urls)) or server_callbacks
+    warned = [r for r in caplog.records if "server_callbacks_off" in r.getMessage()]
+    assert bool(warned) is not server_callbacks
