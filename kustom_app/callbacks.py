@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -41,6 +42,7 @@ from kustom_app.money import as_decimal
 from kustom_app.render import load_render
 from kustom_app.state import CartStore
 from kustom_app.sync import prepare_render
+from kustom_app.validation import NOT_PAYABLE_TEXT, thread_pool
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,10 @@ UNSUPPORTED_SHIPPING_ADDRESS = "unsupported_shipping_address"
 APPROVAL_FAILED = "approval_failed"
 BACKEND_ERROR_CODES = frozenset({ADDRESS_ERROR, UNSUPPORTED_SHIPPING_ADDRESS})
 
-# Kustom shows the shopper a spinner while it waits for us; a backend that takes longer
-# than this is treated as down.
-UPDATE_TIMEOUT = 5.0
+# Kustom shows the shopper a spinner while it waits for us, and gives a callback 3 s. The
+# backend's answer is awaited at most this long, whatever the socket does (a backend that
+# trickles bytes would keep a plain read timeout alive); later is treated as down.
+UPDATE_BUDGET = 2.5
 _MAX_STALE_RETRIES = 3
 
 DEFAULT_TEXT = {
@@ -60,7 +63,6 @@ DEFAULT_TEXT = {
     APPROVAL_FAILED: "We could not update your order right now. Please try again.",
 }
 UNKNOWN_OPTION_TEXT = "The selected shipping option is not available."
-NOT_PAYABLE_TEXT = "This order can no longer be paid for. Please return to the cart."
 
 # Fields of the built payload that Kustom's callback answer carries
 # (components/schemas/shipping_service_response of the callbacks OpenAPI description).
@@ -165,13 +167,23 @@ def _forward(
     commerce: CommerceClient, operation: str, cart_id: str, path: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     """POST a change to the backend and return the new render it answers (loaded)."""
+    future = thread_pool("work").submit(
+        commerce.post,
+        operation,
+        f"/carts/{quote(cart_id, safe='')}/{path}",
+        body,
+        timeout=(1.0, UPDATE_BUDGET),
+    )
     try:
-        _, answer = commerce.post(
+        _, answer = future.result(timeout=UPDATE_BUDGET)
+    except FutureTimeout as e:
+        log.warning(
+            "kustom.callback.backend_slow op=%s cart=%s waited_ms=%d",
             operation,
-            f"/carts/{quote(cart_id, safe='')}/{path}",
-            body,
-            timeout=UPDATE_TIMEOUT,
+            cart_id,
+            UPDATE_BUDGET * 1000,
         )
+        raise CallbackRefused(APPROVAL_FAILED, reason="backend_slow") from e
     except CommerceRejected as e:
         code = e.error_code
         error = e.body.get("error") if isinstance(e.body, dict) else None

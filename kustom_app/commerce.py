@@ -145,7 +145,7 @@ class CommerceClient:
         body: Any,
         *,
         headers: dict[str, str] | None = None,
-        timeout: float | None = None,
+        timeout: tuple[float, float] | float | None = None,
     ) -> tuple[int, Any]:
         """Signed POST to one of the section-5 endpoints; returns (status, parsed body)."""
         return self._request(operation, "POST", path, body=body, headers=headers, timeout=timeout)

@@ -52,7 +52,7 @@ from kustom_app.payload import CartNotPayable, build_order_payload, same_order_l
 from kustom_app.render import load_render
 from kustom_app.settings import ConfigurationError
 from kustom_app.state import CartState, CartStore
-from kustom_app.sync import ingest_render
+from kustom_app.sync import SyncJobs, ingest_render
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Rejection:
 class ValidationOutcome:
     rejection: Rejection | None
     render_source: str  # commerce | stored | none
-    sync_hash: str | None = None  # a newer render was stored: a sync job must push it
+    sync_hash: str | None = None  # a newer render was stored: the caller must queue its sync
     sync_payload: dict[str, Any] | None = None
 
     @property
@@ -247,7 +247,7 @@ _pools_lock = threading.Lock()
 _pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
 
-def _pool(name: str, workers: int = 32) -> ThreadPoolExecutor:
+def thread_pool(name: str, workers: int = 32) -> ThreadPoolExecutor:
     # One pool per process (rebuilt after a fork: threads do not survive it). Threads are
     # started on demand, so an idle process pays nothing. Answers and the work they wait on
     # use separate pools so that waiting answers can never starve their own work.
@@ -326,7 +326,7 @@ def run_rules(
         return None
     started = time.monotonic()
     until = started + budget if deadline is None else min(started + budget, deadline)
-    pool = _pool("rules")
+    pool = thread_pool("rules")
     futures: list[tuple[NamedRule, Future[list[Mapping[str, Any]]]]] = [
         (rule, pool.submit(_call_rule, rule, hook_input)) for rule in rules
     ]
@@ -429,6 +429,7 @@ class OrderValidator:
         commerce: CommerceClient | None,
         *,
         started: float | None = None,
+        jobs: SyncJobs | None = None,
     ) -> ValidationOutcome:
         """Approve or reject Kustom's ``order`` for ``cart_id``, by the deadline, always.
 
@@ -436,10 +437,16 @@ class OrderValidator:
         happens inside (Redis or the backend hanging, a rule looping) the verdict is back
         ``deadline`` seconds after it; when the work is not done by then the answer is
         ``approval_failed``: a shopper asked to try again is better than a wrong payment.
+
+        A newer render found at the backend is stored and its sync job queued by the same
+        Redis call when ``jobs`` can (`SyncJobs`); otherwise ``outcome.sync_hash`` asks the
+        caller to queue it, after answering Kustom.
         """
         started = time.monotonic() if started is None else started
         until = started + self.deadline
-        future = _pool("answers").submit(self._decide, cart_id, order, store, commerce, until)
+        future = thread_pool("answers").submit(
+            self._decide, cart_id, order, store, commerce, until, jobs
+        )
         try:
             outcome = future.result(timeout=max(0.0, until - time.monotonic()))
         except FutureTimeout:
@@ -476,6 +483,7 @@ class OrderValidator:
         store: CartStore,
         commerce: CommerceClient | None,
         until: float,
+        jobs: SyncJobs | None = None,
     ) -> ValidationOutcome:
         state = store.load(cart_id)
         if state is None or state.render is None:
@@ -496,7 +504,7 @@ class OrderValidator:
                     # The backend moved on and we missed the event: store the newer render
                     # so a sync brings Kustom's order up to date; until then this is a sync
                     # in flight and the integrity rule rejects.
-                    outcome, prepared = ingest_render(store, fresh)
+                    outcome, prepared = ingest_render(store, fresh, jobs)
                     if outcome.accepted:
                         render = fresh
                         state = store.load(cart_id) or state
@@ -516,7 +524,7 @@ class OrderValidator:
         wait = min(self.fetch_budget, until - time.monotonic() - _RULE_RESERVE)
         if wait <= 0:
             return "fallback", None
-        future = _pool("work").submit(commerce.get_cart, cart_id, timeout=self.fetch_budget)
+        future = thread_pool("work").submit(commerce.get_cart, cart_id, timeout=self.fetch_budget)
         try:
             raw = future.result(timeout=wait)
         except FutureTimeout:

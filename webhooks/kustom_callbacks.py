@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -176,17 +177,31 @@ def validate_order() -> Response:
     order = _validation_schema.load(parse_json_object())
     services = current_app.extensions["kustom"]
     validator: OrderValidator = current_app.extensions[VALIDATOR_EXTENSION]
-    outcome = validator.validate(cart_id, order, services.store, services.commerce, started=started)
-    if outcome.sync_hash is not None:
-        # The backend had a newer render than the last event brought: bring Kustom along.
-        current_app.extensions["kustom.enqueue"].sync(
-            cart_id, outcome.sync_hash, outcome.sync_payload
-        )
+    queue = current_app.extensions["kustom.enqueue"]
+    outcome = validator.validate(
+        cart_id, order, services.store, services.commerce, started=started, jobs=queue
+    )
     if outcome.rejection is not None:
         VALIDATIONS.labels("rejected", outcome.rejection.code).inc()
-        return _reject(outcome.rejection, order)
-    VALIDATIONS.labels("approved", "").inc()
-    return jsonify({})
+        response = _reject(outcome.rejection, order)
+    else:
+        VALIDATIONS.labels("approved", "").inc()
+        response = jsonify({})
+    if outcome.sync_hash is not None:
+        # The backend had a newer render than the last event brought and the broker is not
+        # the state Redis: queue its sync once Kustom has its answer, so a slow broker
+        # cannot spend Kustom's 3 s.
+        response.call_on_close(
+            partial(_queue_sync, queue, cart_id, outcome.sync_hash, outcome.sync_payload)
+        )
+    return response
+
+
+def _queue_sync(queue: Any, cart_id: str, payload_hash: str, payload: Any) -> None:
+    try:
+        queue.sync(cart_id, payload_hash, payload)
+    except Exception as e:  # the cart is on the syncing index: the sweeper re-queues it
+        log.error("kustom.validation.sync_not_queued cart=%s error=%s", cart_id, type(e).__name__)
 
 
 def _address_callback(apply_change: Any) -> Response:

@@ -500,6 +500,62 @@ def test_rules_from_the_entry_point_group_run(settings, fake_redis, task_queue, 
     assert body["error_text"] == "Orders above 1000 need a phone call."
 
 
+# -- validation: the two settings, as an operator sets them --------------------------------
+
+
+def test_rules_and_303_mode_are_taken_from_the_environment(fake_redis, task_queue):
+    from webhooks.app import create_app
+
+    env = {
+        "REDIS_URL": "redis://unused:6379/0",
+        "KUSTOM_USERNAME": "merchant",
+        "KUSTOM_PASSWORD": "secret-password",
+        "CALLBACK_SECRET": CALLBACK_SECRET,
+        "COMMERCE_WEBHOOK_SECRET": COMMERCE_SECRET,
+        "KUSTOM_VALIDATION_REJECT": "303",
+        "KUSTOM_VALIDATION_RULES": (
+            " tests.webhooks.test_kustom_callbacks:big_spender_rule ,"
+            "kustom_app.rules:stock_available,"
+        ),
+    }
+    settings = Settings.from_env(env)
+    assert settings.validation_reject == 303
+    assert settings.validation_rules == (
+        "tests.webhooks.test_kustom_callbacks:big_spender_rule",
+        "kustom_app.rules:stock_available",
+    )
+    app = create_app(
+        {"SETTINGS": settings, "REDIS": fake_redis, "TASK_QUEUE": task_queue, "TESTING": True}
+    )
+    client = app.test_client()
+    small, big = make_render("cart-1", 1), make_render("cart-2", 1, quantity=5)
+    for render in (small, big):
+        ingest_render(store_of(app), load_render(render))
+    assert post(client, "validate", kustom_order(small)).status_code == 200
+    response = post(client, "validate", kustom_order(big), cart_id="cart-2")  # 1299.00
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("kustom_error=approval_failed")
+
+
+@pytest.mark.parametrize("value", ["500", "302", "200", "abc", "303.0"])
+def test_a_validation_reject_mode_other_than_400_or_303_refuses_to_start(value):
+    env = {"REDIS_URL": "redis://unused:6379/0", "KUSTOM_VALIDATION_REJECT": value}
+    with pytest.raises(ConfigurationError, match="KUSTOM_VALIDATION_REJECT"):
+        Settings.from_env(env)
+
+
+def test_an_unknown_rule_name_refuses_to_start(fake_redis, task_queue):
+    from webhooks.app import create_app
+
+    env = {
+        "REDIS_URL": "redis://unused:6379/0",
+        "KUSTOM_VALIDATION_RULES": "kustom_app.rules:no_such_rule",
+    }
+    settings = Settings.from_env(env)
+    with pytest.raises(ConfigurationError, match="no_such_rule"):
+        create_app({"SETTINGS": settings, "REDIS": fake_redis, "TASK_QUEUE": task_queue})
+
+
 # -- validation: 303 mode -------------------------------------------------------------------
 
 
@@ -587,7 +643,67 @@ def test_a_newer_render_at_the_backend_is_stored_synced_and_rejects(
     assert_valid_refusal(response, "approval_failed")
     new_hash = payload_hash(payload_of(second))
     assert status(commerce_client)["pendingHash"] == new_hash
+    assert task_queue.syncs == []  # queued once the answer is out (after the response)
+    response.close()
     assert [(cart, h) for cart, h, _ in task_queue.syncs] == [("cart-1", new_hash)]
+
+
+def test_a_newer_renders_sync_is_queued_by_the_render_script_when_it_can(
+    settings, fake_redis, backend
+):
+    """With the broker in the state Redis, the job is queued by the same atomic call that
+    stores the render: nothing is left to queue once Kustom has its answer."""
+    from tests.conftest import RecordingQueue
+
+    queue = RecordingQueue(script_queue="kustom.sync")
+    app = make_app(settings, fake_redis, queue, commerce_api_url=COMMERCE)
+    first, second = make_render("cart-1", 1), make_render("cart-1", 2, quantity=3)
+    with_order(app, first)
+    backend.get(f"{COMMERCE}/carts/cart-1", json=second)
+    assert_valid_refusal(
+        post(app.test_client(), "validate", kustom_order(first)), "approval_failed"
+    )
+    assert queue.syncs == []
+    (message,) = [json.loads(m) for m in fake_redis.lrange("kustom.sync", 0, -1)]
+    assert (message["cart"], message["hash"]) == ("cart-1", payload_hash(payload_of(second)))
+
+
+class BrokenBroker:
+    """A separate broker that is down: publishing fails after a while."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.attempts = 0
+
+    def sync_job(self, cart_id: str, payload_hash: str) -> None:
+        return None
+
+    def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
+        self.attempts += 1
+        time.sleep(self.delay)
+        raise ConnectionError("broker down")
+
+
+def test_a_broker_that_is_down_neither_changes_nor_delays_kustoms_answer(
+    settings, fake_redis, backend, caplog
+):
+    broker = BrokenBroker(delay=1.0)
+    app = make_app(settings, fake_redis, broker, commerce_api_url=COMMERCE)
+    first, second = make_render("cart-1", 1), make_render("cart-1", 2, quantity=3)
+    with_order(app, first)
+    backend.get(f"{COMMERCE}/carts/cart-1", json=second)
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="webhooks.kustom_callbacks"):
+        response = app.test_client().post(
+            f"/kustom/validate?{query()}", json=kustom_order(first), buffered=False
+        )
+        answered = time.monotonic() - started
+        assert_valid_refusal(response, "approval_failed")  # a sync in flight: not yet
+        response.close()  # the server is done with the request: now the job is queued
+    assert answered < 0.5 and broker.attempts == 1
+    assert "kustom.validation.sync_not_queued cart=cart-1" in caplog.text
+    # The cart is left on the syncing index, so the sweeper queues the job later.
+    assert fake_redis.zscore(store_of(app).syncing_key, "cart-1") is not None
 
 
 def test_an_older_render_at_the_backend_does_not_replace_the_stored_one(
@@ -664,6 +780,30 @@ def test_a_slow_backend_still_gets_an_answer_within_3s_from_the_stored_render(
     assert elapsed < 2.0  # the backend got its 1.5 s, the answer is well inside Kustom's 3 s
     assert "commerce_slow cart=cart-1" in caplog.text
     assert "source=stored" in caplog.text
+
+
+@pytest.mark.parametrize("callback", CALLBACKS[1:])
+def test_an_update_callback_with_a_slow_backend_is_refused_within_3s_changing_nothing(
+    settings, fake_redis, task_queue, caplog, callback
+):
+    render = make_render("cart-1", 1)
+    slow = SlowBackend(make_render("cart-1", 2, quantity=7), delay=10)
+    with ServerThread(slow) as server:
+        app = make_app(settings, fake_redis, task_queue, commerce_api_url=server.url)
+        with_order(app, render)
+        before = snapshot(fake_redis)
+        started = time.monotonic()
+        try:
+            with caplog.at_level(logging.WARNING):
+                response = post(app.test_client(), callback, update_request(render, "express"))
+            elapsed = time.monotonic() - started
+        finally:
+            slow.release.set()
+    assert_valid_refusal(response, "approval_failed")
+    assert slow.requests == 1
+    assert elapsed < 3.0  # Kustom's budget, with the backend still not answering
+    assert "kustom.callback.backend_slow" in caplog.text
+    assert snapshot(fake_redis) == before
 
 
 def test_the_answer_comes_by_the_deadline_whatever_hangs(app, client, post_render, monkeypatch):
