@@ -31,7 +31,8 @@ DEAD_LETTER_LIMIT = 1000
 def backoff_seconds(retries: int) -> float:
     """Exponential backoff with full jitter, capped below the visibility timeout."""
     settings = process_services().settings
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * (2**retries))
+    # (2**64 seconds is past any cap; a bigger power would not even convert to a float)
+    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** min(retries, 64))
     return random.uniform(ceiling / 2, ceiling)
 
 
