@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
+# Defaults of the thresholds below; the service's come from its settings (`from_settings`).
 # Kustom pushes about 2 minutes after the purchase; an order quiet for longer than this
 # (no push, no confirmation) is worth asking Kustom about.
 OPEN_ORDER_CHECK_MS = OPEN_ORDER_FIRST_CHECK_MS
@@ -63,7 +64,7 @@ REQUEUED_KEEP_MS = 24 * 60 * MINUTE_MS
 SCAN_FACTOR = 5
 # Longer than a run can take (a few hundred Redis reads and at most `batch` Kustom reads).
 RUN_LOCK_SECONDS = 300
-# Kustom reads per run stop after this long, well inside the task's soft time limit.
+# Kustom reads per run stop after this long (or half the task's soft time limit, if less).
 OPEN_ORDER_BUDGET_SECONDS = 60.0
 
 
@@ -103,6 +104,7 @@ class ReconcilePolicy:
     payment_stale_ms: int = 30 * MINUTE_MS
     result_stale_ms: int = 30 * MINUTE_MS
     requeue_spacing_ms: int = 30 * MINUTE_MS
+    open_order_budget_seconds: float = OPEN_ORDER_BUDGET_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReconcilePolicy:
@@ -112,11 +114,18 @@ class ReconcilePolicy:
         return cls(
             batch=settings.reconcile_batch,
             stale_sync_ms=settings.sync_stale_seconds * 1000,
-            unacked_after_ms=max(5 * MINUTE_MS, settings.sync_stale_seconds * 1000),
+            unacked_after_ms=int(settings.reconcile_unacknowledged_after_seconds * 1000),
+            open_order_check_ms=int(settings.reconcile_open_order_after_seconds * 1000),
+            open_order_max_interval_ms=int(
+                settings.reconcile_open_order_max_interval_seconds * 1000
+            ),
             order_max_age_ms=settings.order_max_age_seconds * 1000,
             payment_stale_ms=window,
             result_stale_ms=window,
             requeue_spacing_ms=window,
+            open_order_budget_seconds=min(
+                OPEN_ORDER_BUDGET_SECONDS, settings.task_soft_time_limit_seconds / 2
+            ),
         )
 
 
@@ -297,7 +306,7 @@ class Reconciler:
     def _open_orders(self, report: ReconcileReport, now: int) -> None:
         key = open_orders_key(self.prefix)
         members = self.redis.zrangebyscore(key, "-inf", now, start=0, num=self.policy.batch)
-        deadline = time.monotonic() + OPEN_ORDER_BUDGET_SECONDS
+        deadline = time.monotonic() + self.policy.open_order_budget_seconds
         for raw in members:
             if time.monotonic() > deadline:
                 return  # Kustom is slow today: the rest waits for the next run

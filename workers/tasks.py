@@ -19,6 +19,7 @@ from kustom_app.completion import CompletionError
 from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
 from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
+from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
 from kustom_app.sync import SyncBusy, sync_cart
 from workers.celery_app import app, idempotent_task
 from workers.messages import sync_argsrepr
@@ -75,7 +76,8 @@ def sync_kustom_order(
         # in case it died. Bounded by the lease, so this cannot loop for long.
         if self.request.retries >= 50:
             raise
-        raise self.retry(countdown=e.retry_after_ms / 1000 + random.uniform(0.1, 0.5)) from e
+        jitter = random.uniform(0.1, SYNC_BUSY_JITTER_SECONDS)  # Settings: below visibility
+        raise self.retry(countdown=e.retry_after_ms / 1000 + jitter) from e
     except KustomUnavailable as e:
         if self.request.retries >= settings.max_retries:
             record_dead_letter(self, e, {"cart": cart_id})
