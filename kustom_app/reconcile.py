@@ -59,6 +59,9 @@ OPEN_ORDER_CHECK_MS = OPEN_ORDER_FIRST_CHECK_MS
 # Checks of a still-unpaid order back off like Kustom's own push retries, up to this.
 OPEN_ORDER_MAX_INTERVAL_MS = 4 * 60 * MINUTE_MS
 DEADLETTER_SAMPLE = 100
+# The run log shows the newest dead letters' errors: this many, each cut to this length.
+DEADLETTER_SHOWN = 3
+DEADLETTER_ERROR_CHARS = 200
 REQUEUED_KEEP_MS = 24 * 60 * MINUTE_MS
 # How far past entries re-queued lately one run reads an index, in batches.
 SCAN_FACTOR = 5
@@ -134,7 +137,8 @@ class ReconcileReport:
     """What one run found (stale_syncs, expired_claims, unacked, open_orders_checked,
     pending_payments, undelivered_results, deadletters) and what it re-queued to fix it
     (resynced, completions_resumed, acks_requeued, missed_pushes, payments_requeued,
-    results_resent: their sum is `fixed`)."""
+    results_resent: their sum is `fixed`). ``deadletter_latest`` are the newest dead
+    letters (task, when, ids, error), at most `DEADLETTER_SHOWN`."""
 
     stale_syncs: int = 0
     resynced: int = 0
@@ -152,6 +156,7 @@ class ReconcileReport:
     kustom_errors: int = 0
     deadletters: int = 0
     deadletter_tasks: dict[str, int] = field(default_factory=dict)
+    deadletter_latest: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def fixed(self) -> int:
@@ -165,6 +170,10 @@ class ReconcileReport:
         if self.deadletter_tasks:
             tasks = ",".join(f"{k}:{v}" for k, v in sorted(self.deadletter_tasks.items()))
             parts.append(f"deadletter_recent={tasks}")
+        if self.deadletter_latest:
+            # Last on the line: the errors are text with spaces.
+            latest = json.dumps(self.deadletter_latest, separators=(",", ":"))
+            parts.append(f"deadletter_latest={latest}")
         return " ".join(parts)
 
 
@@ -388,11 +397,15 @@ class Reconciler:
         key = f"{self.prefix}:deadletter"
         report.deadletters = int(self.redis.llen(key))
         tasks: Counter[str] = Counter()
-        for raw in self.redis.lrange(key, 0, DEADLETTER_SAMPLE - 1):
+        for index, raw in enumerate(self.redis.lrange(key, 0, DEADLETTER_SAMPLE - 1)):
             try:
-                tasks[str(json.loads(raw).get("task"))] += 1
+                entry = json.loads(raw)
+                tasks[str(entry.get("task"))] += 1
             except (ValueError, AttributeError):
                 tasks["unreadable"] += 1
+                continue
+            if index < DEADLETTER_SHOWN:  # newest first
+                report.deadletter_latest.append(_deadletter_summary(entry))
         report.deadletter_tasks = dict(tasks)
 
     def run(self, *, now: int | None = None) -> ReconcileReport | None:
@@ -433,6 +446,7 @@ class Reconciler:
                     "fixed": report.fixed,
                     **report.counts(),
                     "deadletterTasks": report.deadletter_tasks,
+                    "deadletterLatest": report.deadletter_latest,
                 }
             ),
             ex=7 * 24 * 3600,
@@ -442,6 +456,15 @@ class Reconciler:
                 RECONCILE_FIXES.labels(kind).inc(getattr(report, kind))
         log.info("kustom.reconcile.run fixed=%s %s", report.fixed, report.log_line())
         return report
+
+
+def _deadletter_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter as the run log shows it: every field, text cut to a bounded length."""
+    return {
+        name: value[:DEADLETTER_ERROR_CHARS] if isinstance(value, str) else value
+        for name, value in entry.items()
+        if isinstance(value, str | int | float | bool) or value is None
+    }
 
 
 def build_reconciler(

@@ -15,6 +15,7 @@ from kustom_app.kustom import KustomClient
 from kustom_app.ordermanagement import PaymentStore, prepare_capture
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.reconcile import (
+    DEADLETTER_ERROR_CHARS,
     MINUTE_MS,
     ReconcilePolicy,
     Reconciler,
@@ -227,6 +228,27 @@ def test_deadletters_are_counted_and_shown_in_the_run_log(store, sweeper, caplog
     assert "captureKustomOrder:2" in line and "syncKustomOrder:1" in line
     last = json.loads(store.redis.get("kustom:reconcile:last"))
     assert last["deadletters"] == 3 and last["deadletterTasks"]["syncKustomOrder"] == 1
+
+
+def test_the_run_log_shows_the_newest_dead_letters_errors_bounded(store, sweeper, caplog):
+    for n in range(5):
+        error = f"KustomUnavailable: Kustom answered 503 (try {n}) " + "x" * 500
+        entry = {"task": "syncKustomOrder", "at": n, "cart": f"cart-{n}", "error": error}
+        store.redis.lpush("kustom:deadletter", json.dumps(entry))
+    store.redis.lpush("kustom:deadletter", "not json")
+    with caplog.at_level(logging.INFO, logger="kustom_app.reconcile"):
+        report = sweeper.run()
+    assert report.deadletters == 6
+    assert [e["cart"] for e in report.deadletter_latest] == ["cart-4", "cart-3"], "newest first"
+    for entry in report.deadletter_latest:
+        assert entry["error"].startswith("KustomUnavailable: Kustom answered 503 (try ")
+        assert len(entry["error"]) == DEADLETTER_ERROR_CHARS
+    line = next(r.getMessage() for r in caplog.records if "kustom.reconcile.run" in r.getMessage())
+    shown = json.loads(line.split(" deadletter_latest=", 1)[1])
+    assert shown == report.deadletter_latest
+    assert len(line) < 2000
+    last = json.loads(store.redis.get("kustom:reconcile:last"))
+    assert last["deadletterLatest"] == report.deadletter_latest
 
 
 def test_the_sweeper_honours_non_default_thresholds_from_the_environment(
