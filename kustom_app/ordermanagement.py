@@ -72,6 +72,7 @@ MAX_LINES = 1000
 MAX_SHIPPING_INFO = 500
 MAX_TEXT = 255
 MAX_URL = 1024
+# Defaults; the service's come from PAYMENT_LEASE_SECONDS and PAYMENT_REQUEUE_AFTER_SECONDS.
 # Longer than one GET plus one POST to Kustom can take (2 x (3.05 s connect + 10 s read)).
 PAYMENT_LEASE_MS = 60_000
 # A repeated event re-queues an operation whose task has not started for this long.
@@ -645,12 +646,14 @@ class PaymentOperations:
         commerce: CommerceClient | None,
         *,
         lease_ms: int = PAYMENT_LEASE_MS,
+        stuck_queued_ms: int = STUCK_QUEUED_MS,
     ) -> None:
         self.store = store
         self.payments = payments
         self.kustom = kustom
         self.commerce = commerce
         self.lease_ms = lease_ms
+        self.stuck_queued_ms = stuck_queued_ms
 
     # Web side ----------------------------------------------------------------------------
 
@@ -696,13 +699,12 @@ class PaymentOperations:
         )
         return Accepted(request.kind, request.op_id, status, enqueue=action != "exists")
 
-    @staticmethod
-    def _stuck(record: PaymentRecord) -> bool:
+    def _stuck(self, record: PaymentRecord) -> bool:
         """Queued long ago and never started: its task was likely lost (say, the broker
         refused the first enqueue). The repeated event queues it again: twins are safe."""
         if record.status != QUEUED or record.fields.get("started_at"):
             return False
-        return now_ms() - int(record.fields.get("queued_at") or 0) > STUCK_QUEUED_MS
+        return now_ms() - int(record.fields.get("queued_at") or 0) > self.stuck_queued_ms
 
     @staticmethod
     def _same_event(fingerprint: str, request: PaymentRequest) -> None:
@@ -940,4 +942,11 @@ def build_payment_operations(services: Services) -> PaymentOperations:
         prefix=settings.key_prefix,
         ttl_seconds=settings.order_record_ttl_seconds,
     )
-    return PaymentOperations(services.store, payments, services.kustom, services.commerce)
+    return PaymentOperations(
+        services.store,
+        payments,
+        services.kustom,
+        services.commerce,
+        lease_ms=int(settings.payment_lease_seconds * 1000),
+        stuck_queued_ms=int(settings.payment_requeue_after_seconds * 1000),
+    )

@@ -52,18 +52,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
+# Defaults of the thresholds below; the service's come from its settings (`from_settings`).
 # Kustom pushes about 2 minutes after the purchase; an order quiet for longer than this
 # (no push, no confirmation) is worth asking Kustom about.
 OPEN_ORDER_CHECK_MS = OPEN_ORDER_FIRST_CHECK_MS
 # Checks of a still-unpaid order back off like Kustom's own push retries, up to this.
 OPEN_ORDER_MAX_INTERVAL_MS = 4 * 60 * MINUTE_MS
 DEADLETTER_SAMPLE = 100
+# The run log shows the newest dead letters' errors: this many, each cut to this length.
+DEADLETTER_SHOWN = 3
+DEADLETTER_ERROR_CHARS = 200
 REQUEUED_KEEP_MS = 24 * 60 * MINUTE_MS
 # How far past entries re-queued lately one run reads an index, in batches.
 SCAN_FACTOR = 5
 # Longer than a run can take (a few hundred Redis reads and at most `batch` Kustom reads).
 RUN_LOCK_SECONDS = 300
-# Kustom reads per run stop after this long, well inside the task's soft time limit.
+# Kustom reads per run stop after this long (or half the task's soft time limit, if less).
 OPEN_ORDER_BUDGET_SECONDS = 60.0
 
 
@@ -103,6 +107,7 @@ class ReconcilePolicy:
     payment_stale_ms: int = 30 * MINUTE_MS
     result_stale_ms: int = 30 * MINUTE_MS
     requeue_spacing_ms: int = 30 * MINUTE_MS
+    open_order_budget_seconds: float = OPEN_ORDER_BUDGET_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReconcilePolicy:
@@ -112,11 +117,18 @@ class ReconcilePolicy:
         return cls(
             batch=settings.reconcile_batch,
             stale_sync_ms=settings.sync_stale_seconds * 1000,
-            unacked_after_ms=max(5 * MINUTE_MS, settings.sync_stale_seconds * 1000),
+            unacked_after_ms=int(settings.reconcile_unacknowledged_after_seconds * 1000),
+            open_order_check_ms=int(settings.reconcile_open_order_after_seconds * 1000),
+            open_order_max_interval_ms=int(
+                settings.reconcile_open_order_max_interval_seconds * 1000
+            ),
             order_max_age_ms=settings.order_max_age_seconds * 1000,
             payment_stale_ms=window,
             result_stale_ms=window,
             requeue_spacing_ms=window,
+            open_order_budget_seconds=min(
+                OPEN_ORDER_BUDGET_SECONDS, settings.task_soft_time_limit_seconds / 2
+            ),
         )
 
 
@@ -125,7 +137,8 @@ class ReconcileReport:
     """What one run found (stale_syncs, expired_claims, unacked, open_orders_checked,
     pending_payments, undelivered_results, deadletters) and what it re-queued to fix it
     (resynced, completions_resumed, acks_requeued, missed_pushes, payments_requeued,
-    results_resent: their sum is `fixed`)."""
+    results_resent: their sum is `fixed`). ``deadletter_latest`` are the newest dead
+    letters (task, when, ids, error), at most `DEADLETTER_SHOWN`."""
 
     stale_syncs: int = 0
     resynced: int = 0
@@ -143,6 +156,7 @@ class ReconcileReport:
     kustom_errors: int = 0
     deadletters: int = 0
     deadletter_tasks: dict[str, int] = field(default_factory=dict)
+    deadletter_latest: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def fixed(self) -> int:
@@ -156,6 +170,10 @@ class ReconcileReport:
         if self.deadletter_tasks:
             tasks = ",".join(f"{k}:{v}" for k, v in sorted(self.deadletter_tasks.items()))
             parts.append(f"deadletter_recent={tasks}")
+        if self.deadletter_latest:
+            # Last on the line: the errors are text with spaces.
+            latest = json.dumps(self.deadletter_latest, separators=(",", ":"))
+            parts.append(f"deadletter_latest={latest}")
         return " ".join(parts)
 
 
@@ -297,7 +315,7 @@ class Reconciler:
     def _open_orders(self, report: ReconcileReport, now: int) -> None:
         key = open_orders_key(self.prefix)
         members = self.redis.zrangebyscore(key, "-inf", now, start=0, num=self.policy.batch)
-        deadline = time.monotonic() + OPEN_ORDER_BUDGET_SECONDS
+        deadline = time.monotonic() + self.policy.open_order_budget_seconds
         for raw in members:
             if time.monotonic() > deadline:
                 return  # Kustom is slow today: the rest waits for the next run
@@ -379,11 +397,15 @@ class Reconciler:
         key = f"{self.prefix}:deadletter"
         report.deadletters = int(self.redis.llen(key))
         tasks: Counter[str] = Counter()
-        for raw in self.redis.lrange(key, 0, DEADLETTER_SAMPLE - 1):
+        for index, raw in enumerate(self.redis.lrange(key, 0, DEADLETTER_SAMPLE - 1)):
             try:
-                tasks[str(json.loads(raw).get("task"))] += 1
+                entry = json.loads(raw)
+                tasks[str(entry.get("task"))] += 1
             except (ValueError, AttributeError):
                 tasks["unreadable"] += 1
+                continue
+            if index < DEADLETTER_SHOWN:  # newest first
+                report.deadletter_latest.append(_deadletter_summary(entry))
         report.deadletter_tasks = dict(tasks)
 
     def run(self, *, now: int | None = None) -> ReconcileReport | None:
@@ -424,6 +446,7 @@ class Reconciler:
                     "fixed": report.fixed,
                     **report.counts(),
                     "deadletterTasks": report.deadletter_tasks,
+                    "deadletterLatest": report.deadletter_latest,
                 }
             ),
             ex=7 * 24 * 3600,
@@ -433,6 +456,15 @@ class Reconciler:
                 RECONCILE_FIXES.labels(kind).inc(getattr(report, kind))
         log.info("kustom.reconcile.run fixed=%s %s", report.fixed, report.log_line())
         return report
+
+
+def _deadletter_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter as the run log shows it: every field, text cut to a bounded length."""
+    return {
+        name: value[:DEADLETTER_ERROR_CHARS] if isinstance(value, str) else value
+        for name, value in entry.items()
+        if isinstance(value, str | int | float | bool) or value is None
+    }
 
 
 def build_reconciler(

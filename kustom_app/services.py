@@ -74,8 +74,13 @@ class Services:
 
     @cached_property
     def store(self) -> CartStore:
+        s = self.settings
         return CartStore(
-            self.redis, prefix=self.settings.key_prefix, ttl_seconds=self.settings.cart_ttl_seconds
+            self.redis,
+            prefix=s.key_prefix,
+            ttl_seconds=s.cart_ttl_seconds,
+            sync_lease_ms=int(s.sync_lease_seconds * 1000),
+            open_order_check_ms=int(s.reconcile_open_order_after_seconds * 1000),
         )
 
     @cached_property

@@ -7,6 +7,7 @@ production cannot run without fail loudly here rather than on the first request.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ LIVE_KUSTOM_API_URL = "https://api.kustom.co"
 PLAYGROUND_KUSTOM_API_URL = "https://api.playground.kustom.co"
 # Used only outside production mode so a local run works without configuration.
 DEVELOPMENT_CALLBACK_SECRET = "kustom-app-development-callback-secret"  # noqa: S105
+# A syncKustomOrder job that finds the cart's push lease held comes back when the lease is
+# over plus up to this much jitter (workers/tasks.py): its longest countdown.
+SYNC_BUSY_JITTER_SECONDS = 0.5
 
 
 class ConfigurationError(RuntimeError):
@@ -45,6 +49,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as e:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from e
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A duration in seconds: a positive, finite number."""
+    value = _float(env, name, default)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {env[name]!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -81,8 +93,53 @@ class Settings:
     order_record_ttl_seconds: int = 180 * 86400  # captures and refunds come weeks later
     confirm_wait_seconds: float = 3.0
     completion_lease_seconds: float = 60.0
+    sync_lease_seconds: float = 45.0  # longer than one Kustom call (3.05 s + 10 s) and a burst
+    payment_lease_seconds: float = 60.0  # longer than a GET and a POST to Kustom
+    payment_requeue_after_seconds: float = 60.0
+    task_time_limit_seconds: float = 120.0
+    task_soft_time_limit_seconds: float = 100.0
+    # The sweeper's steps 3 and 4 (kustom_app/reconcile.py).
+    reconcile_unacknowledged_after_seconds: float = 5 * 60.0
+    reconcile_open_order_after_seconds: float = 10 * 60.0  # Kustom pushes ~2 min after paying
+    reconcile_open_order_max_interval_seconds: float = 4 * 3600.0
     # Server-Sent Event streams each hold a gunicorn thread: leave some for other requests.
     events_max_streams: int = 12
+
+    def __post_init__(self) -> None:
+        self._check_visibility_timeout()
+        if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
+            raise ConfigurationError(
+                f"TASK_SOFT_TIME_LIMIT_SECONDS ({self.task_soft_time_limit_seconds:g}) must "
+                f"stay below TASK_TIME_LIMIT_SECONDS ({self.task_time_limit_seconds:g})"
+            )
+        if self.reconcile_open_order_max_interval_seconds < self.reconcile_open_order_after_seconds:
+            raise ConfigurationError(
+                "RECONCILE_OPEN_ORDER_MAX_INTERVAL_SECONDS "
+                f"({self.reconcile_open_order_max_interval_seconds:g}) must not be below "
+                f"RECONCILE_OPEN_ORDER_AFTER_SECONDS ({self.reconcile_open_order_after_seconds:g})"
+            )
+
+    def _check_visibility_timeout(self) -> None:
+        """Refuse anything that can keep a task's message unacknowledged as long as the
+        broker's visibility timeout: Redis would hand it to a second worker while the first
+        still holds it (a countdown is an unacknowledged message too), a duplicate run."""
+        limits = {
+            "TASK_RETRY_MAX_SECONDS (the longest retry delay)": self.retry_max_seconds,
+            f"SYNC_LEASE_SECONDS + {SYNC_BUSY_JITTER_SECONDS:g} s (a busy sync job's countdown)": (
+                self.sync_lease_seconds + SYNC_BUSY_JITTER_SECONDS
+            ),
+            "COMPLETION_LEASE_SECONDS": self.completion_lease_seconds,
+            "CONFIRM_WAIT_SECONDS": self.confirm_wait_seconds,
+            "PAYMENT_LEASE_SECONDS": self.payment_lease_seconds,
+            "TASK_TIME_LIMIT_SECONDS (a task's longest run)": self.task_time_limit_seconds,
+        }
+        for name, seconds in limits.items():
+            if seconds >= self.visibility_timeout:
+                raise ConfigurationError(
+                    f"{name} is {seconds:g} s: it must stay below CELERY_VISIBILITY_TIMEOUT "
+                    f"({self.visibility_timeout} s), or a second worker gets the task's message "
+                    "while the first still holds it"
+                )
 
     @property
     def kustom_configured(self) -> bool:
@@ -107,12 +164,10 @@ class Settings:
             log.warning("settings.callback_secret.development_default")
             callback_secret = DEVELOPMENT_CALLBACK_SECRET
         visibility_timeout = _int(env, "CELERY_VISIBILITY_TIMEOUT", 900)
-        retry_max = _float(env, "TASK_RETRY_MAX_SECONDS", 300.0)
-        if retry_max >= visibility_timeout:
-            # A countdown longer than the visibility timeout gets the message redelivered
-            # to a second worker while the first still holds it: a duplicate run.
+        if visibility_timeout <= 0:
             raise ConfigurationError(
-                "TASK_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT"
+                f"CELERY_VISIBILITY_TIMEOUT must be a positive number of seconds, "
+                f"got {env['CELERY_VISIBILITY_TIMEOUT']!r}"
             )
         reject = _int(env, "KUSTOM_VALIDATION_REJECT", 400)
         if reject not in (400, 303):
@@ -138,10 +193,24 @@ class Settings:
             reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0),
             sync_stale_seconds=_int(env, "SYNC_STALE_SECONDS", 60),
             retry_base_seconds=_float(env, "TASK_RETRY_BASE_SECONDS", 1.0),
-            retry_max_seconds=retry_max,
+            retry_max_seconds=_seconds(env, "TASK_RETRY_MAX_SECONDS", 300.0),
             max_retries=_int(env, "TASK_MAX_RETRIES", 12),
             reconcile_batch=_int(env, "RECONCILE_BATCH", 200),
-            completion_lease_seconds=_float(env, "COMPLETION_LEASE_SECONDS", 60.0),
+            completion_lease_seconds=_seconds(env, "COMPLETION_LEASE_SECONDS", 60.0),
+            sync_lease_seconds=_seconds(env, "SYNC_LEASE_SECONDS", 45.0),
+            payment_lease_seconds=_seconds(env, "PAYMENT_LEASE_SECONDS", 60.0),
+            payment_requeue_after_seconds=_seconds(env, "PAYMENT_REQUEUE_AFTER_SECONDS", 60.0),
+            task_time_limit_seconds=_seconds(env, "TASK_TIME_LIMIT_SECONDS", 120.0),
+            task_soft_time_limit_seconds=_seconds(env, "TASK_SOFT_TIME_LIMIT_SECONDS", 100.0),
+            reconcile_unacknowledged_after_seconds=_seconds(
+                env, "RECONCILE_UNACKNOWLEDGED_AFTER_SECONDS", 5 * 60.0
+            ),
+            reconcile_open_order_after_seconds=_seconds(
+                env, "RECONCILE_OPEN_ORDER_AFTER_SECONDS", 10 * 60.0
+            ),
+            reconcile_open_order_max_interval_seconds=_seconds(
+                env, "RECONCILE_OPEN_ORDER_MAX_INTERVAL_SECONDS", 4 * 3600.0
+            ),
             events_max_streams=_int(
                 env, "EVENTS_MAX_STREAMS", max(1, _int(env, "WEB_THREADS", 16) - 4)
             ),

@@ -40,6 +40,8 @@ import hiredis
 import redis
 
 QUEUED_STALE_MS = 30_000
+# Defaults; the service's come from its settings (RECONCILE_OPEN_ORDER_AFTER_SECONDS,
+# COMPLETION_LEASE_SECONDS, SYNC_LEASE_SECONDS) through `CartStore` and the completion.
 OPEN_ORDER_FIRST_CHECK_MS = 10 * 60_000  # when the sweeper first asks Kustom about an order
 COMPLETION_LEASE_MS = 60_000  # longer than one commerce completion call can take
 SYNC_LEASE_MS = 45_000  # longer than one Kustom call can take (connect + read timeouts)
@@ -216,11 +218,20 @@ class CartState:
 
 class CartStore:
     def __init__(
-        self, client: redis.Redis, *, prefix: str = "kustom", ttl_seconds: int = 72 * 3600
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "kustom",
+        ttl_seconds: int = 72 * 3600,
+        sync_lease_ms: int = SYNC_LEASE_MS,
+        open_order_check_ms: int = OPEN_ORDER_FIRST_CHECK_MS,
     ) -> None:
         self.redis = client
         self.prefix = prefix
         self.ttl = ttl_seconds
+        self.sync_lease_ms = sync_lease_ms
+        # A new Kustom order is first due for the sweeper's look this long after checkout.
+        self.open_order_check_ms = open_order_check_ms
         # The per-event and per-push scripts: on the calling thread's own connection.
         own = ThreadConnections(client)
         self._record_render = PinnedScript(load_script(client, "record_render"), own)
@@ -358,7 +369,7 @@ class CartStore:
                 now_ms() if now is None else now,
                 self.ttl,
                 cart_id,
-                OPEN_ORDER_FIRST_CHECK_MS,
+                self.open_order_check_ms,
             ],
         )
         return as_text(enqueue) == "1"
@@ -394,14 +405,15 @@ class CartStore:
     # Sync leases -----------------------------------------------------------------------
 
     def begin_sync(
-        self, cart_id: str, token: str, *, lease_ms: int = SYNC_LEASE_MS, now: int | None = None
+        self, cart_id: str, token: str, *, lease_ms: int | None = None, now: int | None = None
     ) -> SyncStep:
         """Take the cart's push lease if there is something to push and nobody pushes."""
+        lease = self.sync_lease_ms if lease_ms is None else lease_ms
         result = [
             as_text(x)
             for x in self._begin_sync(
                 keys=[self.cart_key(cart_id), self.syncing_key],
-                args=[token, now_ms() if now is None else now, lease_ms, cart_id],
+                args=[token, now_ms() if now is None else now, lease, cart_id],
             )
         ]
         action = result[0] or "gone"
@@ -425,7 +437,7 @@ class CartStore:
         order_id: str,
         pushed_payload: dict[str, Any] | None = None,
         *,
-        lease_ms: int = SYNC_LEASE_MS,
+        lease_ms: int | None = None,
         now: int | None = None,
     ) -> SyncStep:
         """Record a landed push; returns `again` with the newer payload if the cart moved."""
@@ -437,7 +449,7 @@ class CartStore:
                     token,
                     pushed_hash,
                     now_ms() if now is None else now,
-                    lease_ms,
+                    self.sync_lease_ms if lease_ms is None else lease_ms,
                     self.ttl,
                     cart_id,
                     order_id,

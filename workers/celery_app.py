@@ -5,8 +5,9 @@ Every choice here is deliberate (see the README's "Celery settings" section):
 - ``acks_late`` + ``reject_on_worker_lost``: a task whose worker dies is delivered again;
   every task is idempotent, so running twice is safe, losing one is not.
 - ``worker_prefetch_multiplier = 1``: a busy worker does not hoard messages.
-- ``visibility_timeout`` above every retry countdown (enforced in Settings), so a delayed
-  retry is never handed to a second worker while the first still holds it.
+- ``visibility_timeout`` above every retry countdown, lease and time limit (enforced in
+  Settings), so a delayed retry or a long run is never handed to a second worker while
+  the first still holds it.
 - No result backend: tasks report through Redis state and the commerce backend.
 - The broker transport reuses its Redis client per channel (workers/broker.py): enqueueing
   is on the hot path of every cart event.
@@ -63,8 +64,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_time_limit=120,
-        task_soft_time_limit=100,
+        task_time_limit=settings.task_time_limit_seconds,
+        task_soft_time_limit=settings.task_soft_time_limit_seconds,
         task_default_queue=ORDERS_QUEUE,
         task_routes={"syncKustomOrder": {"queue": SYNC_QUEUE}},
         worker_send_task_events=True,

@@ -19,6 +19,7 @@ from kustom_app.completion import CompletionError
 from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
 from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
+from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
 from kustom_app.sync import SyncBusy, sync_cart
 from workers.celery_app import app, idempotent_task
 from workers.messages import sync_argsrepr
@@ -26,6 +27,12 @@ from workers.messages import sync_argsrepr
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_LIMIT = 1000
+# A busy sync lease is held by a live job for at most its lease; this bounds the waiting.
+SYNC_BUSY_RETRY_LIMIT = 50
+
+
+class RetriesExhausted(Exception):
+    """A task gave up after its last retry without an error of its own to record."""
 
 
 def backoff_seconds(retries: int) -> float:
@@ -74,9 +81,11 @@ def sync_kustom_order(
     except SyncBusy as e:
         # The lease holder pushes what is pending now; come back once its lease is over
         # in case it died. Bounded by the lease, so this cannot loop for long.
-        if self.request.retries >= 50:
+        if self.request.retries >= SYNC_BUSY_RETRY_LIMIT:
+            record_dead_letter(self, e, {"cart": cart_id, "hash": payload_hash})
             raise
-        raise self.retry(countdown=e.retry_after_ms / 1000 + random.uniform(0.1, 0.5)) from e
+        jitter = random.uniform(0.1, SYNC_BUSY_JITTER_SECONDS)  # Settings: below visibility
+        raise self.retry(countdown=e.retry_after_ms / 1000 + jitter) from e
     except KustomUnavailable as e:
         if self.request.retries >= settings.max_retries:
             record_dead_letter(self, e, {"cart": cart_id})
@@ -136,6 +145,10 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
         # Kustom pushes only after completion, but order management can lag a moment; a
         # busy claim belongs to the confirm path and is checked again after its lease.
         if self.request.retries >= services.settings.max_retries:
+            error = RetriesExhausted(
+                f"order still {outcome.status} after {self.request.retries} retries"
+            )
+            record_dead_letter(self, error, {"cart": cart_id, "order": order_id, "path": path})
             return outcome.status
         countdown = max(outcome.retry_after_ms / 1000, backoff_seconds(self.request.retries))
         raise self.retry(countdown=min(countdown, services.settings.retry_max_seconds))

@@ -159,7 +159,12 @@ def stack() -> Iterator[Stack]:
             "CONFIRM_WAIT_SECONDS": "1",
             "TASK_RETRY_BASE_SECONDS": "0.2",
             "TASK_RETRY_MAX_SECONDS": "2",
-            "CELERY_VISIBILITY_TIMEOUT": "30",
+            "CELERY_VISIBILITY_TIMEOUT": "30",  # above every lease and limit below
+            "SYNC_LEASE_SECONDS": "20",
+            "PAYMENT_LEASE_SECONDS": "20",
+            "COMPLETION_LEASE_SECONDS": "20",
+            "TASK_TIME_LIMIT_SECONDS": "25",
+            "TASK_SOFT_TIME_LIMIT_SECONDS": "20",
         }
         web = Gunicorn(env, web_port)
         with CeleryWorker(env, name="browser", concurrency=2) as worker:

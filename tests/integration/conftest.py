@@ -96,7 +96,13 @@ def service_env(
         "CALLBACK_SECRET": CALLBACK_SECRET,
         "TASK_RETRY_BASE_SECONDS": "0.2",
         "TASK_RETRY_MAX_SECONDS": "2",
+        # Everything that holds a task's message must stay below the visibility timeout
+        # (Settings refuses to start otherwise): leases, retry delays, the time limits.
         "CELERY_VISIBILITY_TIMEOUT": "30",
+        "SYNC_LEASE_SECONDS": "20",
+        "PAYMENT_LEASE_SECONDS": "20",
+        "TASK_TIME_LIMIT_SECONDS": "25",
+        "TASK_SOFT_TIME_LIMIT_SECONDS": "20",
         "SYNC_STALE_SECONDS": "2",
         "RECONCILE_INTERVAL_SECONDS": "3600",
     }

@@ -40,6 +40,14 @@ URLS = {
     "confirmationUrl": "http://shop.test/confirmation",
 }
 VISIBILITY_TIMEOUT = 5  # seconds: a SIGKILLed worker's message comes back quickly
+# What must stay below it (Settings refuses to start otherwise), sized to these tests: the
+# slowest call here is a capture Kustom holds for 2 s.
+BELOW_VISIBILITY = {
+    "SYNC_LEASE_SECONDS": "3",
+    "PAYMENT_LEASE_SECONDS": "4",
+    "TASK_TIME_LIMIT_SECONDS": "4.5",
+    "TASK_SOFT_TIME_LIMIT_SECONDS": "4",
+}
 
 
 class SendQueue:
@@ -99,6 +107,7 @@ class PaymentsStack:
             "CELERY_BROKER_URL": self.redis_server.url,
             "PUBLIC_BASE_URL": self.web.url,
             "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+            **BELOW_VISIBILITY,
         }
         self.settings = Settings.from_env(self.env)
         self.celery = make_celery(self.settings)

@@ -198,3 +198,58 @@ def test_redis_restart_during_a_burst_leaves_one_shop_order_per_paid_kustom_orde
         assert len(shop_orders) == 1, f"{cart}: {len(shop_orders)} shop orders"
         assert shop_orders[0]["idempotencyKey"] == f"kustom-complete-{order}"
         assert store.load(cart).order_number == shop_orders[0]["orderNumber"]
+
+
+def test_a_task_out_of_retries_is_dead_lettered_and_shown_by_the_sweeper(service_env, kustom):
+    """A real worker drives syncKustomOrder through all its retries against a Kustom that
+    answers 503 to every update: the dead letter, with its error, is in Redis and in the
+    next reconcileKustomOrders run's log."""
+    retries = 2
+    stack = PaymentsStack(
+        {
+            **service_env,
+            "TASK_MAX_RETRIES": str(retries),
+            "TASK_RETRY_BASE_SECONDS": "0.05",
+            "TASK_RETRY_MAX_SECONDS": "0.2",
+        },
+        "deadletter",
+    )
+    try:
+        worker = stack.start_worker()
+        cart, order = stack.open_cart(kustom)
+        kustom.add_faults("update_order", [503] * 50)
+        assert stack.post_signed("/commerce/cart-mutation", make_render(cart, 2, 3)).ok
+
+        raw = wait_until(lambda: stack.redis.lrange("kustom:deadletter", 0, -1), timeout=30)
+        (letter,) = [json.loads(entry) for entry in raw]
+        assert (letter["task"], letter["cart"]) == ("syncKustomOrder", cart)
+        assert letter["error"] == "KustomUnavailable: Kustom answered 503 to update_order"
+        updates = kustom.calls("update_order", order_id=order)
+        assert [call["status"] for call in updates] == [503] * (1 + retries), "then it gave up"
+        assert stack.services.store.load(cart).syncing
+
+        kustom.clear_faults()
+        report = run_sweeper_task(stack)
+        assert report["deadletters"] == 1
+        assert report["deadletterTasks"] == {"syncKustomOrder": 1}
+        (shown,) = report["deadletterLatest"]
+        assert (shown["task"], shown["cart"], shown["error"]) == (
+            "syncKustomOrder",
+            cart,
+            letter["error"],
+        )
+        run_line = wait_until(
+            lambda: next(
+                (
+                    line
+                    for line in worker.log_path.read_text(errors="replace").splitlines()
+                    if "kustom.reconcile.run" in line
+                ),
+                None,
+            ),
+            timeout=5,
+        )
+        assert "deadletters=1" in run_line
+        assert "Kustom answered 503 to update_order" in run_line.split("deadletter_latest=")[1]
+    finally:
+        stack.close()

@@ -73,7 +73,11 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             "CONFIRM_WAIT_SECONDS": "1",
             "TASK_RETRY_BASE_SECONDS": "0.2",
             "TASK_RETRY_MAX_SECONDS": "2",
-            "CELERY_VISIBILITY_TIMEOUT": "30",
+            "CELERY_VISIBILITY_TIMEOUT": "30",  # above every lease and limit below
+            "SYNC_LEASE_SECONDS": "20",
+            "PAYMENT_LEASE_SECONDS": "20",
+            "TASK_TIME_LIMIT_SECONDS": "25",
+            "TASK_SOFT_TIME_LIMIT_SECONDS": "20",
             "RECONCILE_INTERVAL_SECONDS": "3600",
         }
         log = Path(tmp_path_factory.mktemp("scale-out")) / "gunicorn.log"

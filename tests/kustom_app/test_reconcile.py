@@ -7,13 +7,15 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import fakeredis
 import pytest
 import responses
 
 from kustom_app.kustom import KustomClient
-from kustom_app.ordermanagement import prepare_capture
+from kustom_app.ordermanagement import PaymentStore, prepare_capture
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.reconcile import (
+    DEADLETTER_ERROR_CHARS,
     MINUTE_MS,
     ReconcilePolicy,
     Reconciler,
@@ -228,6 +230,68 @@ def test_deadletters_are_counted_and_shown_in_the_run_log(store, sweeper, caplog
     assert last["deadletters"] == 3 and last["deadletterTasks"]["syncKustomOrder"] == 1
 
 
+def test_the_run_log_shows_the_newest_dead_letters_errors_bounded(store, sweeper, caplog):
+    for n in range(5):
+        error = f"KustomUnavailable: Kustom answered 503 (try {n}) " + "x" * 500
+        entry = {"task": "syncKustomOrder", "at": n, "cart": f"cart-{n}", "error": error}
+        store.redis.lpush("kustom:deadletter", json.dumps(entry))
+    store.redis.lpush("kustom:deadletter", "not json")
+    with caplog.at_level(logging.INFO, logger="kustom_app.reconcile"):
+        report = sweeper.run()
+    assert report.deadletters == 6
+    assert [e["cart"] for e in report.deadletter_latest] == ["cart-4", "cart-3"], "newest first"
+    for entry in report.deadletter_latest:
+        assert entry["error"].startswith("KustomUnavailable: Kustom answered 503 (try ")
+        assert len(entry["error"]) == DEADLETTER_ERROR_CHARS
+    line = next(r.getMessage() for r in caplog.records if "kustom.reconcile.run" in r.getMessage())
+    shown = json.loads(line.split(" deadletter_latest=", 1)[1])
+    assert shown == report.deadletter_latest
+    assert len(line) < 2000
+    last = json.loads(store.redis.get("kustom:reconcile:last"))
+    assert last["deadletterLatest"] == report.deadletter_latest
+
+
+def test_the_sweeper_honours_non_default_thresholds_from_the_environment(
+    fake_redis, enqueued, http
+):
+    settings = Settings.from_env(
+        {
+            "RECONCILE_UNACKNOWLEDGED_AFTER_SECONDS": "60",
+            "RECONCILE_OPEN_ORDER_AFTER_SECONDS": "120",
+        }
+    )
+    store = CartStore(
+        fake_redis, open_order_check_ms=int(settings.reconcile_open_order_after_seconds * 1000)
+    )
+    payments = PaymentStore(fake_redis, prefix="kustom", ttl_seconds=3600)
+    sweeper = Reconciler(
+        store, payments, KustomClient(KUSTOM, "u", "p"), enqueued,
+        ReconcilePolicy.from_settings(settings),
+    )  # fmt: skip
+    now = now_ms()
+    completed(store, "cart-done", "order-done", at=now - 90_000)  # 1.5 min: 5 would wait
+    open_cart(store, "cart-open", "order-open", at=now - 3 * MINUTE_MS)  # 3 min: 10 would wait
+    http.get(
+        f"{KUSTOM}/ordermanagement/v1/orders/order-open",
+        json={"order_id": "order-open", "status": "AUTHORIZED"},
+    )
+
+    report = sweeper.run(now=now)
+    assert (report.acks_requeued, report.open_orders_checked, report.missed_pushes) == (1, 1, 1)
+    assert ("acknowledge", "cart-done", "order-done") in enqueued.calls
+    assert ("complete", "cart-open", "order-open", "sweeper") in enqueued.calls
+    due = store.redis.zscore(open_orders_key("kustom"), "cart-open")
+    assert due == now + 2 * MINUTE_MS, "checked again after the configured 2 min"
+
+    default = Reconciler(
+        CartStore(fakeredis.FakeRedis(), prefix="d"), payments, KustomClient(KUSTOM, "u", "p"),
+        RecordingEnqueuer(), ReconcilePolicy.from_settings(Settings()),
+    )  # fmt: skip
+    completed(default.store, "cart-done", "order-done", at=now - 90_000)
+    open_cart(default.store, "cart-open", "order-open", at=now - 3 * MINUTE_MS)
+    assert default.run(now=now).fixed == 0, "with the defaults both are still too young"
+
+
 def test_a_run_is_bounded_by_the_batch_and_nothing_starves(store, sweeper, enqueued):
     now = now_ms()
     for i in range(15):
@@ -253,3 +317,22 @@ def test_policy_from_settings_waits_for_a_task_chain_to_give_up():
     assert policy.payment_stale_ms == policy.requeue_spacing_ms == retry_window_ms(settings)
     assert policy.stale_sync_ms == settings.sync_stale_seconds * 1000
     assert policy.batch == settings.reconcile_batch
+    assert policy.unacked_after_ms == 5 * MINUTE_MS
+    assert (policy.open_order_check_ms, policy.open_order_max_interval_ms) == (
+        10 * MINUTE_MS,
+        4 * HOUR,
+    )
+    assert policy.open_order_budget_seconds == 50.0, "half the soft time limit, at most 60 s"
+
+    tuned = ReconcilePolicy.from_settings(
+        Settings(
+            reconcile_unacknowledged_after_seconds=30,
+            reconcile_open_order_after_seconds=90,
+            reconcile_open_order_max_interval_seconds=1800,
+            task_time_limit_seconds=200,
+            task_soft_time_limit_seconds=180,
+        )
+    )
+    assert (tuned.unacked_after_ms, tuned.open_order_check_ms) == (30_000, 90_000)
+    assert tuned.open_order_max_interval_ms == 30 * MINUTE_MS
+    assert tuned.open_order_budget_seconds == 60.0
