@@ -351,8 +351,7 @@ export function mountKustomCheckout(options) {
     if (!mounted) return null;
     if (answer.status === 409 && answer.body && answer.body.error &&
         answer.body.error.code === "cart_completed") {
-      confirm(); // back on the checkout page after paying: report the order, not an error
-      return null;
+      return confirm(); // back on the checkout page after paying: the order, not an error
     }
     if (!answer.ok) {
       fail(apiError(answer.status, answer.body));
@@ -364,8 +363,9 @@ export function mountKustomCheckout(options) {
     return answer.body;
   }
 
-  // Checkout page: {kustomOrderId, htmlSnippet, syncing} once mounted. Confirmation page:
-  // the confirm answer + {cartId, kustomOrderId} once completed. null after an error.
+  // Checkout page: {kustomOrderId, htmlSnippet, syncing} once mounted. Confirmation page
+  // (or a cart completed before mounting): the confirm answer + {cartId, kustomOrderId}
+  // once completed. null after an error.
   const ready = page === "confirmation" ? confirm() : mountCheckout();
 
   return {
