@@ -345,6 +345,22 @@ def test_checkout_page_reports_the_order_number_when_the_cart_is_completed_meanw
     assert uncaught(page_problems) == []
 
 
+def test_checkout_page_reports_the_order_number_when_the_cart_was_already_completed(
+    stub: StubService, sdk_page: Any, page_problems: list[str]
+) -> None:
+    error = {"code": "cart_completed", "message": "Cart is completed.", "details": {}}
+    stub.script.checkout = [(409, {"error": error})]
+    stub.script.confirm = [completed("SO-3003")]
+    stub.script.options = {"cartId": CART}
+
+    sdk_page.goto(f"{stub.url}/checkout")  # the shopper went back after paying
+    assert wait_for_call(sdk_page, "complete")["orderNumber"] == "SO-3003"
+    assert sdk_page.evaluate("window.checkout.ready.then((d) => d.orderNumber)") == "SO-3003"
+    assert calls(sdk_page, "error") == []
+    assert stub.seen("GET", "/kustom/events") == []
+    assert uncaught(page_problems) == []
+
+
 @pytest.mark.parametrize(
     ("confirmation_url", "here", "expected"),
     [
