@@ -60,8 +60,10 @@ PAGE = """<!doctype html>
 Answer = tuple[int, Any]
 
 
-def status_body(*, syncing: bool = False, cart_state: str = "open") -> dict[str, Any]:
-    hashes = ("h2", "h1") if syncing else ("h1", "h1")
+def status_body(
+    *, syncing: bool = False, cart_state: str = "open", synced: str = "h1"
+) -> dict[str, Any]:
+    hashes = ("h-next", synced) if syncing else (synced, synced)
     return {
         "cartId": CART,
         "kustomOrderId": ORDER_ID,
@@ -325,6 +327,24 @@ def test_checkout_page_polls_the_status_when_the_event_stream_is_refused(
     assert len(stub.seen("GET", "/kustom/status")) >= 3
     assert [c["status"]["syncing"] for c in calls(sdk_page, "status")][:3] == [True, True, False]
     assert stub.seen("POST", "/kustom/confirm") == []
+    assert uncaught(page_problems) == []
+
+
+def test_checkout_page_refreshes_the_iframe_after_a_sync_it_did_not_see(
+    stub: StubService, sdk_page: Any, page_problems: list[str]
+) -> None:
+    """Two statuses in sync with different hashes: a whole sync came between them (merged
+    by the stream, or between two polls). The iframe must re-read the order all the same."""
+    stub.script.events = 503
+    stub.script.status = [(200, status_body()), (200, status_body(synced="h2"))]
+    stub.script.options = {"cartId": CART, "pollIntervalMs": 200}
+
+    sdk_page.goto(f"{stub.url}/checkout")
+    sdk_page.wait_for_function("(window.kustomCalls || []).length >= 2")
+    time.sleep(0.8)  # more polls of the same status: nothing more to do
+    assert len(stub.seen("GET", "/kustom/status")) >= 4
+    assert sdk_page.evaluate("window.kustomCalls") == ["suspend", "resume"]
+    assert sdk_page.evaluate("window.checkout.suspended") is False
     assert uncaught(page_problems) == []
 
 

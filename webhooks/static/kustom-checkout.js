@@ -274,6 +274,7 @@ export function mountKustomCheckout(options) {
 
   function handleStatus(status) {
     if (!mounted || !status || typeof status !== "object") return;
+    const previous = lastStatus;
     lastStatus = status;
     onStatus(status);
     if (status.cartState === "completed") {
@@ -283,7 +284,15 @@ export function mountKustomCheckout(options) {
       if (!completing) confirm();
       return;
     }
-    setSuspended(Boolean(status.syncing));
+    if (status.syncing || suspended) {
+      setSuspended(Boolean(status.syncing)); // resume() makes the iframe re-read the order
+    } else if (previous && previous.syncHash !== status.syncHash) {
+      // A whole sync happened between two statuses seen here (a burst the stream merged
+      // into its final state, or one between two polls): refresh the iframe as a resume
+      // after it would have.
+      kustomApi("suspend");
+      kustomApi("resume");
+    }
   }
 
   // Where EventSource is missing or the stream is refused (a proxy that buffers, a 503),
