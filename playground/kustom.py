@@ -14,12 +14,15 @@ or directly through the state object's methods.
 Run it locally (the "Kustom playground")::
 
     python -m playground.kustom --host 127.0.0.1 --port 8710 [--latency 0.05] [--push-delay 2]
+        [--update-delay 1]
 
 The html snippet's iframe is a small shopper UI (``/playground/checkout/<order_id>``): the
 order as the double has it, a shipping choice that calls the merchant's
 ``shipping_option_update`` callback, an address form and a Pay button that runs the
 ``validation`` callback, completes the order, sends the shopper to the confirmation URL and
-pushes ``--push-delay`` seconds later.
+pushes ``--push-delay`` seconds later. ``--update-delay`` makes the answer to the merchant's
+order updates (``POST /checkout/v3/orders/{id}``) that much slower, so that a person sees
+the iframe suspended while kustom-app syncs (``scripts/run`` sets 1 s).
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ DEFAULT_OPTIONS = {
 }
 DEFAULT_PUSH_DELAY_SECONDS = 2.0
 PUSH_DELAY_ENV = "KUSTOM_PLAYGROUND_PUSH_DELAY"
+UPDATE_DELAY_ENV = "KUSTOM_PLAYGROUND_UPDATE_DELAY"
 # ISO 4217 exponents other than 2, for showing amounts to the shopper.
 CURRENCY_EXPONENTS = {
     "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3,
@@ -518,6 +522,7 @@ class KustomDoubleState:
         latency_seconds: float = 0.0,
         base_url: str | None = None,
         push_delay_seconds: float = DEFAULT_PUSH_DELAY_SECONDS,
+        update_delay_seconds: float = 0.0,
     ) -> None:
         self.username = username
         self.password = password
@@ -525,6 +530,9 @@ class KustomDoubleState:
         self.push_timeout_seconds = 10.0
         # The shopper UI's Pay sends the push this long after completing (Kustom: seconds).
         self.push_delay_seconds = float(push_delay_seconds)
+        # Each HTTP order update (the merchant's sync) answers this much later, not under the
+        # lock: long enough and a person sees the iframe suspended, as with a slow Kustom.
+        self.update_delay_seconds = float(update_delay_seconds)
         self.merchant_callback_timeout_seconds = 10.0  # Kustom waits up to 10 s
         self._initial_latency = float(latency_seconds)
         # A Condition over an RLock: `with state.lock:` guards state, waiters get notified.
@@ -1484,6 +1492,8 @@ def _dispatch(
         "fault": False,
     }
     latency = state.latency_seconds
+    if operation == "update_order":
+        latency += state.update_delay_seconds
     if latency > 0:
         time.sleep(latency)
     answer: ApiResponse
@@ -2066,12 +2076,14 @@ def create_app(
     latency_seconds: float = 0.0,
     base_url: str | None = None,
     push_delay_seconds: float = DEFAULT_PUSH_DELAY_SECONDS,
+    update_delay_seconds: float = 0.0,
 ) -> Flask:
     """The Kustom double as a Flask app; its state is ``app.extensions["kustom_double"]``.
 
     ``base_url`` (default: the request's host URL) prefixes the ``Location`` headers and the
     iframe URL of the html snippet. ``push_delay_seconds`` is how long after the shopper's
     Pay the push is sent (Kustom pushes seconds after the redirect to the confirmation).
+    ``update_delay_seconds`` is added to every order update's answer.
     """
     app = Flask("playground.kustom")
     app.extensions[EXTENSION_KEY] = KustomDoubleState(
@@ -2080,6 +2092,7 @@ def create_app(
         latency_seconds=latency_seconds,
         base_url=base_url,
         push_delay_seconds=push_delay_seconds,
+        update_delay_seconds=update_delay_seconds,
     )
 
     for rule, method, operation, handler, idempotent in _API_ROUTES:
@@ -2140,9 +2153,17 @@ def main(argv: list[str] | None = None) -> int:
         default=float(os.environ.get(PUSH_DELAY_ENV) or DEFAULT_PUSH_DELAY_SECONDS),
         help=f"seconds from Pay to the push (env {PUSH_DELAY_ENV}; default 2)",
     )
+    parser.add_argument(
+        "--update-delay",
+        type=float,
+        default=float(os.environ.get(UPDATE_DELAY_ENV) or 0.0),
+        help=f"seconds added to each order update's answer (env {UPDATE_DELAY_ENV}; default 0)",
+    )
     args = parser.parse_args(argv)
     if args.push_delay < 0:
         parser.error("--push-delay must be >= 0")
+    if args.update_delay < 0:
+        parser.error("--update-delay must be >= 0")
 
     from werkzeug.serving import make_server
 
@@ -2154,6 +2175,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_seconds=args.latency,
         base_url=args.base_url,
         push_delay_seconds=args.push_delay,
+        update_delay_seconds=args.update_delay,
     )
     server = make_server(args.host, args.port, app, threaded=True)
     url = args.base_url or f"http://{args.host}:{server.server_port}"

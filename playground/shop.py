@@ -9,8 +9,9 @@ Plain HTML pages with a little JavaScript, served by ``python -m playground.comm
                    origins, hence CORS_ALLOWED_ORIGINS). Quantities stay editable here, so
                    one can watch the iframe suspend ("Updating…") and resume with the new
                    total.
-``/confirmation``  Kustom sends the shopper here; ``confirmKustomCheckout`` completes the
-                   cart and shows the order number
+``/confirmation``  Kustom sends the shopper here; ``mountKustomCheckout`` (the same call as on
+                   ``/checkout``) sees it is on the confirmation URL, runs the confirm call
+                   and shows the order number
 ``/orders``        completed orders, as the commerce backend received them
 ``/terms``         the terms Kustom links to
 
@@ -364,6 +365,7 @@ _CHECKOUT = """
     },
     onError: showError,
     onComplete() {
+      // Paid in another tab, or the push came first: the confirmation page shows the number.
       location.href = "/confirmation?cart=" + encodeURIComponent(cartId);
     },
   });
@@ -383,12 +385,19 @@ _CONFIRMATION = """
 </div>
 {% if service_url and cart_id %}
 <script type="module">
-  const { confirmKustomCheckout } = await import({{ service_url|tojson }} +
-    "/static/kustom-checkout.js");
+  const serviceUrl = {{ service_url|tojson }};
+  const cartId = {{ cart_id|tojson }};
+  const { mountKustomCheckout } = await import(serviceUrl + "/static/kustom-checkout.js");
   const state = document.getElementById("confirm-state");
-  confirmKustomCheckout({
-    baseUrl: {{ service_url|tojson }},
-    cartId: {{ cart_id|tojson }},
+  const origin = location.origin;
+  // The checkout page's options: this page's path is confirmationUrl's, so the SDK runs
+  // the confirm call here instead of mounting the checkout.
+  window.shopConfirmation = mountKustomCheckout({
+    baseUrl: serviceUrl,
+    cartId,
+    termsUrl: origin + "/terms",
+    checkoutUrl: origin + "/checkout",
+    confirmationUrl: origin + "/confirmation?cart=" + encodeURIComponent(cartId),
     onRetry({ attempt }) {
       state.textContent = "Waiting for Kustom to confirm the payment (attempt " +
         (attempt + 1) + ")\u2026";

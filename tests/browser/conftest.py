@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,8 +188,9 @@ def page_problems() -> list[str]:
     return []
 
 
-@pytest.fixture
-def page(stack: Stack, page_problems: list[str]) -> Iterator[Any]:
+@contextmanager
+def browser_page(page_problems: list[str]) -> Iterator[Any]:
+    """A fresh headless chromium page that notes its problems in ``page_problems``."""
     from playwright.sync_api import sync_playwright
 
     def http_error(response: Any) -> None:
@@ -214,3 +216,9 @@ def page(stack: Stack, page_problems: list[str]) -> Iterator[Any]:
         finally:
             context.close()
             browser.close()
+
+
+@pytest.fixture
+def page(stack: Stack, page_problems: list[str]) -> Iterator[Any]:
+    with browser_page(page_problems) as page:
+        yield page

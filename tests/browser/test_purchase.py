@@ -87,6 +87,8 @@ def test_purchase_end_to_end(stack: Stack, page: Any, page_problems: list[str]) 
     page.wait_for_url(re.compile(r"/confirmation\?cart="))
     number = page.locator("#order-number")
     expect(number).to_have_text(re.compile(r"^SO-\d+$"))
+    # The shop's confirmation page calls mountKustomCheckout, which saw where it is.
+    assert page.evaluate("window.shopConfirmation.page") == "confirmation"
     shot(page, "07-confirmation")
 
     [order] = stack.commerce.orders_for()

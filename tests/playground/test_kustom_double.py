@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import functools
+import os
 import subprocess
 import sys
 import threading
@@ -981,7 +983,9 @@ def test_server_thread_is_generic_and_stops() -> None:
         requests.get(url, timeout=1)
 
 
-def test_module_entry_point_serves_the_double() -> None:
+@contextlib.contextmanager
+def module_entry_point(env: dict[str, str] | None = None) -> Iterator[str]:
+    """``python -m playground.kustom`` on a free port; yields its URL."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -997,6 +1001,7 @@ def test_module_entry_point_serves_the_double() -> None:
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, **(env or {})},
     )
     try:
         assert process.stdout is not None
@@ -1005,11 +1010,44 @@ def test_module_entry_point_serves_the_double() -> None:
         reader.start()
         reader.join(10)
         assert line and "listening on http://127.0.0.1:" in line[0], line
-        url = line[0].rsplit(" ", 1)[1].strip()
-        assert requests.get(f"{url}/checkout/v3/orders/x", auth=AUTH, timeout=5).status_code == 404
+        yield line[0].rsplit(" ", 1)[1].strip()
     finally:
         process.terminate()
         process.wait(5)
+
+
+def test_module_entry_point_serves_the_double() -> None:
+    with module_entry_point() as url:
+        assert requests.get(f"{url}/checkout/v3/orders/x", auth=AUTH, timeout=5).status_code == 404
+
+
+def test_update_delay_slows_order_updates_only() -> None:
+    client: Any = create_app(update_delay_seconds=0.3).test_client()
+    started = time.monotonic()
+    created = client.post("/checkout/v3/orders", json=order_payload(), headers=AUTH_HEADER)
+    assert created.status_code == 201
+    assert time.monotonic() - started < 0.3
+    path = f"/checkout/v3/orders/{created.json['order_id']}"
+    started = time.monotonic()
+    assert client.post(path, json={"locale": "sv-SE"}, headers=AUTH_HEADER).status_code == 200
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    assert client.get(path, headers=AUTH_HEADER).json["locale"] == "sv-SE"
+    assert time.monotonic() - started < 0.3
+
+
+def test_update_delay_from_the_environment() -> None:
+    """scripts/run sets KUSTOM_PLAYGROUND_UPDATE_DELAY (1 s) for the playground process."""
+    with module_entry_point({"KUSTOM_PLAYGROUND_UPDATE_DELAY": "0.4"}) as url:
+        created = requests.post(
+            f"{url}/checkout/v3/orders", json=order_payload(), auth=AUTH, timeout=5
+        )
+        assert created.status_code == 201
+        path = f"{url}/checkout/v3/orders/{created.json()['order_id']}"
+        started = time.monotonic()
+        answer = requests.post(path, json={"locale": "sv-SE"}, auth=AUTH, timeout=5)
+        assert answer.status_code == 200
+        assert time.monotonic() - started >= 0.4
 
 
 def test_order_payload_helper_is_valid() -> None:
