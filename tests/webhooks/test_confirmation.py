@@ -1,0 +1,211 @@
+"""Confirm, push and fraud notifications through the app, Kustom and commerce faked by
+`responses`; the push's `completeKustomOrder` runs in this process, as the worker runs it."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import responses
+
+from kustom_app.payload import build_order_payload, payload_hash
+from kustom_app.render import load_render
+from kustom_app.signing import callback_token
+from tests.conftest import CALLBACK_SECRET, make_render
+
+KUSTOM = "https://kustom.test"
+COMMERCE = "https://commerce.test"
+CART, ORDER = "cart-1", "o-1"
+OM_URL = f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}"
+MISMATCHES_INDEX = "kustom:mismatches"  # what kustom_completion_mismatches_open counts
+
+# (changes to Kustom's order, words of the reason the answer gives)
+MISMATCHES = {
+    "amount": ({"order_amount": 100, "original_order_amount": 100}, "amount 100 differs"),
+    "wrong_cart": ({"merchant_reference1": "cart-2"}, "belongs to cart 'cart-2'"),
+    "currency": ({"purchase_currency": "NOK"}, "in NOK, the cart in SEK"),
+}
+
+
+@pytest.fixture
+def app(settings, fake_redis, task_queue):
+    from webhooks.app import create_app
+
+    return create_app(
+        {
+            "SETTINGS": replace(settings, commerce_api_url=COMMERCE, confirm_wait_seconds=0),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+            "TESTING": True,
+        }
+    )
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["kustom"].store
+
+
+@pytest.fixture
+def payload(store) -> dict[str, Any]:
+    """cart-1 with Kustom order o-1, synced with the cart's payload."""
+    render = make_render(CART, 1)
+    built = build_order_payload(load_render(render))
+    store.record_render(CART, 1, render, payload_hash(built), built)
+    store.record_order(CART, ORDER, payload_hash(built), built)
+    return built
+
+
+@pytest.fixture
+def http():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+def om_order(payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {
+        "order_id": ORDER,
+        "status": "AUTHORIZED",
+        "fraud_status": "ACCEPTED",
+        "order_amount": payload["order_amount"],
+        "original_order_amount": payload["order_amount"],
+        "order_tax_amount": payload["order_tax_amount"],
+        "purchase_currency": payload["purchase_currency"],
+        "order_lines": copy.deepcopy(payload["order_lines"]),
+        "merchant_reference1": CART,
+        **changes,
+    }
+
+
+def callback(path: str = "push", cart: str = CART, token: str | None = None, **query: str):
+    token = token or callback_token(CALLBACK_SECRET, cart)
+    params = "&".join(f"{k}={v}" for k, v in {**query, "cart": cart, "token": token}.items())
+    return f"/kustom/{path}?{params}"
+
+
+def snapshot(redis: Any) -> dict[bytes, bytes | None]:
+    """Every key and its serialized value: equal snapshots, nothing changed."""
+    return {key: redis.dump(key) for key in redis.scan_iter()}
+
+
+def commerce_calls(http) -> list[Any]:
+    return [c for c in http.calls if c.request.url.startswith(COMMERCE)]
+
+
+def kustom_writes(http) -> list[Any]:
+    """Anything sent to Kustom other than reads: acknowledge, cancel, merchant references."""
+    return [c for c in http.calls if c.request.url.startswith(KUSTOM) and c.request.method != "GET"]
+
+
+def run_completion_task(app, monkeypatch, path: str = "push") -> tuple[str, list]:
+    """Run the completeKustomOrder the push queued, in this process, on the app's services."""
+    import workers.tasks as tasks
+
+    acknowledgements: list[tuple[str, str]] = []
+    monkeypatch.setattr(tasks, "process_services", lambda: app.extensions["kustom"])
+    monkeypatch.setattr(tasks, "enqueue_acknowledge", lambda *a: acknowledgements.append(a))
+    result = tasks.complete_kustom_order.apply(args=(CART, ORDER, path))
+    return result.get(), acknowledgements
+
+
+# --- confirm: 409 amount_mismatch -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", MISMATCHES)
+def test_confirm_of_a_mismatched_order_is_409_and_completes_nothing(
+    client, store, payload, http, task_queue, kind
+):
+    changes, words = MISMATCHES[kind]
+    http.get(OM_URL, json=om_order(payload, **changes))
+
+    response = client.post(f"/carts/{CART}/kustom/confirm")
+
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert error["code"] == "amount_mismatch" and error["message"]
+    assert error["details"]["kustomOrderId"] == ORDER
+    assert any(words in reason for reason in error["details"]["reasons"]), error
+    assert commerce_calls(http) == [], "nothing completed at the commerce backend"
+    assert kustom_writes(http) == [], "not acknowledged, not cancelled"
+    assert task_queue.acknowledgements == [] and task_queue.completions == []
+    assert store.load(CART).cart_state == "open"
+    assert client.get(f"/carts/{CART}/kustom/status").get_json()["cartState"] == "open"
+    assert store.redis.zscore(MISMATCHES_INDEX, CART) is not None
+
+
+def test_a_matching_order_confirms_200_and_then_queues_the_acknowledgement(
+    client, store, payload, http, task_queue
+):
+    """The counterpart of the mismatch tests: the same set-up completes."""
+    http.get(OM_URL, json=om_order(payload))
+    http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
+    response = client.post(f"/carts/{CART}/kustom/confirm")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "checkout_complete",
+        "cartState": "completed",
+        "orderNumber": "SO-1",
+    }
+    assert task_queue.acknowledgements == [(CART, ORDER)]
+
+
+# --- push: recorded, CRITICAL, not acknowledged, not cancelled ---------------------------
+
+
+@pytest.mark.parametrize("kind", MISMATCHES)
+def test_push_of_a_mismatched_order_is_recorded_and_alerted_never_acked_or_cancelled(
+    app, client, store, payload, http, task_queue, monkeypatch, caplog, kind
+):
+    changes, words = MISMATCHES[kind]
+    http.get(OM_URL, json=om_order(payload, **changes))
+
+    response = client.post(callback("push", order_id=ORDER))
+    assert response.status_code == 200
+    assert task_queue.completions == [(CART, ORDER, "push")]
+    with caplog.at_level(logging.INFO, logger="kustom_app.completion"):
+        outcome, acknowledgements = run_completion_task(app, monkeypatch)
+
+    assert outcome == "mismatch"
+    alerts = [
+        r for r in caplog.records if r.getMessage().startswith("kustom.completion.amount_mismatch")
+    ]
+    assert len(alerts) == 1 and alerts[0].levelno == logging.CRITICAL
+    assert f"cart={CART} order={ORDER} path=push" in alerts[0].getMessage()
+    assert words in alerts[0].getMessage()
+    mismatch = store.load(CART).fields["mismatch"]
+    assert ORDER in mismatch and words in mismatch
+    assert store.redis.zscore(MISMATCHES_INDEX, CART) is not None
+    assert acknowledgements == [] and task_queue.acknowledgements == []
+    assert task_queue.cancels == []
+    assert commerce_calls(http) == [] and kustom_writes(http) == []
+    assert store.load(CART).cart_state == "open"
+
+
+# --- confirm: Kustom refusing to show the order ------------------------------------------
+
+
+def test_a_kustom_4xx_while_confirm_reads_the_order_is_502_and_changes_nothing(
+    client, store, payload, http, task_queue, fake_redis
+):
+    http.get(
+        OM_URL,
+        status=403,
+        json={"error_code": "NOT_ALLOWED", "error_messages": ["no"], "correlation_id": "c-1"},
+    )
+    before = snapshot(fake_redis)
+
+    response = client.post(f"/carts/{CART}/kustom/confirm")
+
+    assert response.status_code == 502
+    error = response.get_json()["error"]
+    assert error["code"] == "kustom_unavailable" and error["message"]
+    assert error["details"] == {
+        "status": 403,
+        "kustomErrorCode": "NOT_ALLOWED",
+        "correlationId": "c-1",
+    }
+    assert snapshot(fake_redis) == before
+    assert commerce_calls(http) == [] and task_queue.completions == []
