@@ -14,7 +14,8 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
     completion_token, completion_lease_until, completion_order_id, completion_path
                                            the claim of whoever completes the cart
     order_number, completed_at, completed_by, fraud_status, acknowledged_at
-    mismatch, completion_error, last_push_at, fraud_decision
+    mismatch, completion_error, last_push_at
+    fraud_decision, fraud_decision_order_id, fraud_decision_at, fraud_decision_forwarded
 ``{prefix}:syncing`` (zset)                carts whose pending != sync, scored by since-when
 ``{prefix}:claims`` (zset)                 carts being completed, scored by lease end
 ``{prefix}:unacked`` (zset)                completed carts whose Kustom order awaits its ack
@@ -610,6 +611,23 @@ class CartStore:
         key = self.cart_key(cart_id)
         if self.redis.exists(key):
             self.redis.hset(key, field, value or str(now_ms()))
+
+    def record_fraud_decision(self, cart_id: str, order_id: str, decision: str) -> bool:
+        """Kustom's fraud decision on the cart's order, kept as it arrives (forwarding to
+        the commerce backend comes after, with retries). False: not the cart's order."""
+        key = self.cart_key(cart_id)
+        orders = self.redis.hmget(key, "order_id", "completion_order_id")
+        if order_id not in {as_text(o) for o in orders if o}:
+            return False
+        self.redis.hset(
+            key,
+            mapping={
+                "fraud_decision": decision,
+                "fraud_decision_order_id": order_id,
+                "fraud_decision_at": now_ms(),
+            },
+        )
+        return True
 
     def completed_order(self, cart_id: str) -> dict[str, Any] | None:
         """The long-lived record of the cart's completed Kustom order, if any."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from dataclasses import replace
 from typing import Any
@@ -209,3 +210,104 @@ def test_a_kustom_4xx_while_confirm_reads_the_order_is_502_and_changes_nothing(
     }
     assert snapshot(fake_redis) == before
     assert commerce_calls(http) == [] and task_queue.completions == []
+
+
+# --- fraud notifications ----------------------------------------------------------------
+
+
+def notify(client, event_type: str, order_id: str = ORDER):
+    body = {"order_id": order_id, "event_type": event_type}
+    return client.post(callback("notification"), json=body)
+
+
+def run_fraud_task(app, monkeypatch, event_type: str) -> str:
+    import workers.tasks as tasks
+
+    monkeypatch.setattr(tasks, "process_services", lambda: app.extensions["kustom"])
+    return tasks.forward_fraud_decision.apply(args=(CART, ORDER, event_type)).get()
+
+
+@pytest.mark.parametrize(
+    "decision", ["FRAUD_RISK_ACCEPTED", "FRAUD_RISK_REJECTED", "FRAUD_RISK_STOPPED"]
+)
+def test_a_fraud_decision_is_recorded_on_arrival_then_forwarded(
+    app, client, store, payload, http, task_queue, monkeypatch, decision
+):
+    http.get(OM_URL, json=om_order(payload, fraud_status="PENDING"))
+    forward = http.post(f"{COMMERCE}/carts/{CART}/fraud-decision", json={"status": "ok"})
+
+    response = notify(client, decision)
+
+    assert response.status_code == 200
+    assert task_queue.fraud_decisions == [(CART, ORDER, decision)]
+    fields = store.load(CART).fields
+    assert fields["fraud_decision"] == decision and fields["fraud_decision_order_id"] == ORDER
+    assert "fraud_decision_forwarded" not in fields, "recorded before anything is forwarded"
+
+    assert run_fraud_task(app, monkeypatch, decision) == "forwarded"
+    assert forward.call_count == 1
+    sent = forward.calls[0].request
+    assert sent.headers["X-Kustom-App-Signature"]
+    assert json.loads(sent.body) == {"kustomOrderId": ORDER, "decision": decision}
+    assert store.load(CART).fields["fraud_decision_forwarded"] == decision
+
+
+def test_a_fraud_decision_is_kept_while_the_commerce_backend_is_down(
+    app, client, store, payload, http, monkeypatch
+):
+    http.get(OM_URL, json=om_order(payload, fraud_status="PENDING"))
+    url = f"{COMMERCE}/carts/{CART}/fraud-decision"
+    for _ in range(2):
+        http.post(url, status=503, json={"error": {"code": "down"}})
+    http.post(url, json={"status": "ok"})
+
+    assert notify(client, "FRAUD_RISK_REJECTED").status_code == 200
+    assert store.load(CART).fields["fraud_decision"] == "FRAUD_RISK_REJECTED"
+
+    # The task retries through the outage (run eagerly here: retries follow at once).
+    assert run_fraud_task(app, monkeypatch, "FRAUD_RISK_REJECTED") == "forwarded"
+    assert [c.response.status_code for c in http.calls if c.request.url == url] == [503, 503, 200]
+    assert store.load(CART).fields["fraud_decision_forwarded"] == "FRAUD_RISK_REJECTED"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"token": "0" * 64}, 401, "invalid_token"),
+        ({"event_type": "FRAUD_RISK_MAYBE"}, 400, "unknown_event_type"),
+        ({"event_type": None}, 400, "unknown_event_type"),
+        ({"order_id": ""}, 400, "missing_order_id"),
+    ],
+)
+def test_a_bad_notification_is_4xx_and_changes_nothing(
+    client, payload, task_queue, fake_redis, change, status, code
+):
+    before = snapshot(fake_redis)
+    body = {"order_id": ORDER, "event_type": "FRAUD_RISK_REJECTED", **change}
+    token = body.pop("token", None)
+
+    response = client.post(callback("notification", token=token), json=body)
+
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+    assert snapshot(fake_redis) == before
+    assert task_queue.fraud_decisions == []
+
+
+def test_a_notification_that_is_not_json_is_400_and_changes_nothing(
+    client, payload, task_queue, fake_redis
+):
+    before = snapshot(fake_redis)
+    response = client.post(callback("notification"), data=b"{not json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json"
+    assert snapshot(fake_redis) == before
+    assert task_queue.fraud_decisions == []
+
+
+def test_a_decision_for_another_order_is_not_recorded_on_the_cart(
+    client, store, payload, task_queue
+):
+    response = notify(client, "FRAUD_RISK_STOPPED", order_id="o-other")
+    assert response.status_code == 200  # the task checks with Kustom and dead-letters it
+    assert "fraud_decision" not in store.load(CART).fields
