@@ -311,3 +311,137 @@ def test_a_decision_for_another_order_is_not_recorded_on_the_cart(
     response = notify(client, "FRAUD_RISK_STOPPED", order_id="o-other")
     assert response.status_code == 200  # the task checks with Kustom and dead-letters it
     assert "fraud_decision" not in store.load(CART).fields
+
+
+# --- operators: open mismatches and their resolution ------------------------------------
+
+
+@pytest.fixture
+def mismatched(client, store, payload, http) -> dict[str, Any]:
+    """cart-1's confirm was refused: Kustom's order is for 1.00 SEK, not the cart's."""
+    http.get(OM_URL, json=om_order(payload, order_amount=100, original_order_amount=100))
+    assert client.post(f"/carts/{CART}/kustom/confirm").status_code == 409
+    return payload
+
+
+def kustom_cli(app, *args: str):
+    return app.test_cli_runner().invoke(args=["kustom", *args])
+
+
+def mismatch_open(store) -> bool:
+    return (
+        store.redis.zscore(MISMATCHES_INDEX, CART) is not None
+        or "mismatch" in store.load(CART).fields
+    )
+
+
+def test_mismatches_lists_the_open_ones_with_their_reasons(app, payload, http, mismatched):
+    result = kustom_cli(app, "mismatches")
+    assert result.exit_code == 0, result.output
+    assert f"{CART} order={ORDER} " in result.output and "cart=open" in result.output
+    assert "  - the order amount 100 differs from the cart's 54900" in result.output
+
+
+def test_no_open_mismatches_says_so(app, payload):
+    result = kustom_cli(app, "mismatches")
+    assert result.exit_code == 0 and result.output == "No open mismatches.\n"
+
+
+def test_a_completion_that_finishes_closes_its_mismatch(
+    app, client, store, payload, http, mismatched
+):
+    """Kustom's order caught up (or was corrected): the next confirm completes the cart and
+    the alert's index forgets it."""
+    http.replace(responses.GET, OM_URL, json=om_order(payload))
+    http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
+    assert client.post(f"/carts/{CART}/kustom/confirm").status_code == 200
+    assert not mismatch_open(store)
+    assert kustom_cli(app, "mismatches").output == "No open mismatches.\n"
+
+
+def test_resolve_retry_clears_the_mark_and_queues_the_completion_again(
+    app, client, store, payload, http, task_queue, mismatched, monkeypatch, caplog
+):
+    # The operator corrected the order at Kustom so that it matches the cart.
+    http.replace(responses.GET, OM_URL, json=om_order(payload))
+    http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
+
+    with caplog.at_level(logging.WARNING, logger="kustom_app.completion"):
+        result = kustom_cli(app, "resolve", CART, "--retry", "--reason", "amount fixed")
+
+    assert result.exit_code == 0, result.output
+    assert task_queue.completions == [(CART, ORDER, "operator")]
+    assert not mismatch_open(store)
+    assert any(
+        r.levelno == logging.WARNING
+        and r.getMessage().startswith("kustom.completion.mismatch_retry")
+        and "reason=amount fixed" in r.getMessage()
+        for r in caplog.records
+    )
+    outcome, acknowledgements = run_completion_task(app, monkeypatch, path="operator")
+    assert outcome == "completed" and acknowledgements == [(CART, ORDER)]
+    assert store.load(CART).order_number == "SO-1"
+
+
+def test_resolve_dismiss_needs_a_reason_then_stops_the_alerts(
+    app, client, store, payload, http, task_queue, mismatched, monkeypatch, caplog
+):
+    refused = kustom_cli(app, "resolve", CART, "--dismiss")
+    assert refused.exit_code == 1 and "reason_required" in refused.output
+    assert mismatch_open(store)
+
+    with caplog.at_level(logging.WARNING, logger="kustom_app.completion"):
+        result = kustom_cli(
+            app, "resolve", CART, "--dismiss", "--reason", "cancelled in the Kustom portal"
+        )
+
+    assert result.exit_code == 0, result.output
+    assert not mismatch_open(store) and task_queue.completions == []
+    dismissals = [
+        r
+        for r in caplog.records
+        if r.getMessage().startswith("kustom.completion.mismatch_dismissed")
+    ]
+    assert len(dismissals) == 1 and dismissals[0].levelno == logging.WARNING
+    assert "reason=cancelled in the Kustom portal" in dismissals[0].getMessage()
+    assert "cancelled in the Kustom portal" in store.load(CART).fields["mismatch_dismissed"]
+    assert store.redis.zscore(store.open_orders_key, CART) is None, "the sweeper stops asking"
+
+    # Kustom pushes the (unacknowledged) order again: no new alert, nothing completed.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="kustom_app.completion"):
+        outcome, acknowledgements = run_completion_task(app, monkeypatch)
+    assert outcome == "mismatch" and acknowledgements == []
+    assert not [r for r in caplog.records if r.levelno >= logging.CRITICAL]
+    assert not mismatch_open(store) and commerce_calls(http) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "words"),
+    [
+        (["resolve", CART, "--retry"], 1, "mismatch_not_open"),
+        (["resolve", CART, "--dismiss", "--reason", "x"], 1, "mismatch_not_open"),
+        (["resolve", CART], 2, "Give --retry or --dismiss"),
+    ],
+)
+def test_resolve_refuses_what_it_cannot_do(app, payload, fake_redis, args, exit_code, words):
+    before = snapshot(fake_redis)
+    result = kustom_cli(app, *args)
+    assert result.exit_code == exit_code and words in result.output
+    assert snapshot(fake_redis) == before
+
+
+def test_a_second_payment_cannot_be_retried_only_dismissed(
+    app, client, store, payload, http, task_queue
+):
+    http.get(OM_URL, json=om_order(payload))
+    http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
+    assert client.post(f"/carts/{CART}/kustom/confirm").status_code == 200
+    store.record_mismatch(CART, "o-2", ["a second payment"])  # as the push of o-2 records it
+
+    refused = kustom_cli(app, "resolve", CART, "--retry")
+    assert refused.exit_code == 1 and "mismatch_not_retryable" in refused.output
+    assert mismatch_open(store) and task_queue.completions == []
+    assert kustom_cli(app, "resolve", CART, "--dismiss", "--reason", "refunded").exit_code == 0
+    assert not mismatch_open(store)
+    assert store.load(CART).cart_state == "completed"
