@@ -15,6 +15,7 @@ The browser's confirm call and Kustom's push race; both run `CompletionService.c
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomRejected
 from kustom_app.metrics import COMPLETION_MISMATCHES, COMPLETIONS
 from kustom_app.payload import same_order_lines
-from kustom_app.state import CartStore
+from kustom_app.state import CartState, CartStore, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +180,14 @@ class CompletionService:
                 f"cart {cart_id} was already completed with Kustom order "
                 f"{state.completion_order_id}; this is a second payment"
             ]
-            self._mismatch(cart_id, order_id, path, reasons)
+            self._mismatch(state, order_id, path, reasons)
             return CompletionOutcome("mismatch", order_id, reasons=reasons)
         order = self.fetch_completed_order(cart_id, order_id)
         if order is None:
             return CompletionOutcome("incomplete", order_id)
         reasons = order_mismatches(order, state.sync_payload, cart_id)
         if reasons:
-            self._mismatch(cart_id, order_id, path, reasons)
+            self._mismatch(state, order_id, path, reasons)
             return CompletionOutcome("mismatch", order_id, reasons=reasons)
         if self.commerce is None:
             raise CommerceNotConfigured(
@@ -273,7 +274,19 @@ class CompletionService:
             )
         return str(number)
 
-    def _mismatch(self, cart_id: str, order_id: str, path: str, reasons: list[str]) -> None:
+    def _mismatch(self, state: CartState, order_id: str, path: str, reasons: list[str]) -> None:
+        cart_id = state.cart_id
+        dismissed = _json_field(state, "mismatch_dismissed")
+        if dismissed and dismissed.get("kustomOrderId") == order_id:
+            # An operator already handled this order outside (e.g. cancelled it at Kustom);
+            # Kustom's further pushes for it must not reopen the alert.
+            log.warning(
+                "kustom.completion.mismatch_already_dismissed cart=%s order=%s path=%s",
+                cart_id,
+                order_id,
+                path,
+            )
+            return
         self.store.record_mismatch(cart_id, order_id, reasons)
         COMPLETION_MISMATCHES.labels(path).inc()
         log.critical(
@@ -283,3 +296,105 @@ class CompletionService:
             path,
             "; ".join(reasons),
         )
+
+
+def _json_field(state: CartState, name: str) -> dict[str, Any] | None:
+    raw = state.fields.get(name)
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# Operators: open mismatches and their resolution (`flask kustom mismatches|resolve`) --------
+
+
+class MismatchNotOpen(CompletionError):
+    status, code = 404, "mismatch_not_open"
+
+
+class MismatchNotRetryable(CompletionError):
+    status, code = 409, "mismatch_not_retryable"
+
+
+@dataclass(frozen=True)
+class OpenMismatch:
+    cart_id: str
+    order_id: str | None
+    reasons: list[str]
+    at_ms: int | None
+    cart_state: str | None  # None: the cart expired
+
+
+def open_mismatches(store: CartStore) -> list[OpenMismatch]:
+    """The completions refused for a mismatch that no operator has resolved, oldest first."""
+    found = []
+    for cart_id, entry in store.open_mismatches():
+        state = store.load(cart_id) if entry else None
+        found.append(
+            OpenMismatch(
+                cart_id,
+                (entry or {}).get("kustomOrderId"),
+                list((entry or {}).get("reasons") or []),
+                (entry or {}).get("at"),
+                state.cart_state if state else None,
+            )
+        )
+    return found
+
+
+def resolve_mismatch(
+    store: CartStore, cart_id: str, *, retry: bool, reason: str | None = None
+) -> OpenMismatch:
+    """Close the cart's open mismatch; returns it. The caller queues the completion again
+    when ``retry`` (the Kustom order was corrected to match the cart); otherwise it was
+    dismissed: the operator handled the order outside (cancelled or refunded it at Kustom).
+
+    Raises `MismatchNotOpen` when the cart has none, `MismatchNotRetryable` when retrying
+    cannot complete it (the cart expired, or it is completed with another order).
+    """
+    state = store.load(cart_id)
+    entry = _json_field(state, "mismatch") if state else None
+    listed = store.redis.zscore(store.mismatches_key, cart_id) is not None
+    if entry is None and not listed:
+        raise MismatchNotOpen(f"Cart {cart_id} has no open mismatch.")
+    mismatch = OpenMismatch(
+        cart_id,
+        (entry or {}).get("kustomOrderId"),
+        list((entry or {}).get("reasons") or []),
+        (entry or {}).get("at"),
+        state.cart_state if state else None,
+    )
+    if retry:
+        if state is None or not mismatch.order_id:
+            raise MismatchNotRetryable(
+                f"Cart {cart_id} expired; nothing can complete it. Dismiss the mismatch."
+            )
+        if state.cart_state == "completed":
+            raise MismatchNotRetryable(
+                f"Cart {cart_id} is completed with Kustom order {state.completion_order_id}; "
+                f"order {mismatch.order_id} is a second payment: cancel or refund it at "
+                "Kustom, then dismiss."
+            )
+        store.clear_mismatch(cart_id)
+        log.warning(
+            "kustom.completion.mismatch_retry cart=%s order=%s reason=%s",
+            cart_id,
+            mismatch.order_id,
+            reason or "",
+        )
+        return mismatch
+    if not reason:
+        raise CompletionError("A dismissal needs a reason.", status=400, code="reason_required")
+    store.clear_mismatch(
+        cart_id,
+        dismissed={"kustomOrderId": mismatch.order_id, "reason": reason, "at": now_ms()},
+    )
+    log.warning(
+        "kustom.completion.mismatch_dismissed cart=%s order=%s reason=%s",
+        cart_id,
+        mismatch.order_id,
+        reason,
+    )
+    return mismatch

@@ -14,6 +14,7 @@ per index, and re-queues the idempotent task that finishes the job:
 4. carts with a Kustom order but no completion, no push and no confirmation for a while
    (``{prefix}:open_orders``) → read the order from order management; if Kustom has it
    (the shopper paid, the push was lost, e.g. to a firewall) → ``completeKustomOrder``;
+   a cart whose completion was refused for a mismatch waits for an operator instead;
 5. payment operations still queued (``{prefix}:payments:pending``) → their task again;
    results the commerce backend never got (``{prefix}:payments:undelivered``) → resend.
 
@@ -148,6 +149,7 @@ class ReconcileReport:
     acks_requeued: int = 0
     open_orders_checked: int = 0
     missed_pushes: int = 0
+    mismatch_open: int = 0
     pending_payments: int = 0
     payments_requeued: int = 0
     undelivered_results: int = 0
@@ -332,6 +334,12 @@ class Reconciler:
                 continue
             if state.cart_state == "completing":
                 # A completer holds the claim; step 2 resumes it if its lease runs out.
+                self.redis.zadd(key, {cart_id: now + self.policy.open_order_check_ms})
+                continue
+            if state.fields.get("mismatch"):
+                # Refused for a mismatch: waits for an operator (`flask kustom resolve`),
+                # completing it again would only raise the same alert.
+                report.mismatch_open += 1
                 self.redis.zadd(key, {cart_id: now + self.policy.open_order_check_ms})
                 continue
             last_push = int(state.fields.get("last_push_at") or 0)

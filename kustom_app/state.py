@@ -14,11 +14,14 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
     completion_token, completion_lease_until, completion_order_id, completion_path
                                            the claim of whoever completes the cart
     order_number, completed_at, completed_by, fraud_status, acknowledged_at
-    mismatch, completion_error, last_push_at, fraud_decision
+    mismatch, completion_error, last_push_at
+    mismatch_dismissed                     an operator handled that order outside
+    fraud_decision, fraud_decision_order_id, fraud_decision_at, fraud_decision_forwarded
 ``{prefix}:syncing`` (zset)                carts whose pending != sync, scored by since-when
 ``{prefix}:claims`` (zset)                 carts being completed, scored by lease end
 ``{prefix}:unacked`` (zset)                completed carts whose Kustom order awaits its ack
 ``{prefix}:open_orders`` (zset)            carts with a Kustom order, by next sweeper check
+``{prefix}:mismatches`` (zset)             carts with a mismatch open for an operator
 ``{prefix}:order:{cartId}`` (string)       the completed order, kept for captures/refunds
 ``{prefix}:events:{cartId}`` (channel)     published on every hash or state change
 
@@ -264,6 +267,10 @@ class CartStore:
     @property
     def open_orders_key(self) -> str:
         return open_orders_key(self.prefix)
+
+    @property
+    def mismatches_key(self) -> str:
+        return f"{self.prefix}:mismatches"
 
     def order_record_key(self, cart_id: str) -> str:
         return f"{self.prefix}:order:{cart_id}"
@@ -571,6 +578,7 @@ class CartStore:
                     self.unacked_key,
                     self.events_channel(cart_id),
                     self.order_record_key(cart_id),
+                    self.mismatches_key,
                 ],
                 args=[
                     order_id,
@@ -604,9 +612,45 @@ class CartStore:
         entry = json.dumps({"kustomOrderId": order_id, "reasons": reasons, "at": now_ms()})
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.cart_key(cart_id), "mismatch", entry)
-        pipe.zadd(f"{self.prefix}:mismatches", {cart_id: now_ms()})
-        pipe.expire(f"{self.prefix}:mismatches", self.ttl)
+        pipe.zadd(self.mismatches_key, {cart_id: now_ms()})
+        pipe.expire(self.mismatches_key, self.ttl)
         pipe.execute()
+
+    def open_mismatches(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Every cart in the mismatches index, oldest first, with its recorded mismatch
+        (None when the cart expired or its field is gone)."""
+        carts = [as_text(m) or "" for m in self.redis.zrange(self.mismatches_key, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for cart_id in carts:
+            pipe.hget(self.cart_key(cart_id), "mismatch")
+        entries = pipe.execute() if carts else []
+        return [
+            (cart_id, json.loads(raw) if raw else None)
+            for cart_id, raw in zip(carts, entries, strict=True)
+        ]
+
+    def clear_mismatch(
+        self, cart_id: str, *, dismissed: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Take the cart's open mismatch off the cart and the index; returns what it was.
+
+        With ``dismissed`` (an operator handled the order outside), that is kept on the cart
+        and the sweeper stops asking Kustom about the cart's order.
+        """
+        key = self.cart_key(cart_id)
+
+        def clear(pipe: Any) -> dict[str, Any] | None:
+            exists, raw = pipe.exists(key), pipe.hget(key, "mismatch")
+            pipe.multi()
+            pipe.hdel(key, "mismatch")
+            pipe.zrem(self.mismatches_key, cart_id)
+            if dismissed is not None and exists:
+                pipe.hset(key, "mismatch_dismissed", json.dumps(dismissed))
+                pipe.zrem(self.open_orders_key, cart_id)
+            return json.loads(raw) if raw else None
+
+        result: dict[str, Any] | None = self.redis.transaction(clear, key, value_from_callable=True)
+        return result
 
     def record_acknowledged(self, cart_id: str, order_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -622,6 +666,23 @@ class CartStore:
         key = self.cart_key(cart_id)
         if self.redis.exists(key):
             self.redis.hset(key, field, value or str(now_ms()))
+
+    def record_fraud_decision(self, cart_id: str, order_id: str, decision: str) -> bool:
+        """Kustom's fraud decision on the cart's order, kept as it arrives (forwarding to
+        the commerce backend comes after, with retries). False: not the cart's order."""
+        key = self.cart_key(cart_id)
+        orders = self.redis.hmget(key, "order_id", "completion_order_id")
+        if order_id not in {as_text(o) for o in orders if o}:
+            return False
+        self.redis.hset(
+            key,
+            mapping={
+                "fraud_decision": decision,
+                "fraud_decision_order_id": order_id,
+                "fraud_decision_at": now_ms(),
+            },
+        )
+        return True
 
     def completed_order(self, cart_id: str) -> dict[str, Any] | None:
         """The long-lived record of the cart's completed Kustom order, if any."""

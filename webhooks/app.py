@@ -14,6 +14,7 @@ from kustom_app.services import Services
 from kustom_app.settings import Settings
 from webhooks import commerce, events, kustom_callbacks, kustom_confirm, ops, payments, storefront
 from webhooks.errors import register_error_handlers
+from webhooks.operators import cli as operator_commands
 
 if TYPE_CHECKING:
     from workers.messages import SyncJobMessages
@@ -126,6 +127,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(kustom_confirm.bp)
     app.register_blueprint(kustom_callbacks.bp)
     app.register_blueprint(events.bp)
+    app.cli.add_command(operator_commands)
     register_request_metrics(app)
     if not app.testing:
         configure_logging()

@@ -32,7 +32,8 @@ def push() -> Response:
 
 @bp.post("/notification")
 def notification() -> Response:
-    """A fraud decision on a pending order: forwarded to the commerce backend by a task."""
+    """A fraud decision on a pending order: recorded on the cart, then forwarded to the
+    commerce backend by a task (with retries)."""
     cart_id = verified_callback_cart()
     raw = request.get_data(cache=True)
     try:
@@ -49,5 +50,8 @@ def notification() -> Response:
             "event_type must be one of " + ", ".join(sorted(FRAUD_EVENTS)) + ".",
         )
     order_id = _order_id(body.get("order_id") or request.args.get("order_id"))
+    # Kept on the cart as it arrives, whatever the commerce backend's state; only for the
+    # cart's own order (the task checks with Kustom before it forwards anything).
+    current_app.extensions["kustom"].store.record_fraud_decision(cart_id, order_id, event_type)
     current_app.extensions["kustom.enqueue"].fraud_decision(cart_id, order_id, event_type)
     return jsonify({"status": "accepted"})

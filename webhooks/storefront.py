@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from kustom_app.checkout import StorefrontUrls
 from kustom_app.commerce import CommerceUnavailable
-from kustom_app.kustom import KustomUnavailable
+from kustom_app.kustom import KustomRejected, KustomUnavailable
 from webhooks.errors import ApiError, parse_json_object
 from webhooks.schemas import CART_ID_PATTERN, CheckoutRequestSchema
 
@@ -121,6 +121,17 @@ def confirm(cart_id: str) -> Response:
         return _incomplete()
     except KustomUnavailable as e:
         raise ApiError(502, "kustom_unavailable", "Kustom did not answer; try again.") from e
+    except KustomRejected as e:  # a 4xx other than 404 (that is kustom_order_not_found)
+        raise ApiError(
+            502,
+            "kustom_unavailable",
+            "Kustom refused to show the order; nothing was completed.",
+            {
+                "status": e.status,
+                "kustomErrorCode": e.error_code,
+                "correlationId": e.correlation_id,
+            },
+        ) from e
     if outcome.status == "completed":
         if outcome.newly_completed:
             tasks.acknowledge(cart_id, outcome.order_id)

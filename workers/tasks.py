@@ -206,7 +206,8 @@ FRAUD_DECISIONS = {"FRAUD_RISK_ACCEPTED", "FRAUD_RISK_REJECTED", "FRAUD_RISK_STO
 
 @app.task(name="forwardFraudDecision", bind=True, acks_late=True, max_retries=None)
 def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: str) -> str:
-    """Pass Kustom's fraud decision on a pending order to the commerce backend."""
+    """Pass Kustom's fraud decision on a pending order to the commerce backend (the web
+    recorded it on the cart when it arrived; this records that it was forwarded)."""
     services = process_services()
     context = {"cart": cart_id, "order": order_id, "decision": event_type}
     if services.commerce is None:
@@ -228,7 +229,7 @@ def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: 
     except (KustomRejected, CommerceRejected) as e:
         record_dead_letter(self, e, context)
         return "rejected"
-    services.store.record_callback_seen(cart_id, "fraud_decision", event_type)
+    services.store.record_callback_seen(cart_id, "fraud_decision_forwarded", event_type)
     return "forwarded"
 
 

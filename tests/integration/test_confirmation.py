@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -72,6 +73,15 @@ def acknowledged(kustom, order_id) -> bool:
     return kustom.stored_order(order_id)["acknowledged"]
 
 
+def complete_calls(commerce, order_id: str) -> list[dict]:
+    """The `POST /carts/<id>/complete` requests the commerce double answered for an order."""
+    return [
+        c
+        for c in commerce.calls_for("complete")
+        if (c["json"] or {}).get("kustomOrderId") == order_id
+    ]
+
+
 def test_fifty_carts_confirm_and_push_race_to_exactly_one_completion_each(
     http, web, worker, kustom, commerce
 ):
@@ -99,6 +109,10 @@ def test_fifty_carts_confirm_and_push_race_to_exactly_one_completion_each(
         assert final["status"] == "checkout_complete" and final["cartState"] == "completed"
         orders = commerce.orders_for(cart)
         assert len(orders) == 1, f"{cart}: {len(orders)} shop orders"
+        # The double itself refuses a second order per cart, so count requests too: only
+        # the claim keeps the other nine callers from calling the commerce backend at all.
+        calls = complete_calls(commerce, order)
+        assert len(calls) == 1, f"{cart}: {len(calls)} completion requests"
         assert final["orderNumber"] == orders[0]["orderNumber"]
         assert orders[0]["idempotencyKey"] == f"kustom-complete-{order}"
         for _, c, status, body in results:
@@ -111,27 +125,95 @@ def test_fifty_carts_confirm_and_push_race_to_exactly_one_completion_each(
         assert refs["merchant_reference2"] == commerce.orders_for(cart)[0]["orderNumber"]
 
 
-def test_dead_claim_holder_is_taken_over_after_its_lease(
-    http, web, worker, kustom, commerce, store
+@pytest.fixture(scope="module")
+def own_stack(service_env):
+    """A private Redis, web app and worker (the capture tests' stack), so a worker can be
+    SIGKILLed without touching the session's; completion leases of 3 s."""
+    from tests.integration.test_ordermanagement import PaymentsStack
+
+    stack = PaymentsStack({**service_env, "COMPLETION_LEASE_SECONDS": "3"}, "confirm-kill")
+    try:
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.close()
+
+
+def kill_worker_inside_the_completion(stack, commerce, cart: str, order: str) -> int:
+    """Push; once the worker holds the claim and is inside its commerce call (the double
+    holds the request), SIGKILL it. Returns when the claim's lease ends (epoch ms)."""
+    (worker,) = stack.workers
+    commerce.set_delay("complete", 1.5)
+    try:
+        assert push(stack.http, stack.web, cart, order).status_code == 200
+        cart_key = f"kustom:cart:{cart}"
+        wait_until(lambda: stack.redis.hget(cart_key, "state") == b"completing", timeout=10)
+        time.sleep(0.3)  # the worker is waiting for the commerce backend's answer
+        worker.kill()
+        stack.workers.remove(worker)
+    finally:
+        commerce.set_delay("complete", 0.0)
+    assert stack.redis.hget(cart_key, "completion_path") == b"push"
+    return int(stack.redis.hget(cart_key, "completion_lease_until"))
+
+
+def test_worker_killed_holding_the_claim_before_commerce_has_the_order_push_takes_over(
+    own_stack, kustom, commerce
 ):
-    cart, order = open_paid_cart(http, web, commerce, kustom)
-    # A completer claimed and died before calling the commerce backend.
-    assert (
-        store.claim_completion(cart, "dead-holder", order, "push", lease_ms=6000).action
-        == "claimed"
-    )
-    first = confirm(http, web, cart)
-    assert first.status_code == 202, "the live claim is respected"
+    stack = own_stack
+    cart, order = stack.open_cart(kustom)
+    kustom.complete_order(order)
+    # The held request is then refused without acting, as if it never arrived: the worker
+    # died before the commerce backend had the order.
+    commerce.fail_next("complete", [503])
+    lease_until = kill_worker_inside_the_completion(stack, commerce, cart, order)
+    commerce.wait_for(lambda: complete_calls(commerce, order), timeout=10)
     assert commerce.orders_for(cart) == []
+    assert stack.redis.hget(f"kustom:cart:{cart}", "state") == b"completing", "orphaned"
+    # Its message is lost with it (else the broker would redeliver it after the visibility
+    # timeout, and the same task id re-claims its own claim): only a later push remains.
+    stack.redis.delete("unacked", "unacked_index")
+
+    stack.start_worker("-after-kill")
+    assert push(stack.http, stack.web, cart, order).status_code == 200  # Kustom's next push
+    wait_until(lambda: acknowledged(kustom, order), timeout=30)
+
+    orders = commerce.orders_for(cart)
+    assert len(orders) == 1 and orders[0]["idempotencyKey"] == f"kustom-complete-{order}"
+    calls = complete_calls(commerce, order)
+    assert calls[0]["status"] == 503
+    created = [c for c in calls if c["status"] in (200, 201)]
+    assert created and min(c["at"] for c in created) * 1000 >= lease_until, "after the lease"
+    assert kustom.stored_order(order)["acknowledge_count"] == 1
+    final = confirm(stack.http, stack.web, cart).json()
+    assert final["orderNumber"] == orders[0]["orderNumber"]
+
+
+def test_worker_killed_while_commerce_creates_the_order_confirm_takes_over(
+    own_stack, kustom, commerce
+):
+    stack = own_stack
+    cart, order = stack.open_cart(kustom)
+    kustom.complete_order(order)
+    # The held request goes on to create the order; its answer never reaches the worker.
+    lease_until = kill_worker_inside_the_completion(stack, commerce, cart, order)
+    assert confirm(stack.http, stack.web, cart).status_code == 202, "the live claim is respected"
+
     done = wait_until(
-        lambda: (r := confirm(http, web, cart)).status_code == 200 and r.json(), timeout=15
+        lambda: (r := confirm(stack.http, stack.web, cart)).status_code == 200 and r.json(),
+        timeout=15,
     )
+    orders = commerce.orders_for(cart)
+    assert len(orders) == 1 and done["orderNumber"] == orders[0]["orderNumber"]
+    calls = complete_calls(commerce, order)
+    assert len(calls) == 2 and calls[1]["at"] * 1000 >= lease_until
+    assert {c["headers"]["Idempotency-Key"] for c in calls} == {f"kustom-complete-{order}"}
+    assert not acknowledged(kustom, order), "no worker yet to acknowledge"
+
+    stack.start_worker("-after-kill")
+    wait_until(lambda: acknowledged(kustom, order), timeout=30)
     assert len(commerce.orders_for(cart)) == 1
-    assert done["orderNumber"] == commerce.orders_for(cart)[0]["orderNumber"]
-    # a push arriving afterwards changes nothing
-    push(http, web, cart, order)
-    wait_until(lambda: acknowledged(kustom, order))
-    assert len(commerce.orders_for(cart)) == 1
+    assert kustom.stored_order(order)["acknowledge_count"] == 1
 
 
 def test_stalled_holder_that_finishes_late_creates_no_second_order(
@@ -203,6 +285,29 @@ def test_pending_fraud_status_is_passed_on_and_decision_forwarded(
     )
 
 
+def test_fraud_decision_is_recorded_at_once_and_forwarded_after_a_commerce_outage(
+    http, web, worker, kustom, commerce, store
+):
+    cart, order = open_paid_cart(http, web, commerce, kustom, fraud_status="PENDING")
+    assert confirm(http, web, cart).status_code == 200
+    commerce.fail_next("fraud_decision", [503, 503, 503])
+    response = http.post(
+        f"{web.url}/kustom/notification",
+        params={"order_id": order, "cart": cart, "token": callback_token(CALLBACK_SECRET, cart)},
+        json={"order_id": order, "event_type": "FRAUD_RISK_STOPPED"},
+    )
+    assert response.status_code == 200
+    assert store.load(cart).fields["fraud_decision"] == "FRAUD_RISK_STOPPED", "at once"
+
+    decision = commerce.wait_for(
+        lambda: [d for d in commerce.fraud_decisions if d["cartId"] == cart], timeout=20
+    )
+    assert decision == [{"cartId": cart, "kustomOrderId": order, "decision": "FRAUD_RISK_STOPPED"}]
+    failed = [c for c in commerce.calls_for("fraud_decision") if c["status"] == 503]
+    assert len(failed) >= 3
+    wait_until(lambda: store.load(cart).fields.get("fraud_decision_forwarded"))
+
+
 def test_checkout_of_a_completed_cart_is_409(http, web, worker, kustom, commerce):
     cart, _ = open_paid_cart(http, web, commerce, kustom)
     assert confirm(http, web, cart).status_code == 200
@@ -241,3 +346,30 @@ def test_push_with_tampered_token_or_unknown_order_completes_nothing(
     assert commerce.orders_for(cart) == []
     assert store.load(cart).cart_state == "open"
     assert not acknowledged(kustom, order)
+
+
+def test_mismatch_bookkeeping_runs_on_a_real_redis(store):
+    """finish_completion.lua's cjson and clear_mismatch's WATCH transaction, on redis-server."""
+    from kustom_app.payload import build_order_payload, payload_hash
+    from kustom_app.render import load_render
+
+    carts = [f"cart-{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    for cart in carts:
+        payload = build_order_payload(load_render(make_render(cart, 1)))
+        store.record_render(cart, 1, make_render(cart, 1), payload_hash(payload), payload)
+        store.record_order(cart, f"order-{cart}", payload_hash(payload), payload)
+    settled, other, dismissed = carts
+    store.record_mismatch(settled, f"order-{settled}", ["lagging"])
+    store.record_mismatch(other, "order-older", ["a stale order"])
+    store.record_mismatch(dismissed, f"order-{dismissed}", ["another currency"])
+
+    store.finish_completion(settled, f"order-{settled}", "SO-1", "push")
+    store.finish_completion(other, f"order-{other}", "SO-2", "push")
+    assert store.clear_mismatch(dismissed, dismissed={"reason": "cancelled"}) is not None
+
+    still_open = {cart for cart, _ in store.open_mismatches()}
+    assert other in still_open and settled not in still_open and dismissed not in still_open
+    assert "mismatch" not in store.load(settled).fields
+    assert "cancelled" in store.load(dismissed).fields["mismatch_dismissed"]
+    assert store.redis.zscore(store.open_orders_key, dismissed) is None
+    store.clear_mismatch(other)

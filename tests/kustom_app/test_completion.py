@@ -151,3 +151,19 @@ def test_commerce_body_is_minor_units_and_addresses(payload):
         "selectedShippingOption",
         "fraudStatus",
     }
+
+
+def test_finishing_closes_a_mismatch_of_the_same_order_only(service, store, payload, http):
+    http.get(f"{KUSTOM}/ordermanagement/v1/orders/{ORDER}", json=om_order(payload))
+    http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
+    store.record_mismatch(CART, "order-old", ["an older order, paid at a stale amount"])
+    service.complete(CART, ORDER, path="confirm", token="t")
+    assert "order-old" in store.load(CART).fields["mismatch"], "another order stays open"
+    assert store.redis.zscore(store.mismatches_key, CART) is not None
+
+    store.clear_mismatch(CART)
+    store.redis.hdel(store.cart_key(CART), "state")  # back to open, to finish again
+    store.record_mismatch(CART, ORDER, ["Kustom's order management lagged"])
+    store.finish_completion(CART, ORDER, "SO-1", "push")
+    assert "mismatch" not in store.load(CART).fields
+    assert store.redis.zscore(store.mismatches_key, CART) is None

@@ -336,3 +336,23 @@ def test_policy_from_settings_waits_for_a_task_chain_to_give_up():
     assert (tuned.unacked_after_ms, tuned.open_order_check_ms) == (30_000, 90_000)
     assert tuned.open_order_max_interval_ms == 30 * MINUTE_MS
     assert tuned.open_order_budget_seconds == 60.0
+
+
+def test_a_cart_with_an_open_mismatch_waits_for_an_operator(store, sweeper, enqueued, http, caplog):
+    now = now_ms()
+    open_cart(store, "cart-a", "order-a", at=now - HOUR)
+    store.record_mismatch("cart-a", "order-a", ["the order amount 100 differs"])
+    om = f"{KUSTOM}/ordermanagement/v1/orders/order-a"
+    http.get(om, json={"order_id": "order-a", "status": "AUTHORIZED"})
+
+    with caplog.at_level(logging.INFO, logger="kustom_app.reconcile"):
+        report = sweeper.run(now=now)
+    assert (report.mismatch_open, report.open_orders_checked, report.missed_pushes) == (1, 0, 0)
+    assert enqueued.calls == [] and len(http.calls) == 0, "no completion, no second alert"
+    assert "mismatch_open=1" in caplog.records[-1].getMessage()
+    assert store.redis.zscore(open_orders_key("kustom"), "cart-a") == now + 10 * MINUTE_MS
+
+    store.clear_mismatch("cart-a")  # `flask kustom resolve cart-a --retry`
+    later = sweeper.run(now=now + 10 * MINUTE_MS)
+    assert (later.mismatch_open, later.missed_pushes) == (0, 1)
+    assert enqueued.calls == [("complete", "cart-a", "order-a", "sweeper")]
