@@ -538,7 +538,15 @@ class CartStore:
             as_text(x)
             for x in self._claim_completion(
                 keys=[self.cart_key(cart_id), self.claims_key, self.events_channel(cart_id)],
-                args=[token, order_id, now_ms() if now is None else now, lease_ms, path, cart_id],
+                args=[
+                    token,
+                    order_id,
+                    now_ms() if now is None else now,
+                    lease_ms,
+                    path,
+                    cart_id,
+                    self.ttl,
+                ],
             )
         ]
         action = result[0] or "unknown"

@@ -227,3 +227,16 @@ def test_holder_stops_when_the_cart_turns_unpayable_mid_push(store):
     step = store.finish_sync(CART, "tok", "h2", "order-1", {"h": "h2"}, now=2_100)
     assert step.action == "unpayable"
     assert store.begin_sync(CART, "other", now=2_200).action == "unpayable", "lease released"
+
+
+def test_completion_keys_expire_too(store, fake_redis):
+    with_order(store)
+    assert store.claim_completion(CART, "tok", "order-1", "push").action == "claimed"
+    store.record_mismatch(CART, "order-1", ["the order amount differs"])
+    keys = fake_redis.keys("*")
+    assert store.claims_key.encode() in keys
+    for key in keys:
+        assert 0 < fake_redis.ttl(key) <= 3600, key
+    store.finish_completion(CART, "order-1", "SO-1", "push")
+    for key in fake_redis.keys("*"):  # the order record lives longer (captures, refunds)
+        assert fake_redis.ttl(key) > 0, key
