@@ -76,7 +76,9 @@ def order_mismatches(
     if currency != expected.get("purchase_currency"):
         cart_currency = expected.get("purchase_currency")
         reasons.append(f"the order is in {currency or 'no currency'}, the cart in {cart_currency}")
-    amount = order.get("original_order_amount", order.get("order_amount"))
+    # The amount authorized now: an operator may have lowered it to the cart's since the
+    # purchase (original_order_amount keeps what the shopper first authorized).
+    amount = order.get("order_amount", order.get("original_order_amount"))
     if amount != expected.get("order_amount"):
         reasons.append(
             f"the order amount {amount} differs from the cart's {expected.get('order_amount')}"
@@ -91,7 +93,7 @@ def completion_body(order_id: str, order: dict[str, Any]) -> dict[str, Any]:
     lines = order.get("order_lines") or []
     return {
         "kustomOrderId": order_id,
-        "orderAmount": order.get("original_order_amount", order.get("order_amount")),
+        "orderAmount": order.get("order_amount", order.get("original_order_amount")),
         "orderTaxAmount": order.get(
             "order_tax_amount", sum(int(line.get("total_tax_amount") or 0) for line in lines)
         ),

@@ -333,14 +333,12 @@ def test_push_with_tampered_token_or_unknown_order_completes_nothing(
         params={"cart": cart, "token": callback_token(CALLBACK_SECRET, cart)},
     )
     assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_order_id"
-    assert (
-        push(http, web, cart, str(uuid.uuid4())).status_code == 200
-    )  # unknown order: task refuses
-    before = now_ms()
+    unknown = str(uuid.uuid4())
+    assert push(http, web, cart, unknown).status_code == 200  # unknown order: task refuses
     wait_until(
         lambda: any(
-            json.loads(e)["order"] != order and json.loads(e)["at"] * 1000 >= before - 1000
-            for e in store.redis.lrange("kustom:deadletter", 0, 20)
+            json.loads(e).get("order") == unknown
+            for e in store.redis.lrange("kustom:deadletter", 0, 100)
         )
     )
     assert commerce.orders_for(cart) == []

@@ -318,8 +318,8 @@ def test_a_decision_for_another_order_is_not_recorded_on_the_cart(
 
 @pytest.fixture
 def mismatched(client, store, payload, http) -> dict[str, Any]:
-    """cart-1's confirm was refused: Kustom's order is for 1.00 SEK, not the cart's."""
-    http.get(OM_URL, json=om_order(payload, order_amount=100, original_order_amount=100))
+    """cart-1's confirm was refused: Kustom's order is for 600.00 SEK, the cart 549.00."""
+    http.get(OM_URL, json=om_order(payload, order_amount=60000, original_order_amount=60000))
     assert client.post(f"/carts/{CART}/kustom/confirm").status_code == 409
     return payload
 
@@ -339,7 +339,7 @@ def test_mismatches_lists_the_open_ones_with_their_reasons(app, payload, http, m
     result = kustom_cli(app, "mismatches")
     assert result.exit_code == 0, result.output
     assert f"{CART} order={ORDER} " in result.output and "cart=open" in result.output
-    assert "  - the order amount 100 differs from the cart's 54900" in result.output
+    assert "  - the order amount 60000 differs from the cart's 54900" in result.output
 
 
 def test_no_open_mismatches_says_so(app, payload):
@@ -362,8 +362,9 @@ def test_a_completion_that_finishes_closes_its_mismatch(
 def test_resolve_retry_clears_the_mark_and_queues_the_completion_again(
     app, client, store, payload, http, task_queue, mismatched, monkeypatch, caplog
 ):
-    # The operator corrected the order at Kustom so that it matches the cart.
-    http.replace(responses.GET, OM_URL, json=om_order(payload))
+    # The operator lowered the authorization at Kustom to the cart's amount: order_amount
+    # is now the cart's, original_order_amount still what the shopper first authorized.
+    http.replace(responses.GET, OM_URL, json=om_order(payload, original_order_amount=60000))
     http.post(f"{COMMERCE}/carts/{CART}/complete", json={"orderNumber": "SO-1"}, status=201)
 
     with caplog.at_level(logging.WARNING, logger="kustom_app.completion"):
