@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from kustom_app.signing import callback_token
-from kustom_app.state import CartStore, now_ms
+from kustom_app.state import CartStore
 from tests.conftest import CALLBACK_SECRET, make_render, signed_headers
 from tests.integration.conftest import wait_until
 
