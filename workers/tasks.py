@@ -36,7 +36,8 @@ class RetriesExhausted(Exception):
 
 
 def backoff_seconds(retries: int) -> float:
-    """Exponential backoff with full jitter, capped below the visibility timeout."""
+    """Exponential backoff, each delay drawn between half and all of its step (jitter that
+    spreads retries out but never retries at once), capped by TASK_RETRY_MAX_SECONDS."""
     settings = process_services().settings
     # (2**64 seconds is past any cap; a bigger power would not even convert to a float)
     ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** min(retries, 64))
