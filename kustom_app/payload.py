@@ -110,7 +110,8 @@ def build_order_payload(render: dict[str, Any]) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "purchase_country": render["countryCode"],
         "purchase_currency": currency,
-        "locale": render["locale"],
+        # Kustom needs a locale; a render without one gets English for its country.
+        "locale": render["locale"] or f"en-{render['countryCode']}",
         "order_amount": order_amount,
         "order_tax_amount": order_tax_amount,
         "order_lines": order_lines,

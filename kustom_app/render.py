@@ -165,11 +165,6 @@ class CartRenderSchema(_Strict):
         fields.Nested(ShippingOptionSchema), load_default=None, allow_none=True
     )
 
-    @post_load
-    def _fill_defaults(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        if data["locale"] is None:
-            data["locale"] = f"en-{data['countryCode']}"
-        return data
 
 
 _SCHEMA = CartRenderSchema()
@@ -273,9 +268,7 @@ def _fast_load(data: Any) -> dict[str, Any] | None:
     try:
         country = _f_code(data, "countryCode", 2)
         locale = data.get("locale")
-        if locale is None:
-            locale = f"en-{country}"
-        elif type(locale) is not str or not _LOCALE_RE.match(locale):
+        if locale is not None and (type(locale) is not str or not _LOCALE_RE.match(locale)):
             raise _Doubt
         tax_included = data.get("taxIncluded")
         if tax_included is not True and tax_included is not False:

@@ -75,6 +75,16 @@ def reject(code: str = "approval_failed", message: str | None = "no") -> dict[st
 # -- hook input -----------------------------------------------------------------------------
 
 
+def test_a_render_without_locale_or_channel_gives_nothing_there_and_kustom_a_locale() -> None:
+    data = copy.deepcopy(CONTRACT_RENDER)
+    del data["locale"], data["channelKey"]
+    render = load_render(data)
+    hook_input = build_hook_input(render)
+    assert hook_input["locale"] is None  # the reference's `locale: text | nothing`
+    assert hook_input["channelKey"] is None
+    assert build_order_payload(render)["locale"] == "en-SE"  # Kustom requires one
+
+
 def test_hook_input_has_exactly_the_reference_shape() -> None:
     hook_input = build_hook_input(loaded())
     assert set(hook_input) == REFERENCE_KEYS
