@@ -166,7 +166,6 @@ class CartRenderSchema(_Strict):
     )
 
 
-
 _SCHEMA = CartRenderSchema()
 
 
