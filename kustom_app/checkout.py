@@ -190,6 +190,13 @@ class CheckoutService:
         try:
             order = self.kustom.get_order(state.order_id, cart=state.cart_id)
         except KustomError as e:
+            if e.status is None:
+                # No answer at all (timeout, connection): the order may be fine, and a new
+                # one would orphan it. The storefront retries; Kustom decides then.
+                raise KustomUnavailableError(
+                    "Kustom did not answer while reading the cart's order.",
+                    {"status": None, "correlationId": None},
+                ) from e
             log.info(
                 "kustom.checkout.order_unusable cart=%s order=%s status=%s",
                 state.cart_id,

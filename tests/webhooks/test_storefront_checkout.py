@@ -7,6 +7,7 @@ from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import responses
 
 from kustom_app.signing import callback_token, verify_signature
@@ -439,3 +440,23 @@ def test_server_callbacks_are_left_out_only_behind_http_against_real_kustom(
     assert not (server & set(urls)) or server_callbacks
     warned = [r for r in caplog.records if "server_callbacks_off" in r.getMessage()]
     assert bool(warned) is not server_callbacks
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [requests.exceptions.ReadTimeout("slow"), requests.exceptions.ConnectionError("refused")],
+    ids=["timeout", "connection"],
+)
+def test_kustom_not_answering_about_the_order_is_502_and_keeps_the_order(
+    client, post_render, kustom, fake_redis, failure
+):
+    post_render(make_render("cart-1", 1))
+    kustom.post(f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-1"), status=201)
+    assert checkout(client).status_code == 200
+    kustom.get(f"{KUSTOM}/checkout/v3/orders/o-1", body=failure)
+    response = checkout(client)
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "kustom_unavailable"
+    assert len(create_calls(kustom)) == 1  # no second order
+    state = CartStore(fake_redis).load("cart-1")
+    assert state.order_id == "o-1" and state.order_usable
