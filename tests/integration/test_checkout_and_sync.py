@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -113,12 +114,19 @@ def test_identical_render_calls_kustom_not_at_all(http, web, worker, double):
     order_id = checkout(http, web, cart)["kustomOrderId"]
     body = post_render(http, web, make_render(cart, 2))  # same content, new version
     assert body["syncing"] is False
+    time.sleep(SETTLE)  # a job queued by mistake would have pushed by now
+    assert order_updates(double, order_id) == []
     body = post_render(http, web, make_render(cart, 3, quantity=4))
     wait_until(lambda: not status(http, web, cart)["syncing"])
     assert len(order_updates(double, order_id)) == 1
     post_render(http, web, make_render(cart, 4, quantity=4))
     assert status(http, web, cart)["syncing"] is False
+    time.sleep(SETTLE)
     assert len(order_updates(double, order_id)) == 1
+
+
+# A sync job runs within milliseconds of being queued on an idle test worker.
+SETTLE = 0.5
 
 
 def test_sync_lands_after_kustom_answers_503_twice(http, web, worker, double):
