@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MULTIPROC_DIR = Path(tempfile.gettempdir()) / f"kustom-app-metrics-{os.getuid()}"
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DEFAULT_MULTIPROC_DIR))
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty means unset, as for every setting
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(DEFAULT_MULTIPROC_DIR)
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 from prometheus_client import (  # noqa: E402  (must follow the environment default)

@@ -38,7 +38,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as e:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from e
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from e
+
+
+def _count(env: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:
+    """A whole number: positive, or non-negative where 0 means "none"."""
+    value = _int(env, name, default)
+    if value < 0 or (value == 0 and not allow_zero):
+        rule = "non-negative" if allow_zero else "positive"
+        raise ConfigurationError(f"{name} must be a {rule} whole number, got {env[name]!r}")
+    return value
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -51,11 +60,24 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from e
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    """A duration in seconds: a positive, finite number."""
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False
+) -> float:
+    """A duration in seconds: a positive finite number, or non-negative where 0 means
+    "don't wait"."""
     value = _float(env, name, default)
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {env[name]!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        rule = "non-negative" if allow_zero else "positive"
+        raise ConfigurationError(f"{name} must be a {rule} number of seconds, got {env[name]!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if not 1 <= value <= 65535:
+        raise ConfigurationError(
+            f"{name} must be a whole number from 1 to 65535, got {env[name]!r}"
+        )
     return value
 
 
@@ -122,16 +144,20 @@ class Settings:
     def _check_visibility_timeout(self) -> None:
         """Refuse anything that can keep a task's message unacknowledged as long as the
         broker's visibility timeout: Redis would hand it to a second worker while the first
-        still holds it (a countdown is an unacknowledged message too), a duplicate run."""
+        still holds it, a duplicate run. A retried task's message is unacknowledged for its
+        countdown (it waits on a worker) and then for its run, so a countdown counts with
+        the time limit."""
+        run = self.task_time_limit_seconds
         limits = {
-            "TASK_RETRY_MAX_SECONDS (the longest retry delay)": self.retry_max_seconds,
-            f"SYNC_LEASE_SECONDS + {SYNC_BUSY_JITTER_SECONDS:g} s (a busy sync job's countdown)": (
-                self.sync_lease_seconds + SYNC_BUSY_JITTER_SECONDS
+            "TASK_RETRY_MAX_SECONDS + TASK_TIME_LIMIT_SECONDS (a retry's longest countdown, "
+            "then its run)": self.retry_max_seconds + run,
+            f"SYNC_LEASE_SECONDS + {SYNC_BUSY_JITTER_SECONDS:g} s + TASK_TIME_LIMIT_SECONDS "
+            "(a busy sync job's countdown, then its run)": (
+                self.sync_lease_seconds + SYNC_BUSY_JITTER_SECONDS + run
             ),
             "COMPLETION_LEASE_SECONDS": self.completion_lease_seconds,
             "CONFIRM_WAIT_SECONDS": self.confirm_wait_seconds,
             "PAYMENT_LEASE_SECONDS": self.payment_lease_seconds,
-            "TASK_TIME_LIMIT_SECONDS (a task's longest run)": self.task_time_limit_seconds,
         }
         for name, seconds in limits.items():
             if seconds >= self.visibility_timeout:
@@ -148,7 +174,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        port = env.get("PORT") or "8000"
+        port = _port(env, "PORT", 8000)
+        # Read by gunicorn and Flower (Procfile), checked here so a bad value stops them too.
+        _port(env, "FLOWER_PORT", 5555)
+        _count(env, "WEB_CONCURRENCY", 2)
         redis_url = env.get("REDIS_URL") or "redis://localhost:6379/0"
         kustom_api_url = (env.get("KUSTOM_API_URL") or PLAYGROUND_KUSTOM_API_URL).rstrip("/")
         production = (env.get("APP_ENV") or "").lower() == "production" or (
@@ -163,12 +192,7 @@ class Settings:
                 )
             log.warning("settings.callback_secret.development_default")
             callback_secret = DEVELOPMENT_CALLBACK_SECRET
-        visibility_timeout = _int(env, "CELERY_VISIBILITY_TIMEOUT", 900)
-        if visibility_timeout <= 0:
-            raise ConfigurationError(
-                f"CELERY_VISIBILITY_TIMEOUT must be a positive number of seconds, "
-                f"got {env['CELERY_VISIBILITY_TIMEOUT']!r}"
-            )
+        visibility_timeout = _count(env, "CELERY_VISIBILITY_TIMEOUT", 900)
         reject = _int(env, "KUSTOM_VALIDATION_REJECT", 400)
         if reject not in (400, 303):
             raise ConfigurationError("KUSTOM_VALIDATION_REJECT must be 400 or 303")
@@ -187,15 +211,15 @@ class Settings:
             cors_allowed_origins=_csv(env.get("CORS_ALLOWED_ORIGINS")),
             production=production,
             key_prefix=env.get("KUSTOM_KEY_PREFIX") or "kustom",
-            kustom_read_timeout=_float(env, "KUSTOM_READ_TIMEOUT", 10.0),
-            commerce_read_timeout=_float(env, "COMMERCE_READ_TIMEOUT", 10.0),
+            kustom_read_timeout=_seconds(env, "KUSTOM_READ_TIMEOUT", 10.0),
+            commerce_read_timeout=_seconds(env, "COMMERCE_READ_TIMEOUT", 10.0),
             visibility_timeout=visibility_timeout,
-            reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0),
-            sync_stale_seconds=_int(env, "SYNC_STALE_SECONDS", 60),
-            retry_base_seconds=_float(env, "TASK_RETRY_BASE_SECONDS", 1.0),
+            reconcile_interval_seconds=_seconds(env, "RECONCILE_INTERVAL_SECONDS", 60.0),
+            sync_stale_seconds=_count(env, "SYNC_STALE_SECONDS", 60),
+            retry_base_seconds=_seconds(env, "TASK_RETRY_BASE_SECONDS", 1.0),
             retry_max_seconds=_seconds(env, "TASK_RETRY_MAX_SECONDS", 300.0),
-            max_retries=_int(env, "TASK_MAX_RETRIES", 12),
-            reconcile_batch=_int(env, "RECONCILE_BATCH", 200),
+            max_retries=_count(env, "TASK_MAX_RETRIES", 12, allow_zero=True),
+            reconcile_batch=_count(env, "RECONCILE_BATCH", 200),
             completion_lease_seconds=_seconds(env, "COMPLETION_LEASE_SECONDS", 60.0),
             sync_lease_seconds=_seconds(env, "SYNC_LEASE_SECONDS", 45.0),
             payment_lease_seconds=_seconds(env, "PAYMENT_LEASE_SECONDS", 60.0),
@@ -211,8 +235,8 @@ class Settings:
             reconcile_open_order_max_interval_seconds=_seconds(
                 env, "RECONCILE_OPEN_ORDER_MAX_INTERVAL_SECONDS", 4 * 3600.0
             ),
-            events_max_streams=_int(
-                env, "EVENTS_MAX_STREAMS", max(1, _int(env, "WEB_THREADS", 16) - 4)
+            events_max_streams=_count(
+                env, "EVENTS_MAX_STREAMS", max(1, _count(env, "WEB_THREADS", 16) - 4)
             ),
-            confirm_wait_seconds=_float(env, "CONFIRM_WAIT_SECONDS", 3.0),
+            confirm_wait_seconds=_seconds(env, "CONFIRM_WAIT_SECONDS", 3.0, allow_zero=True),
         )

@@ -160,7 +160,7 @@ def stack() -> Iterator[Stack]:
             "CONFIRM_WAIT_SECONDS": "1",
             "TASK_RETRY_BASE_SECONDS": "0.2",
             "TASK_RETRY_MAX_SECONDS": "2",
-            "CELERY_VISIBILITY_TIMEOUT": "30",  # above every lease and limit below
+            "CELERY_VISIBILITY_TIMEOUT": "60",  # above a busy sync's 20.5 s + the 25 s run
             "SYNC_LEASE_SECONDS": "20",
             "PAYMENT_LEASE_SECONDS": "20",
             "COMPLETION_LEASE_SECONDS": "20",

@@ -97,8 +97,9 @@ def service_env(
         "TASK_RETRY_BASE_SECONDS": "0.2",
         "TASK_RETRY_MAX_SECONDS": "2",
         # Everything that holds a task's message must stay below the visibility timeout
-        # (Settings refuses to start otherwise): leases, retry delays, the time limits.
-        "CELERY_VISIBILITY_TIMEOUT": "30",
+        # (Settings refuses to start otherwise): leases, and a retry's countdown (up to
+        # 2 s, or a busy sync's 20.5 s) plus its run (the 25 s time limit).
+        "CELERY_VISIBILITY_TIMEOUT": "60",
         "SYNC_LEASE_SECONDS": "20",
         "PAYMENT_LEASE_SECONDS": "20",
         "TASK_TIME_LIMIT_SECONDS": "25",
@@ -116,7 +117,9 @@ def celery_in_process(service_env: dict[str, str]) -> Any:
     from workers.celery_app import app as celery_app
 
     celery_app.conf.broker_url = service_env["REDIS_URL"]
-    celery_app.conf.broker_transport_options = {"visibility_timeout": 30}
+    celery_app.conf.broker_transport_options = {
+        "visibility_timeout": int(service_env["CELERY_VISIBILITY_TIMEOUT"])
+    }
     return celery_app
 
 

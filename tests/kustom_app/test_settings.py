@@ -28,7 +28,7 @@ def test_the_defaults_are_accepted_and_documented_values():
 def test_thresholds_and_limits_are_read_from_the_environment():
     settings = Settings.from_env(
         {
-            "CELERY_VISIBILITY_TIMEOUT": "30",
+            "CELERY_VISIBILITY_TIMEOUT": "50",
             "TASK_RETRY_MAX_SECONDS": "2",
             "SYNC_LEASE_SECONDS": "20",
             "PAYMENT_LEASE_SECONDS": "25.5",
@@ -41,7 +41,7 @@ def test_thresholds_and_limits_are_read_from_the_environment():
             "RECONCILE_OPEN_ORDER_MAX_INTERVAL_SECONDS": "3600",
         }
     )
-    assert settings.visibility_timeout == 30 and settings.retry_max_seconds == 2.0
+    assert settings.visibility_timeout == 50 and settings.retry_max_seconds == 2.0
     assert (settings.sync_lease_seconds, settings.payment_lease_seconds) == (20.0, 25.5)
     assert settings.payment_requeue_after_seconds == 15.0
     assert (settings.task_time_limit_seconds, settings.task_soft_time_limit_seconds) == (25, 20)
@@ -71,60 +71,224 @@ def test_a_duration_that_is_not_a_positive_number_refuses_to_start(name, raw):
         Settings.from_env({name: raw})
 
 
-@pytest.mark.parametrize("raw", ["0", "-1", "soon"])
+@pytest.mark.parametrize("raw", ["0", "-1", "soon", "1.5"])
 def test_a_visibility_timeout_that_is_not_a_positive_integer_refuses_to_start(raw):
     with pytest.raises(ConfigurationError, match=r"^CELERY_VISIBILITY_TIMEOUT must be"):
         Settings.from_env({"CELERY_VISIBILITY_TIMEOUT": raw})
 
 
-# Each holds a task's message unacknowledged (a countdown, a lease a retry waits out, a run)
-# for up to its value: at or above the visibility timeout, Redis hands the message to a
-# second worker while the first still holds it.
 @pytest.mark.parametrize(
-    ("name", "value", "shown"),
+    "name",
     [
-        (
-            "TASK_RETRY_MAX_SECONDS",
-            "30",
-            "TASK_RETRY_MAX_SECONDS (the longest retry delay) is 30 s",
-        ),
-        ("SYNC_LEASE_SECONDS", "29.5", "SYNC_LEASE_SECONDS + 0.5 s (a busy sync job's countdown)"),
-        ("COMPLETION_LEASE_SECONDS", "31", "COMPLETION_LEASE_SECONDS is 31 s"),
-        ("CONFIRM_WAIT_SECONDS", "30", "CONFIRM_WAIT_SECONDS is 30 s"),
-        ("PAYMENT_LEASE_SECONDS", "45", "PAYMENT_LEASE_SECONDS is 45 s"),
-        ("TASK_TIME_LIMIT_SECONDS", "30", "TASK_TIME_LIMIT_SECONDS (a task's longest run) is 30 s"),
+        "KUSTOM_READ_TIMEOUT",
+        "COMMERCE_READ_TIMEOUT",
+        "RECONCILE_INTERVAL_SECONDS",
+        "TASK_RETRY_BASE_SECONDS",
     ],
 )
-def test_anything_not_below_the_visibility_timeout_refuses_to_start(name, value, shown):
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "-inf"])
+def test_a_timeout_or_interval_that_is_not_a_positive_number_refuses_to_start(name, raw):
+    with pytest.raises(
+        ConfigurationError, match=rf"^{name} must be a positive number of seconds, got '{raw}'"
+    ):
+        Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize("raw", ["-1", "-0.5", "nan", "inf"])
+def test_a_confirm_wait_that_is_negative_or_not_finite_refuses_to_start(raw):
+    with pytest.raises(
+        ConfigurationError,
+        match=rf"^CONFIRM_WAIT_SECONDS must be a non-negative number of seconds, got '{raw}'",
+    ):
+        Settings.from_env({"CONFIRM_WAIT_SECONDS": raw})
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "rule"),
+    [
+        ("SYNC_STALE_SECONDS", "0", "positive whole number"),
+        ("SYNC_STALE_SECONDS", "-60", "positive whole number"),
+        ("TASK_MAX_RETRIES", "-3", "non-negative whole number"),
+        ("RECONCILE_BATCH", "0", "positive whole number"),
+        ("RECONCILE_BATCH", "-200", "positive whole number"),
+        ("EVENTS_MAX_STREAMS", "0", "positive whole number"),
+        ("EVENTS_MAX_STREAMS", "-1", "positive whole number"),
+        ("WEB_THREADS", "0", "positive whole number"),
+        ("WEB_CONCURRENCY", "0", "positive whole number"),
+        ("CELERY_VISIBILITY_TIMEOUT", "-900", "positive whole number"),
+        ("PORT", "0", "whole number from 1 to 65535"),
+        ("PORT", "70000", "whole number from 1 to 65535"),
+        ("FLOWER_PORT", "-5555", "whole number from 1 to 65535"),
+    ],
+)
+def test_a_count_outside_its_range_refuses_to_start(name, raw, rule):
+    with pytest.raises(ConfigurationError, match=rf"^{name} must be a {rule}, got '{raw}'"):
+        Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SYNC_STALE_SECONDS",
+        "TASK_MAX_RETRIES",
+        "RECONCILE_BATCH",
+        "EVENTS_MAX_STREAMS",
+        "WEB_THREADS",
+        "WEB_CONCURRENCY",
+        "KUSTOM_VALIDATION_REJECT",
+        "PORT",
+        "FLOWER_PORT",
+    ],
+)
+@pytest.mark.parametrize("raw", ["many", "1.5", "nan"])
+def test_a_count_that_is_not_a_whole_number_refuses_to_start(name, raw):
+    with pytest.raises(ConfigurationError, match=rf"^{name} must be a whole number, got '{raw}'"):
+        Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "KUSTOM_READ_TIMEOUT",
+        "COMMERCE_READ_TIMEOUT",
+        "RECONCILE_INTERVAL_SECONDS",
+        "TASK_RETRY_BASE_SECONDS",
+        "CONFIRM_WAIT_SECONDS",
+    ],
+)
+def test_a_duration_that_is_not_a_number_refuses_to_start(name):
+    with pytest.raises(ConfigurationError, match=rf"^{name} must be a number, got 'soon'"):
+        Settings.from_env({name: "soon"})
+
+
+def test_edge_values_are_accepted():
+    settings = Settings.from_env(
+        {
+            "CONFIRM_WAIT_SECONDS": "0",  # don't wait for a concurrent completion
+            "TASK_MAX_RETRIES": "0",  # no retries: the first failure is dead-lettered
+            "KUSTOM_READ_TIMEOUT": "0.5",
+            "COMMERCE_READ_TIMEOUT": "1e-3",
+            "RECONCILE_INTERVAL_SECONDS": "0.25",
+            "TASK_RETRY_BASE_SECONDS": "0.05",
+            "SYNC_STALE_SECONDS": "1",
+            "RECONCILE_BATCH": "1",
+            "EVENTS_MAX_STREAMS": "1",
+            "WEB_THREADS": "1",
+            "WEB_CONCURRENCY": "1",
+            "CELERY_VISIBILITY_TIMEOUT": "900",
+            "PORT": "65535",
+            "FLOWER_PORT": "1",
+        }
+    )
+    assert settings.confirm_wait_seconds == 0.0 and settings.max_retries == 0
+    assert (settings.kustom_read_timeout, settings.commerce_read_timeout) == (0.5, 0.001)
+    assert (settings.reconcile_interval_seconds, settings.retry_base_seconds) == (0.25, 0.05)
+    assert (settings.sync_stale_seconds, settings.reconcile_batch) == (1, 1)
+    assert settings.events_max_streams == 1
+    assert settings.public_base_url == "http://localhost:65535"
+
+
+def test_an_empty_value_means_unset():
+    names = [
+        "PORT",
+        "FLOWER_PORT",
+        "WEB_CONCURRENCY",
+        "WEB_THREADS",
+        "EVENTS_MAX_STREAMS",
+        "CELERY_VISIBILITY_TIMEOUT",
+        "KUSTOM_VALIDATION_REJECT",
+        "KUSTOM_READ_TIMEOUT",
+        "COMMERCE_READ_TIMEOUT",
+        "RECONCILE_INTERVAL_SECONDS",
+        "SYNC_STALE_SECONDS",
+        "TASK_RETRY_BASE_SECONDS",
+        "TASK_RETRY_MAX_SECONDS",
+        "TASK_MAX_RETRIES",
+        "RECONCILE_BATCH",
+        "COMPLETION_LEASE_SECONDS",
+        "SYNC_LEASE_SECONDS",
+        "PAYMENT_LEASE_SECONDS",
+        "PAYMENT_REQUEUE_AFTER_SECONDS",
+        "TASK_TIME_LIMIT_SECONDS",
+        "TASK_SOFT_TIME_LIMIT_SECONDS",
+        "RECONCILE_UNACKNOWLEDGED_AFTER_SECONDS",
+        "RECONCILE_OPEN_ORDER_AFTER_SECONDS",
+        "RECONCILE_OPEN_ORDER_MAX_INTERVAL_SECONDS",
+        "CONFIRM_WAIT_SECONDS",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "KUSTOM_API_URL",
+        "KUSTOM_USERNAME",
+        "KUSTOM_PASSWORD",
+        "PUBLIC_BASE_URL",
+        "COMMERCE_API_URL",
+        "COMMERCE_WEBHOOK_SECRET",
+        "CALLBACK_SECRET",
+        "KUSTOM_VALIDATION_RULES",
+        "CORS_ALLOWED_ORIGINS",
+        "APP_ENV",
+        "KUSTOM_KEY_PREFIX",
+    ]
+    assert Settings.from_env(dict.fromkeys(names, "")) == Settings()
+
+
+# Each holds a task's message unacknowledged (a countdown, a lease a retry waits out, a run)
+# for up to its value: at or above the visibility timeout, Redis hands the message to a
+# second worker while the first still holds it. A retry's countdown is followed by its run.
+@pytest.mark.parametrize(
+    ("changed", "shown"),
+    [
+        (
+            {"TASK_RETRY_MAX_SECONDS": "5"},
+            "TASK_RETRY_MAX_SECONDS + TASK_TIME_LIMIT_SECONDS (a retry's longest countdown, "
+            "then its run) is 30 s",
+        ),
+        (
+            {"TASK_TIME_LIMIT_SECONDS": "26.5"},
+            "TASK_RETRY_MAX_SECONDS + TASK_TIME_LIMIT_SECONDS (a retry's longest countdown, "
+            "then its run) is 30.5 s",
+        ),
+        (
+            {"SYNC_LEASE_SECONDS": "4.5"},
+            "SYNC_LEASE_SECONDS + 0.5 s + TASK_TIME_LIMIT_SECONDS (a busy sync job's "
+            "countdown, then its run) is 30 s",
+        ),
+        ({"COMPLETION_LEASE_SECONDS": "31"}, "COMPLETION_LEASE_SECONDS is 31 s"),
+        ({"CONFIRM_WAIT_SECONDS": "30"}, "CONFIRM_WAIT_SECONDS is 30 s"),
+        ({"PAYMENT_LEASE_SECONDS": "45"}, "PAYMENT_LEASE_SECONDS is 45 s"),
+    ],
+)
+def test_anything_not_below_the_visibility_timeout_refuses_to_start(changed, shown):
     safe = {
         "CELERY_VISIBILITY_TIMEOUT": "30",
-        "TASK_RETRY_MAX_SECONDS": "10",
-        "SYNC_LEASE_SECONDS": "10",
+        "TASK_RETRY_MAX_SECONDS": "4",  # + the 25 s run = 29 s
+        "SYNC_LEASE_SECONDS": "4",  # + 0.5 s jitter + the 25 s run = 29.5 s
         "COMPLETION_LEASE_SECONDS": "10",
         "CONFIRM_WAIT_SECONDS": "1",
         "PAYMENT_LEASE_SECONDS": "10",
         "TASK_TIME_LIMIT_SECONDS": "25",
-        "TASK_SOFT_TIME_LIMIT_SECONDS": "20",
+        "TASK_SOFT_TIME_LIMIT_SECONDS": "15",
     }
     assert Settings.from_env(safe).visibility_timeout == 30
     with pytest.raises(ConfigurationError) as refused:
-        Settings.from_env({**safe, name: value})
+        Settings.from_env({**safe, **changed})
     message = str(refused.value)
     assert message.startswith(shown)
     assert "must stay below CELERY_VISIBILITY_TIMEOUT (30 s)" in message
 
 
-def test_the_default_limits_need_a_visibility_timeout_above_them():
-    """A visibility timeout lowered alone refuses: the defaults (120 s run) do not fit."""
-    with pytest.raises(ConfigurationError, match=r"^TASK_RETRY_MAX_SECONDS .* is 300 s"):
-        Settings.from_env({"CELERY_VISIBILITY_TIMEOUT": "100"})
-    with pytest.raises(ConfigurationError, match=r"^TASK_TIME_LIMIT_SECONDS .* is 120 s"):
-        Settings.from_env({"CELERY_VISIBILITY_TIMEOUT": "100", "TASK_RETRY_MAX_SECONDS": "60"})
+def test_the_defaults_need_a_visibility_timeout_above_a_retry_and_its_run():
+    """300 s retry cap + 120 s run = 420 s: 420 refuses, 421 starts (and 900 by default)."""
+    with pytest.raises(ConfigurationError, match=r"^TASK_RETRY_MAX_SECONDS .* is 420 s"):
+        Settings.from_env({"CELERY_VISIBILITY_TIMEOUT": "420"})
+    assert Settings.from_env({"CELERY_VISIBILITY_TIMEOUT": "421"}).visibility_timeout == 421
+    with pytest.raises(ConfigurationError, match=r"^SYNC_LEASE_SECONDS .* is 165.5 s"):
+        Settings.from_env({"CELERY_VISIBILITY_TIMEOUT": "165", "TASK_RETRY_MAX_SECONDS": "10"})
 
 
 def test_settings_built_in_code_are_held_to_the_same_rules():
     with pytest.raises(ConfigurationError, match="SYNC_LEASE_SECONDS"):
-        Settings(visibility_timeout=40, retry_max_seconds=5, task_time_limit_seconds=30,
+        Settings(visibility_timeout=60, retry_max_seconds=5, task_time_limit_seconds=30,
                  task_soft_time_limit_seconds=20)  # fmt: skip
 
 

@@ -27,7 +27,7 @@ def test_the_app_is_configured_as_documented():
 def test_the_visibility_timeout_and_time_limits_follow_the_settings():
     settings = Settings.from_env(
         {
-            "CELERY_VISIBILITY_TIMEOUT": "30",
+            "CELERY_VISIBILITY_TIMEOUT": "60",
             "TASK_RETRY_MAX_SECONDS": "2",
             "SYNC_LEASE_SECONDS": "20",
             "PAYMENT_LEASE_SECONDS": "20",
@@ -37,7 +37,7 @@ def test_the_visibility_timeout_and_time_limits_follow_the_settings():
         }
     )
     conf = make_celery(settings).conf
-    assert conf.broker_transport_options["visibility_timeout"] == 30
+    assert conf.broker_transport_options["visibility_timeout"] == 60
     assert (conf.task_time_limit, conf.task_soft_time_limit) == (25, 20)
     assert conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
 
