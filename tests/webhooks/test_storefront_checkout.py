@@ -154,15 +154,23 @@ def test_unknown_cart_is_404(client, kustom):
     assert not kustom.calls
 
 
-def test_unpayable_cart_is_422_naming_the_problem(client, post_render, kustom):
-    render = make_render("cart-1", 1)
+def unpayable_render(version: int) -> dict:
+    """cart-1 with a line whose total is 1.00 off."""
+    render = make_render("cart-1", version)
     render["lines"][0]["salesTotal"] = "499.00"
-    post_render(render)
-    response = checkout(client)
+    return render
+
+
+def assert_not_payable_naming_the_line(response) -> None:
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "cart_not_payable"
     assert "l1" in error["message"] or "TSHIRT-RED-M" in error["message"]
+
+
+def test_unpayable_cart_is_422_naming_the_problem(client, post_render, kustom):
+    post_render(unpayable_render(1))
+    assert_not_payable_naming_the_line(checkout(client))
     assert not kustom.calls
 
 
@@ -295,14 +303,8 @@ def test_cart_that_became_unpayable_after_its_order_was_created_is_422(
     kustom.post(f"{KUSTOM}/checkout/v3/orders", json=kustom_order("o-1"), status=201)
     assert checkout(client).status_code == 200
     calls_before = len(kustom.calls)
-    render = make_render("cart-1", 2)
-    render["lines"][0]["salesTotal"] = "499.00"
-    post_render(render)
-    response = checkout(client)
-    assert response.status_code == 422
-    error = response.get_json()["error"]
-    assert error["code"] == "cart_not_payable"
-    assert "TSHIRT-RED-M" in error["message"] or "l1" in error["message"]
+    post_render(unpayable_render(2))
+    assert_not_payable_naming_the_line(checkout(client))
     assert len(kustom.calls) == calls_before  # Kustom is not asked, no order is created
     state = CartStore(fake_redis).load("cart-1")
     assert state.order_id == "o-1" and state.order_usable  # the order is kept for the fix
