@@ -60,14 +60,20 @@ def missing_browser() -> str | None:
     return None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = missing_browser()
     here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
+    browser_items = [i for i in items if here in Path(str(i.fspath)).parents]
+    for item in browser_items:
+        item.add_marker(pytest.mark.browser)
+    if not reason:
+        return
+    only_browser = (config.getoption("-m") or "").strip() == "browser"  # make test-browser
+    if browser_items and only_browser and os.environ.get("CI"):
+        # CI set the browser up itself: a browser test skipped there would pass unseen.
+        raise pytest.UsageError(f"browser tests selected in CI, but {reason}")
+    for item in browser_items:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @dataclass
