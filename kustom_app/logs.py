@@ -28,6 +28,10 @@ class JsonFormatter(logging.Formatter):
             "event": event,
         }
         entry.update(dict(_PAIR.findall(rest)))
+        if rest:
+            # The whole context as written: a value with spaces (a mismatch's reasons, an
+            # operator's reason, the sweeper's newest dead letters) is only whole here.
+            entry["msg"] = rest
         task_id = getattr(record, "task_id", None)
         if task_id:
             entry.setdefault("task", task_id)

@@ -30,3 +30,19 @@ def test_json_lines_carry_event_and_context_but_no_credentials(caplog):
     assert entry["correlation_id"] == "corr-42" and entry["status"] == "200"
     assert all("s3cret-pass" not in line and "merchant-user" not in line for line in lines)
     assert "s3cret" not in repr(client)
+
+
+def test_json_lines_keep_values_with_spaces_whole_in_msg():
+    record = logging.LogRecord(
+        "kustom_app.completion",
+        logging.CRITICAL,
+        __file__,
+        1,
+        "kustom.completion.amount_mismatch cart=%s order=%s reasons=%s",
+        ("cart-1", "o-1", ["the order amount 60000 differs from the cart's 54900"]),
+        None,
+    )
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["event"] == "kustom.completion.amount_mismatch"
+    assert (entry["cart"], entry["order"], entry["level"]) == ("cart-1", "o-1", "critical")
+    assert "the order amount 60000 differs from the cart's 54900" in entry["msg"]
