@@ -6,6 +6,7 @@ Arguments are ids and the prepared payload only; ``argsrepr`` keeps Flower reada
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import random
@@ -13,6 +14,7 @@ import time
 from typing import Any
 
 from celery import Task
+from celery.signals import task_failure
 
 from kustom_app.commerce import CommerceRejected, CommerceUnavailable
 from kustom_app.completion import CompletionError
@@ -44,13 +46,16 @@ def backoff_seconds(retries: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def record_dead_letter(task: Task, error: BaseException, context: dict[str, Any]) -> None:
+def record_dead_letter(
+    task: Task, error: BaseException, context: dict[str, Any], *, task_id: str | None = None
+) -> None:
     """Keep a failed task (after its last retry, or rejected) for operators and the sweeper."""
     services = process_services()
+    task_id = task_id or task.request.id
     entry = json.dumps(
         {
             "task": task.name,
-            "taskId": task.request.id,
+            "taskId": task_id,
             "at": int(time.time()),
             "error": f"{type(error).__name__}: {error}",
             **context,
@@ -63,7 +68,44 @@ def record_dead_letter(task: Task, error: BaseException, context: dict[str, Any]
     pipe.expire(key, services.settings.cart_ttl_seconds)
     pipe.execute()
     DEAD_LETTERS.labels(task.name).inc()
-    log.error("kustom.task.dead_letter task=%s id=%s %s", task.name, task.request.id, context)
+    log.error("kustom.task.dead_letter task=%s id=%s %s", task.name, task_id, context)
+    # The failure handler below then skips this task. (By id: Celery may hand the handler
+    # a pickleable copy of the exception rather than the one raised.)
+    _dead_lettered.append(task_id)
+
+
+# Task ids this process dead-lettered lately; a task fails right after its own record.
+_dead_lettered: collections.deque[str | None] = collections.deque(maxlen=256)
+
+
+@task_failure.connect
+def dead_letter_unhandled_failure(
+    sender: Task | None = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    """A task of ours that fails on an error it does not handle itself (Redis down, its
+    soft time limit, a bug) is kept like every other give-up. Its message is acknowledged
+    (Celery acks a failed task), so the sweeper's indexes are what bring the work back."""
+    if sender is None or exception is None or sender.name.startswith("celery."):
+        return
+    if task_id in _dead_lettered:
+        return  # the task recorded it before raising
+    ids = [a for a in (args or ()) if isinstance(a, str | int) and len(str(a)) <= 255]
+    ids += [v for k, v in (kwargs or {}).items() if k != "payload" and isinstance(v, str | int)]
+    try:
+        record_dead_letter(sender, exception, {"args": ids[:4]}, task_id=task_id)
+    except Exception as e:  # Redis itself may be what failed: the log is all there is
+        log.error(
+            "kustom.task.dead_letter_lost task=%s id=%s error=%s recording=%s",
+            sender.name,
+            task_id,
+            type(exception).__name__,
+            type(e).__name__,
+        )
 
 
 @idempotent_task("syncKustomOrder")

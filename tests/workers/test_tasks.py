@@ -85,3 +85,30 @@ def test_a_completion_still_in_progress_after_its_last_retry_leaves_a_dead_lette
     assert (
         letter["error"] == f"RetriesExhausted: order still in_progress after {MAX_RETRIES} retries"
     )
+
+
+def test_a_task_failing_on_an_error_it_does_not_handle_leaves_a_dead_letter(services, monkeypatch):
+    def broken(store: Any, kustom: Any, cart_id: str) -> Any:
+        raise RuntimeError("a bug, or Redis going away mid-task")
+
+    monkeypatch.setattr(tasks, "sync_cart", broken)
+    result = sync_kustom_order.apply(args=("cart-3", "h3", {"order_lines": []}))
+    assert result.failed()
+    (letter,) = dead_letters(services)
+    assert letter["task"] == "syncKustomOrder" and letter["taskId"] == result.id
+    assert letter["error"] == "RuntimeError: a bug, or Redis going away mid-task"
+    assert letter["args"] == ["cart-3", "h3"]  # ids only: no payload
+
+
+def test_a_dead_letter_that_cannot_be_written_is_logged(services, monkeypatch, caplog):
+    def broken(store: Any, kustom: Any, cart_id: str) -> Any:
+        raise ConnectionError("redis down")
+
+    def no_redis(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(tasks, "sync_cart", broken)
+    monkeypatch.setattr(services.redis, "pipeline", no_redis)
+    with caplog.at_level("ERROR", logger="workers.tasks"):
+        assert sync_kustom_order.apply(args=("cart-4",)).failed()
+    assert "kustom.task.dead_letter_lost task=syncKustomOrder" in caplog.text
