@@ -328,22 +328,27 @@ class OpenMismatch:
     at_ms: int | None
     cart_state: str | None  # None: the cart expired
 
+    @classmethod
+    def of(
+        cls, cart_id: str, entry: dict[str, Any] | None, state: CartState | None
+    ) -> OpenMismatch:
+        """From the cart's recorded ``mismatch`` entry (None when gone) and its state."""
+        entry = entry or {}
+        return cls(
+            cart_id,
+            entry.get("kustomOrderId"),
+            list(entry.get("reasons") or []),
+            entry.get("at"),
+            state.cart_state if state else None,
+        )
+
 
 def open_mismatches(store: CartStore) -> list[OpenMismatch]:
     """The completions refused for a mismatch that no operator has resolved, oldest first."""
-    found = []
-    for cart_id, entry in store.open_mismatches():
-        state = store.load(cart_id) if entry else None
-        found.append(
-            OpenMismatch(
-                cart_id,
-                (entry or {}).get("kustomOrderId"),
-                list((entry or {}).get("reasons") or []),
-                (entry or {}).get("at"),
-                state.cart_state if state else None,
-            )
-        )
-    return found
+    return [
+        OpenMismatch.of(cart_id, entry, store.load(cart_id) if entry else None)
+        for cart_id, entry in store.open_mismatches()
+    ]
 
 
 def resolve_mismatch(
@@ -361,13 +366,7 @@ def resolve_mismatch(
     listed = store.redis.zscore(store.mismatches_key, cart_id) is not None
     if entry is None and not listed:
         raise MismatchNotOpen(f"Cart {cart_id} has no open mismatch.")
-    mismatch = OpenMismatch(
-        cart_id,
-        (entry or {}).get("kustomOrderId"),
-        list((entry or {}).get("reasons") or []),
-        (entry or {}).get("at"),
-        state.cart_state if state else None,
-    )
+    mismatch = OpenMismatch.of(cart_id, entry, state)
     if retry:
         if state is None or not mismatch.order_id:
             raise MismatchNotRetryable(
