@@ -118,7 +118,6 @@ def sync_kustom_order(
     Flower); the job always pushes what is pending when it runs, so it is never stale.
     """
     services = process_services()
-    settings = services.settings
     try:
         result = sync_cart(services.store, services.kustom, cart_id)
     except SyncBusy as e:
@@ -130,10 +129,7 @@ def sync_kustom_order(
         jitter = random.uniform(0.1, SYNC_BUSY_JITTER_SECONDS)  # Settings: below visibility
         raise self.retry(countdown=e.retry_after_ms / 1000 + jitter) from e
     except KustomUnavailable as e:
-        if self.request.retries >= settings.max_retries:
-            record_dead_letter(self, e, {"cart": cart_id})
-            raise
-        raise self.retry(countdown=backoff_seconds(self.request.retries), exc=e) from e
+        raise _retry_transient(self, e, {"cart": cart_id}) from e
     except KustomRejected as e:
         record_dead_letter(
             self,
