@@ -24,6 +24,21 @@ MAX_ORDER_LINES = 1000
 MAX_LINE_AMOUNT = 100_000_000
 MAX_NAME_LENGTH = 255
 MAX_URL_LENGTH = 1024
+MAX_QUANTITY_UNIT_LENGTH = 8
+
+# The largest order body the service can make Kustom hold, as Kustom may echo it back (the
+# validation callback carries the whole order): every line at its limits, names and
+# references written as JSON \uXXXX escapes (6 bytes per UTF-16 unit), URLs (ASCII) with
+# every "/" escaped, room for the fields Kustom adds to a line and for the order's own
+# fields (addresses, customer, options, merchant_urls, shipping options, ...).
+_LINE_FIXED_BYTES = 1024
+_ORDER_FIXED_BYTES = 256 * 1024
+MAX_ORDER_JSON_BYTES = _ORDER_FIXED_BYTES + MAX_ORDER_LINES * (
+    _LINE_FIXED_BYTES
+    + 2 * 6 * MAX_NAME_LENGTH  # name and reference
+    + 2 * 2 * MAX_URL_LENGTH  # product_url and image_url
+    + 6 * MAX_QUANTITY_UNIT_LENGTH
+)
 
 SALES_TAX_REFERENCE = "sales-tax"
 SALES_TAX_NAME = "Sales Tax"
