@@ -157,7 +157,7 @@ class CheckoutService:
             ) from e
         if render["cartId"] != cart_id:
             raise CommerceUnavailableError("The commerce backend returned a different cart.")
-        ingest_render(self.store, render)
+        ingest_render(self.store, render, kustom_adds_shipping=self.kustom_adds_shipping)
         state = self.store.load(cart_id)
         if state is None:  # pragma: no cover - just written
             raise CartNotFound(f"Cart {cart_id} vanished while being stored.")
@@ -169,12 +169,19 @@ class CheckoutService:
         touched = max(state.order_created_at or 0, state.order_updated_at or 0)
         return now - touched < self.order_max_age_ms
 
-    @staticmethod
-    def _payable(state: CartState) -> tuple[str, dict[str, Any]]:
+    @property
+    def kustom_adds_shipping(self) -> bool:
+        """Orders go without the shipping_option_update callback, so Kustom adds the
+        selected shipping option's price itself (see `build_order_payload`)."""
+        return not self.include_server_callbacks
+
+    def _payable(self, state: CartState) -> tuple[str, dict[str, Any]]:
         """The stored render's payload hash and payload; 422 `cart_not_payable` when the
         cart cannot be paid for as it stands (the message names the line that is off)."""
         assert state.render is not None
-        prepared = prepare_render(load_render(state.render))
+        prepared = prepare_render(
+            load_render(state.render), kustom_adds_shipping=self.kustom_adds_shipping
+        )
         if prepared.payload is None:
             error = prepared.not_payable
             raise CartNotPayableError(

@@ -25,7 +25,7 @@ from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavai
 from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomRejected
 from kustom_app.metrics import COMPLETION_MISMATCHES, COMPLETIONS
-from kustom_app.payload import same_order_lines
+from kustom_app.payload import same_order_lines, with_kustom_added_shipping
 from kustom_app.state import CartState, CartStore, now_ms
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def order_mismatches(
     """Why Kustom's completed order is not the cart it was synced with (empty: it is)."""
     if expected is None:
         return ["no synced cart payload is known for this cart"]
+    expected = with_kustom_added_shipping(expected, order.get("order_lines") or ())
     reasons = []
     if order.get("merchant_reference1") != cart_id:
         reasons.append(

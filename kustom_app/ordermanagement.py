@@ -53,6 +53,7 @@ from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomRejected, idempotency_key
 from kustom_app.metrics import PAYMENT_OPERATIONS
 from kustom_app.money import NotRepresentable, to_major, to_minor, to_tax_rate
+from kustom_app.payload import cut_to_limit, link_problem
 from kustom_app.render import CartLineSchema
 from kustom_app.state import CartStore, as_text, load_script
 
@@ -233,7 +234,9 @@ def _kustom_line(line: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _commerce_line(line: dict[str, Any], currency: str, where: str) -> dict[str, Any]:
     try:
-        loaded = CartLineSchema().load(line)
+        # The type is checked below against the order-management API's own list, which
+        # is longer than a cart render's (sales_tax, return_fee).
+        loaded = CartLineSchema().load({k: v for k, v in line.items() if k != "type"})
     except ValidationError as e:
         raise _refuse("invalid_lines", f"{where} is not a valid line.", fields=e.messages) from e
     line_type = line.get("type", "physical")
@@ -242,8 +245,8 @@ def _commerce_line(line: dict[str, Any], currency: str, where: str) -> dict[str,
     try:
         converted = {
             "type": line_type,
-            "reference": loaded["productNumber"],
-            "name": (loaded["description"] or loaded["productNumber"])[:MAX_TEXT],
+            "reference": cut_to_limit(loaded["productNumber"]),
+            "name": cut_to_limit(loaded["description"] or loaded["productNumber"]),
             "quantity": loaded["quantity"],
             "quantity_unit": "pcs",
             "unit_price": to_minor(loaded["unitPrice"], currency, what=f"{where} unitPrice"),
@@ -259,7 +262,7 @@ def _commerce_line(line: dict[str, Any], currency: str, where: str) -> dict[str,
     except ValueError as e:
         raise _refuse("invalid_lines", str(e), line=where) from e
     for key, target in (("productUrl", "product_url"), ("imageUrl", "image_url")):
-        if loaded[key] and len(loaded[key]) <= MAX_URL:
+        if loaded[key] and link_problem(loaded[key]) is None:
             converted[target] = loaded[key]
     return converted
 

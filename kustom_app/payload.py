@@ -10,14 +10,18 @@ the first line or total that is wrong.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
+from urllib.parse import urlsplit
 
 from kustom_app.money import NotRepresentable, to_major, to_minor, to_tax_rate
-from kustom_app.render import compact_json
+from kustom_app.render import LINE_TYPES, NEGATIVE_LINE_TYPES, compact_json
+
+log = logging.getLogger(__name__)
 
 # Limits from the `order` / `order_line` schemas of Kustom's OpenAPI description.
 MAX_ORDER_LINES = 1000
@@ -40,6 +44,7 @@ MAX_ORDER_JSON_BYTES = _ORDER_FIXED_BYTES + MAX_ORDER_LINES * (
     + 6 * MAX_QUANTITY_UNIT_LENGTH
 )
 
+SALES_TAX_TYPE = "sales_tax"
 SALES_TAX_REFERENCE = "sales-tax"
 SALES_TAX_NAME = "Sales Tax"
 
@@ -59,7 +64,9 @@ class CartNotPayable(ValueError):
         self.details = details or {}
 
 
-def build_order_payload(render: dict[str, Any]) -> dict[str, Any]:
+def build_order_payload(
+    render: dict[str, Any], *, kustom_adds_shipping: bool = False
+) -> dict[str, Any]:
     """The order fields that come from the cart, in the form Kustom checks to the unit.
 
     Takes a render as `load_render` returns it. The result holds only str/int/bool/list/dict
@@ -67,6 +74,12 @@ def build_order_payload(render: dict[str, Any]) -> dict[str, Any]:
     payload serves create, update and the callback answers, and hashes the same for the
     same cart. Raises `CartNotPayable` rather than sending Kustom anything it would reject
     or anything that differs from the cart's own totals.
+
+    ``kustom_adds_shipping``: the order is created without a ``shipping_option_update``
+    callback. Kustom then adds the selected shipping option's price to the order itself
+    (docs.kustom.co checkout/use-cases/shipping), so when the cart offers
+    ``shippingOptions`` the selected one is sent only as the preselected option, not as an
+    order line too: the shopper pays shipping once either way.
     """
     currency: str = render["currencyCode"]
     included: bool = render["taxIncluded"]
@@ -79,11 +92,16 @@ def build_order_payload(render: dict[str, Any]) -> dict[str, Any]:
 
     order_lines: list[dict[str, Any]] = []
     cart_line_tax = 0  # the render's own tax figures, whatever the lines carry
+    dropped_links: list[tuple[str, str, str]] = []
     for line in lines:
-        order_line, line_tax = _item_line(line, currency, included)
+        order_line, line_tax = order_line_from_render_line(
+            line, currency, included=included, dropped_links=dropped_links
+        )
         cart_line_tax += line_tax
         if order_line is not None:
             order_lines.append(order_line)
+    if dropped_links:
+        _log_dropped_links(render["cartId"], dropped_links)
     if not order_lines:
         raise CartNotPayable("the cart has no lines to pay for", {"field": "lines"})
 
@@ -114,13 +132,35 @@ def build_order_payload(render: dict[str, Any]) -> dict[str, Any]:
     order_tax_amount = 0
     for order_line in order_lines:
         order_amount += order_line["total_amount"]
-        order_tax_amount += order_line["total_tax_amount"]
+        # The one exception to the sum (Kustom's and Klarna's tax-handling pages): a US
+        # cart's tax is the sales_tax line's amount, the line itself carries no tax.
+        order_tax_amount += (
+            order_line["total_amount"]
+            if order_line["type"] == SALES_TAX_TYPE
+            else order_line["total_tax_amount"]
+        )
     if order_amount != cart_total:
         raise _total_mismatch("cartTotal", cart_total, "the lines", order_amount, currency)
     if order_tax_amount != cart_tax:
         raise _total_mismatch(
             "cartTaxTotal", cart_tax, "the lines' tax", order_tax_amount, currency
         )
+
+    options = render.get("shippingOptions")
+    shipping_options = (
+        None if options is None else _shipping_options(options, shipping_line, currency, included)
+    )
+    if kustom_adds_shipping and shipping_options and shipping_line is not None:
+        if not any(option["preselected"] for option in shipping_options):
+            raise CartNotPayable(
+                f"the selected shipping {shipping_line['reference']} is not among "
+                "shippingOptions, and Kustom charges the option it shows as selected",
+                {"shippingId": shipping_line["reference"], "field": "shipping"},
+            )
+        # Kustom adds the preselected option's line and amounts itself.
+        order_lines.remove(shipping_line)
+        order_amount -= shipping_line["total_amount"]
+        order_tax_amount -= shipping_line["total_tax_amount"]
 
     payload: dict[str, Any] = {
         "purchase_country": render["countryCode"],
@@ -131,9 +171,8 @@ def build_order_payload(render: dict[str, Any]) -> dict[str, Any]:
         "order_tax_amount": order_tax_amount,
         "order_lines": order_lines,
     }
-    options = render.get("shippingOptions")
-    if options is not None:
-        payload["shipping_options"] = _shipping_options(options, shipping_line, currency, included)
+    if shipping_options is not None:
+        payload["shipping_options"] = shipping_options
     payload["merchant_reference1"] = render["cartId"]
     return payload
 
@@ -161,17 +200,68 @@ def payload_hash(payload: dict[str, Any]) -> str:
     return hash_canonical(canonical_json(payload))
 
 
-def _item_line(
-    line: dict[str, Any], currency: str, included: bool
+def cut_to_limit(text: str, limit: int = MAX_NAME_LENGTH) -> str:
+    """``text`` cut to Kustom's length limit, counted in characters and in UTF-16 code
+    units alike (Kustom counts an emoji as two), never inside a surrogate pair."""
+    if len(text) <= limit // 2:
+        return text  # even all-astral text fits
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
+
+
+def utf16_length(text: str) -> int:
+    """The length Kustom's limits count: UTF-16 code units."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def link_problem(url: str) -> str | None:
+    """Why Kustom would not take ``url`` as a ``product_url``/``image_url`` (None: it would).
+
+    Kustom wants an absolute http(s) URL of at most 1024 characters (`order_line` in its
+    OpenAPI description); only ASCII is sent, so that the limit holds in any encoding.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        return "too_long"
+    if not url.isascii() or any(char.isspace() or ord(char) < 0x21 for char in url):
+        return "not_ascii"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "malformed"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "not_absolute_http"
+    return None
+
+
+def order_line_from_render_line(
+    line: dict[str, Any],
+    currency: str,
+    *,
+    included: bool = True,
+    dropped_links: list[tuple[str, str, str]] | None = None,
 ) -> tuple[dict[str, Any] | None, int]:
+    """A loaded render line as a Kustom order line, and the tax the render gives it.
+
+    The line is None for a removed line (quantity 0, nothing to pay). Raises
+    `CartNotPayable` naming the line when its arithmetic is off, its sign does not fit its
+    type (discounts, gift cards and store credit take money off: amounts <= 0; every other
+    type adds: amounts >= 0), or Kustom could not take it. Links Kustom would refuse are left
+    out and listed in ``dropped_links`` as ``(lineId, field, reason)``.
+    """
     line_id = line["lineId"]
     label = f"line {line_id}"
     where = {"lineId": line_id}
+    line_type: str = line.get("type") or LINE_TYPES[0]
+    sign = -1 if line_type in NEGATIVE_LINE_TYPES else 1
     quantity: int = line["quantity"]
-    unit_price = _minor(line["unitPrice"], currency, f"{label} unitPrice", where)
+    unit_price = _minor(line["unitPrice"], currency, f"{label} unitPrice", where, sign)
     discount = _minor(line["discountTotal"], currency, f"{label} discountTotal", where)
-    total = _minor(line["salesTotal"], currency, f"{label} salesTotal", where)
-    tax = _minor(line["taxTotal"], currency, f"{label} taxTotal", where)
+    total = _minor(line["salesTotal"], currency, f"{label} salesTotal", where, sign)
+    tax = _minor(line["taxTotal"], currency, f"{label} taxTotal", where, sign)
 
     if quantity == 0:
         if total == discount == tax == 0:
@@ -207,9 +297,9 @@ def _item_line(
 
     product_number: str = line["productNumber"]
     order_line: dict[str, Any] = {
-        "type": "physical",
-        "reference": product_number,
-        "name": (line["description"] or product_number)[:MAX_NAME_LENGTH],
+        "type": line_type,
+        "reference": cut_to_limit(product_number),
+        "name": cut_to_limit(line["description"] or product_number),
         "quantity": quantity,
         "quantity_unit": "pcs",
         "unit_price": unit_price,
@@ -218,12 +308,29 @@ def _item_line(
         "total_discount_amount": discount,
         "total_tax_amount": line_tax,
     }
-    # Links are a nicety; one longer than Kustom accepts is left out, not a refused cart.
+    # Links are a nicety; one Kustom would refuse is left out, not a refused cart.
     for field, key in (("productUrl", "product_url"), ("imageUrl", "image_url")):
         url = line[field]
-        if url and len(url) <= MAX_URL_LENGTH:
+        if not url:
+            continue
+        problem = link_problem(url)
+        if problem is None:
             order_line[key] = url
+        elif dropped_links is not None:
+            dropped_links.append((line_id, field, problem))
     return order_line, tax
+
+
+def _log_dropped_links(cart_id: str, dropped: list[tuple[str, str, str]]) -> None:
+    line_id, field, reason = dropped[0]
+    log.warning(
+        "kustom.payload.links_dropped cart=%s count=%d first_line=%s field=%s reason=%s",
+        cart_id,
+        len(dropped),
+        line_id,
+        field,
+        reason,
+    )
 
 
 def _shipping_line(
@@ -243,7 +350,7 @@ def _shipping_line(
     order_line = {
         "type": "shipping_fee",
         "reference": shipping["id"],
-        "name": shipping["name"][:MAX_NAME_LENGTH],
+        "name": cut_to_limit(shipping["name"]),
         "quantity": 1,
         "unit_price": price,
         "tax_rate": tax_rate,
@@ -297,7 +404,7 @@ def _shipping_options(
             )
         entry: dict[str, Any] = {
             "id": option_id,
-            "name": option["name"][:MAX_NAME_LENGTH],
+            "name": cut_to_limit(option["name"]),
             "price": price,
             "tax_amount": tax,
             "tax_rate": tax_rate,
@@ -311,8 +418,11 @@ def _shipping_options(
 
 def _sales_tax_line(tax: int, currency: str) -> dict[str, Any]:
     _check_line_limit(tax, "cartTaxTotal", {}, currency)
+    # Kustom's form for US sales tax (Klarna's tax-handling page; the request krokedil's
+    # plugin sent to Kustom's playground, tests/fixtures/krokedil/create-us-sales-tax.json):
+    # the tax is the line's amount, and the line itself carries no tax.
     return {
-        "type": "sales_tax",
+        "type": SALES_TAX_TYPE,
         "reference": SALES_TAX_REFERENCE,
         "name": SALES_TAX_NAME,
         "quantity": 1,
@@ -320,11 +430,14 @@ def _sales_tax_line(tax: int, currency: str) -> dict[str, Any]:
         "tax_rate": 0,
         "total_amount": tax,
         "total_discount_amount": 0,
-        "total_tax_amount": tax,
+        "total_tax_amount": 0,
     }
 
 
-def _minor(value: Decimal, currency: str, what: str, where: dict[str, str] | None) -> int:
+def _minor(
+    value: Decimal, currency: str, what: str, where: dict[str, str] | None, sign: int = 1
+) -> int:
+    """``value`` in minor units; ``sign`` 1 refuses a negative amount, -1 a positive one."""
     field = what.rpartition(" ")[2]
     try:
         minor = to_minor(value, currency, what=what)
@@ -332,9 +445,10 @@ def _minor(value: Decimal, currency: str, what: str, where: dict[str, str] | Non
         raise CartNotPayable(
             e.message, {**(where or {}), "field": field, "value": str(value)}
         ) from e
-    if minor < 0:
+    if minor * sign < 0:
+        wrong = "negative" if sign > 0 else "positive (this line type takes money off)"
         raise CartNotPayable(
-            f"{what} {value} is negative", {**(where or {}), "field": field, "value": str(value)}
+            f"{what} {value} is {wrong}", {**(where or {}), "field": field, "value": str(value)}
         )
     return minor
 
@@ -347,7 +461,7 @@ def _tax_rate(rate: Decimal, what: str, where: dict[str, str]) -> int:
 
 
 def _check_line_limit(amount: int, what: str, where: dict[str, str], currency: str) -> None:
-    if amount > MAX_LINE_AMOUNT:
+    if abs(amount) > MAX_LINE_AMOUNT:
         raise CartNotPayable(
             f"{what} {_fmt(amount, currency)} is above Kustom's limit of "
             f"{_fmt(MAX_LINE_AMOUNT, currency)} per line",
@@ -426,3 +540,60 @@ def same_order_lines(
 ) -> bool:
     """Whether Kustom's order lines are the payload's, in any order (names may differ)."""
     return Counter(map(_line_key, theirs)) == Counter(map(_line_key, ours))
+
+
+def _price_key(line: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a shipping line costs, whatever Kustom names or references it."""
+    key = _line_key(line)
+    return key[:1] + key[2:]
+
+
+def _option_line(option: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "shipping_fee",
+        "reference": option["id"],
+        "name": option["name"],
+        "quantity": 1,
+        "unit_price": option["price"],
+        "tax_rate": option["tax_rate"],
+        "total_amount": option["price"],
+        "total_discount_amount": 0,
+        "total_tax_amount": option["tax_amount"],
+    }
+
+
+def with_kustom_added_shipping(
+    payload: dict[str, Any], kustom_lines: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The payload as Kustom holds it when it added the shopper's shipping option itself.
+
+    An order created without a ``shipping_option_update`` callback gets the selected
+    option's price added by Kustom (docs.kustom.co checkout/use-cases/shipping), and the
+    shopper may pick another of the offered options in the iframe. So when the payload
+    carries no line for any offered option and Kustom's lines are the payload's plus exactly
+    one shipping line at the price of an offered option, that is the order the cart meant:
+    the payload with that line and amounts. Otherwise the payload unchanged.
+    """
+    options = payload.get("shipping_options") or []
+    ours = payload["order_lines"]
+    offered = {option["id"] for option in options}
+    if not options or any(
+        line["type"] == "shipping_fee" and line["reference"] in offered for line in ours
+    ):
+        return payload
+    theirs = list(kustom_lines)
+    extra = Counter(map(_line_key, theirs)) - Counter(map(_line_key, ours))
+    if sum(extra.values()) != 1 or len(theirs) != len(ours) + 1:
+        return payload
+    (added,) = extra
+    added_price = added[:1] + added[2:]
+    for option in options:
+        line = _option_line(option)
+        if _price_key(line) == added_price:
+            return {
+                **payload,
+                "order_lines": [*ours, line],
+                "order_amount": payload["order_amount"] + line["total_amount"],
+                "order_tax_amount": payload["order_tax_amount"] + line["total_tax_amount"],
+            }
+    return payload

@@ -20,6 +20,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from kustom_app.money import as_decimal
 
 __all__ = [
+    "LINE_TYPES",
+    "NEGATIVE_LINE_TYPES",
     "CartLineSchema",
     "CartRenderSchema",
     "ShippingOptionSchema",
@@ -34,6 +36,22 @@ __all__ = [
 _LOCALE = r"[A-Za-z]{2}(-[A-Za-z]{2})*\Z"
 # Counts travel to Kustom as int64.
 _MAX_INT64 = 2**63 - 1
+
+# The Kustom order-line types a render line may carry (CONTRACT section 4; Kustom's
+# `order_line.type`). `sales_tax` is not among them: the service builds that line itself
+# from a US-style cart's tax. The first is the default.
+LINE_TYPES = (
+    "physical",
+    "digital",
+    "discount",
+    "gift_card",
+    "store_credit",
+    "surcharge",
+    "shipping_fee",
+)
+# Lines that take money off the cart: their unitPrice, salesTotal and taxTotal are <= 0.
+NEGATIVE_LINE_TYPES = frozenset({"discount", "gift_card", "store_credit"})
+_LINE_TYPE_SET = frozenset(LINE_TYPES)
 
 
 class Money(fields.Field):
@@ -121,7 +139,13 @@ class ShippingOptionSchema(_Strict):
 
 class CartLineSchema(_Strict):
     lineId = _text(required=True, max_length=255)
-    productNumber = _text(required=True, max_length=255)
+    # Any length: the payload cuts it to Kustom's limit for `reference`.
+    productNumber = _text(required=True)
+    type = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(LINE_TYPES, error="Not a line type: use one of {choices}."),
+    )
     description = _text()
     quantity = WholeNumber(required=True, validate=validate.Range(min=0, max=_MAX_INT64))
     reservedQuantity = WholeNumber(
@@ -141,6 +165,8 @@ class CartLineSchema(_Strict):
             data["reservedQuantity"] = data["quantity"]
         if data["discountTotal"] is None:
             data["discountTotal"] = Decimal(0)
+        if data["type"] is None:
+            data["type"] = LINE_TYPES[0]
         return data
 
 
@@ -239,9 +265,15 @@ def _f_line(data: Any) -> dict[str, Any]:
     quantity = _f_int(data.get("quantity"))
     reserved = data.get("reservedQuantity")
     discount = data.get("discountTotal")
+    line_type = data.get("type")
+    if line_type is None:
+        line_type = LINE_TYPES[0]
+    elif type(line_type) is not str or line_type not in _LINE_TYPE_SET:
+        raise _Doubt
     return {
         "lineId": _f_text(data, "lineId", 255),
-        "productNumber": _f_text(data, "productNumber", 255),
+        "productNumber": _f_text(data, "productNumber"),
+        "type": line_type,
         "description": _f_optional_text(data, "description"),
         "quantity": quantity,
         "reservedQuantity": quantity if reserved is None else _f_int(reserved),
@@ -302,8 +334,8 @@ def load_render(data: dict[str, Any]) -> dict[str, Any]:
 
     Unknown fields are dropped (the commerce backend may send more than we use); optional
     fields are filled (`locale` "en-<COUNTRY>", `reservedQuantity` = quantity,
-    `discountTotal` 0, `channelKey`/`shipping`/`shippingOptions` None). Raises
-    `marshmallow.ValidationError` whose `messages` name each bad field.
+    `discountTotal` 0, a line's `type` "physical", `channelKey`/`shipping`/`shippingOptions`
+    None). Raises `marshmallow.ValidationError` whose `messages` name each bad field.
     """
     fast = _fast_load(data)
     if fast is not None:

@@ -74,8 +74,9 @@ class SyncJobs(Protocol):
         ...
 
 
-def prepare_render(render: dict[str, Any]) -> PreparedRender:
-    """Build the Kustom payload for a loaded render and hash it.
+def prepare_render(render: dict[str, Any], *, kustom_adds_shipping: bool = False) -> PreparedRender:
+    """Build the Kustom payload for a loaded render and hash it (``kustom_adds_shipping``:
+    see `build_order_payload`).
 
     A cart that cannot be paid for (empty, amounts that do not add up) still gets a hash,
     derived from the render itself, so the storefront sees it as "not in sync" and the
@@ -83,7 +84,7 @@ def prepare_render(render: dict[str, Any]) -> PreparedRender:
     """
     stored = render_json(render)
     try:
-        payload = build_order_payload(render)
+        payload = build_order_payload(render, kustom_adds_shipping=kustom_adds_shipping)
     except CartNotPayable as e:
         canonical = render_json(render, sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
@@ -93,14 +94,18 @@ def prepare_render(render: dict[str, Any]) -> PreparedRender:
 
 
 def ingest_render(
-    store: CartStore, render: dict[str, Any], jobs: SyncJobs | None = None
+    store: CartStore,
+    render: dict[str, Any],
+    jobs: SyncJobs | None = None,
+    *,
+    kustom_adds_shipping: bool = False,
 ) -> tuple[RenderOutcome, PreparedRender]:
     """Store a render (older versions are ignored) and say whether a sync job is needed.
 
     With ``jobs``, the job is queued by the same Lua call (``outcome.enqueued``); otherwise,
     or when ``jobs`` cannot, ``outcome.enqueue`` asks the caller to queue it.
     """
-    prepared = prepare_render(render)
+    prepared = prepare_render(render, kustom_adds_shipping=kustom_adds_shipping)
     cart_id = render["cartId"]
     job = None
     if jobs is not None and prepared.payload_json is not None:

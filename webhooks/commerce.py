@@ -44,7 +44,10 @@ def cart_mutation() -> Response:
             400, "invalid_cart_id", "The cart id has characters or a length not allowed."
         )
     queue = current_app.extensions["kustom.enqueue"]
-    outcome, prepared = ingest_render(current_app.extensions["kustom"].store, render, queue)
+    services = current_app.extensions["kustom"]
+    outcome, prepared = ingest_render(
+        services.store, render, queue, kustom_adds_shipping=services.checkout.kustom_adds_shipping
+    )
     if outcome.enqueue:
         queue.sync(render["cartId"], prepared.hash, prepared.payload)
     # Serialised here rather than by jsonify: the one answer of the hottest endpoint.

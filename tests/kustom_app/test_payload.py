@@ -2,17 +2,31 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import random
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from kustom_app.money import currency_exponent, to_major, to_minor
-from kustom_app.payload import CartNotPayable, build_order_payload, payload_hash
-from kustom_app.render import dump_render, load_render
+from kustom_app.payload import (
+    CartNotPayable,
+    build_order_payload,
+    cut_to_limit,
+    link_problem,
+    payload_hash,
+    utf16_length,
+)
+from kustom_app.render import (
+    LINE_TYPES,
+    NEGATIVE_LINE_TYPES,
+    ValidationError,
+    dump_render,
+    load_render,
+)
 from tests.conftest import FIXTURES
 from tests.openapi_schema import validate_against
 
@@ -146,7 +160,7 @@ def test_a_us_cart_carries_its_tax_on_one_sales_tax_line() -> None:
                 "tax_rate": 0,
                 "total_amount": 870,
                 "total_discount_amount": 0,
-                "total_tax_amount": 870,
+                "total_tax_amount": 0,
             },
         ],
         "shipping_options": [
@@ -241,6 +255,169 @@ def test_long_names_are_truncated_and_long_urls_left_out() -> None:
     assert payload["order_lines"][1]["name"] == "N" * 255
     assert payload["shipping_options"][0]["name"] == "N" * 255
     validate_against("order", payload)
+
+
+def test_names_and_references_are_cut_in_utf16_units_never_inside_an_emoji() -> None:
+    data = fixture("sek_contract")
+    line = data["lines"][0]
+    line["description"] = "a" + "😀" * 200  # 401 UTF-16 units
+    line["productNumber"] = "SKU-" + "é" * 300  # beyond Kustom's 255: cut, not refused
+    data["shipping"]["name"] = data["shippingOptions"][0]["name"] = "🚚" * 128
+    payload = build(data)
+    name = payload["order_lines"][0]["name"]
+    assert name == "a" + "😀" * 127 and utf16_length(name) == 255
+    assert payload["order_lines"][0]["reference"] == "SKU-" + "é" * 251
+    assert payload["order_lines"][1]["name"] == "🚚" * 127
+    assert payload["shipping_options"][0]["name"] == "🚚" * 127
+    validate_against("order", payload)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [("", 255, ""), ("x" * 255, 255, "x" * 255), ("x" * 256, 255, "x" * 255),
+     ("😀" * 127 + "x", 255, "😀" * 127 + "x"), ("😀" * 128, 255, "😀" * 127),
+     ("x" + "😀" * 127, 255, "x" + "😀" * 127), ("xy" + "😀" * 127, 255, "xy" + "😀" * 126)],
+)  # fmt: skip
+def test_cut_to_limit_counts_astral_characters_twice(text: str, limit: int, expected: str) -> None:
+    assert cut_to_limit(text, limit) == expected
+    assert utf16_length(cut_to_limit(text, limit)) <= limit
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("/products/red-shirt", "not_absolute_http"), ("shop.example.com/p", "not_absolute_http"),
+     ("ftp://shop.example.com/p", "not_absolute_http"), ("https:///p", "not_absolute_http"),
+     ("javascript:alert(1)", "not_absolute_http"), ("https://shop.example.com/a b", "not_ascii"),
+     ("https://shop.example.com/tröja", "not_ascii"), ("https://[::1/p", "malformed"),
+     ("https://shop.example.com/" + "p" * 1000, "too_long")],
+)  # fmt: skip
+def test_links_kustom_would_refuse_are_left_out_with_a_warning(
+    url: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = fixture("sek_contract")
+    data["lines"][0]["productUrl"] = url
+    data["lines"][0]["imageUrl"] = "https://cdn.example.com/t.jpg"
+    with caplog.at_level(logging.WARNING, logger="kustom_app.payload"):
+        payload = build(data)
+    assert "product_url" not in payload["order_lines"][0]
+    assert payload["order_lines"][0]["image_url"] == "https://cdn.example.com/t.jpg"
+    assert link_problem(url) == reason
+    assert "kustom.payload.links_dropped cart=cart-1001 count=1 first_line=l1" in caplog.text
+    assert f"reason={reason}" in caplog.text
+    validate_against("order", payload)
+
+
+def test_a_link_of_exactly_kustoms_limit_is_sent() -> None:
+    data = fixture("sek_contract")
+    url = "https://shop.example.com/" + "p" * (1024 - len("https://shop.example.com/"))
+    data["lines"][0]["productUrl"] = data["lines"][0]["imageUrl"] = url
+    line = build(data)["order_lines"][0]
+    assert line["product_url"] == line["image_url"] == url
+
+
+def test_line_types_reach_kustom_as_sent_with_negative_amounts_where_they_take_off() -> None:
+    data = fixture("sek_contract")
+    data["lines"] += [
+        typed_line("coupon", "discount", "-50.00", "0.25", "-10.00"),
+        typed_line("gift", "gift_card", "-100.00", "0", "0"),
+        typed_line("credit", "store_credit", "-20.00", "0", "0"),
+        typed_line("fee", "surcharge", "25.00", "0.25", "5.00"),
+        typed_line("ebook", "digital", "60.00", "0.06", "3.40"),
+        typed_line("handling", "shipping_fee", "10.00", "0.25", "2.00"),
+    ]
+    data["cartTotal"] = "474.00"  # 549 - 50 - 100 - 20 + 25 + 60 + 10
+    data["cartTaxTotal"] = "110.20"  # 109.80 - 10 + 5 + 3.40 + 2
+    payload = build(data)
+    by_ref = {line["reference"]: line for line in payload["order_lines"]}
+    assert [line["type"] for line in payload["order_lines"]] == [
+        "physical", "discount", "gift_card", "store_credit", "surcharge", "digital",
+        "shipping_fee", "shipping_fee",
+    ]  # fmt: skip
+    assert by_ref["SKU-coupon"]["unit_price"] == by_ref["SKU-coupon"]["total_amount"] == -5000
+    assert by_ref["SKU-coupon"]["total_tax_amount"] == -1000
+    assert by_ref["SKU-gift"]["total_amount"] == -10000
+    assert payload["order_amount"] == 47400 and payload["order_tax_amount"] == 11020
+    validate_against("order", payload)
+
+
+@pytest.mark.parametrize("line_type", ["discount", "gift_card", "store_credit"])
+def test_a_line_that_takes_off_with_a_positive_amount_is_refused(line_type: str) -> None:
+    data = fixture("sek_contract")
+    data["lines"].append(typed_line("x", line_type, "50.00", "0.25", "10.00"))
+    data["cartTotal"], data["cartTaxTotal"] = "599.00", "119.80"
+    error = refusal(data)
+    assert error.details == {"lineId": "x", "field": "unitPrice", "value": "50.00"}
+    assert "takes money off" in error.message
+
+
+def test_an_unknown_line_type_is_refused_at_the_edge() -> None:
+    data = fixture("sek_contract")
+    data["lines"][0]["type"] = "sales_tax"  # the service builds that line itself
+    with pytest.raises(ValidationError) as caught:
+        load_render(data)
+    assert "type" in caught.value.messages["lines"][0]  # type: ignore[index]
+
+
+def typed_line(line_id: str, line_type: str, amount: str, rate: str, tax: str) -> dict[str, Any]:
+    return {
+        "lineId": line_id, "productNumber": f"SKU-{line_id}", "type": line_type,
+        "description": line_id, "quantity": 1, "unitPrice": amount, "discountTotal": "0",
+        "salesTotal": amount, "taxRate": rate, "taxTotal": tax,
+    }  # fmt: skip
+
+
+# -- shipping: who adds the selected option's price ---------------------------------------------
+
+
+def test_with_the_shipping_callback_the_selected_option_is_an_order_line() -> None:
+    payload = build(fixture("sek_contract"))
+    assert [line["type"] for line in payload["order_lines"]] == ["physical", "shipping_fee"]
+    assert payload["order_amount"] == 54900
+
+
+def test_without_the_shipping_callback_kustom_adds_the_selected_option_itself() -> None:
+    payload = build_order_payload(load_render(fixture("sek_contract")), kustom_adds_shipping=True)
+    assert [line["type"] for line in payload["order_lines"]] == ["physical"]
+    assert payload["order_amount"] == 50000 and payload["order_tax_amount"] == 10000
+    preselected = [o for o in payload["shipping_options"] if o["preselected"]]
+    assert preselected == [
+        {"id": "postnord", "name": "PostNord", "price": 4900, "tax_amount": 980,
+         "tax_rate": 2500, "preselected": True}
+    ]  # fmt: skip
+    # What the shopper pays once Kustom added the option: the cart's total, shipping once.
+    assert payload["order_amount"] + preselected[0]["price"] == 54900
+    validate_against("order", payload)
+
+
+def test_without_the_shipping_callback_a_us_cart_keeps_shipping_tax_on_the_tax_line() -> None:
+    render = load_render(fixture("usd_tax_excluded"))
+    payload = build_order_payload(render, kustom_adds_shipping=True)
+    assert [line["type"] for line in payload["order_lines"]] == [
+        "physical",
+        "physical",
+        "sales_tax",
+    ]
+    selected = next(o for o in payload["shipping_options"] if o["preselected"])
+    assert payload["order_amount"] + selected["price"] == 10663
+    assert payload["order_tax_amount"] == 870
+
+
+@pytest.mark.parametrize("options", [None, []])
+def test_without_options_to_choose_from_shipping_stays_an_order_line(options: Any) -> None:
+    data = fixture("sek_contract")
+    data["shippingOptions"] = options
+    payload = build_order_payload(load_render(data), kustom_adds_shipping=True)
+    assert [line["type"] for line in payload["order_lines"]] == ["physical", "shipping_fee"]
+    assert payload["order_amount"] == 54900
+
+
+def test_without_the_callback_a_selected_shipping_not_on_offer_is_refused() -> None:
+    data = fixture("sek_contract")
+    data["shippingOptions"] = [data["shippingOptions"][1]]  # only express is offered
+    build(data)  # with the callback the merchant's line is what counts
+    with pytest.raises(CartNotPayable) as caught:
+        build_order_payload(load_render(data), kustom_adds_shipping=True)
+    assert caught.value.details == {"shippingId": "postnord", "field": "shipping"}
 
 
 def test_an_empty_description_falls_back_to_the_product_number() -> None:
@@ -493,6 +670,8 @@ def test_the_hash_copes_with_lone_surrogates() -> None:
 
 CURRENCIES = [("JPY", "JP"), ("SEK", "SE"), ("EUR", "DE"), ("USD", "US"), ("KWD", "KW")]
 RATES = [Decimal("0"), Decimal("0.06"), Decimal("0.12"), Decimal("0.25")]
+TAKING_TYPES = sorted(NEGATIVE_LINE_TYPES)
+ADDING_TYPES = [t for t in LINE_TYPES if t not in NEGATIVE_LINE_TYPES]
 
 
 def cart_tax(total: int, rate: Decimal, currency: str, included: bool) -> int:
@@ -515,23 +694,40 @@ def carts(draw: st.DrawFn) -> dict[str, Any]:
 
     lines = []
     totals = taxes = 0
-    for index in range(draw(st.integers(1, 8))):
-        quantity = draw(st.integers(1, 20))
-        unit_price = draw(st.integers(0, 1_000_000))
-        discount = draw(st.integers(0, quantity * unit_price))
+
+    def add_line(
+        index: int, line_type: str, quantity: int, unit_price: int, discount: int, rate: Decimal
+    ) -> None:
+        nonlocal totals, taxes
         total = quantity * unit_price - discount
-        rate = draw(st.sampled_from(RATES))
         tax = cart_tax(total, rate, currency, included)
         totals += total
         taxes += tax
         lines.append({
-            "lineId": f"line-{index}", "productNumber": f"SKU-{index}",
+            "lineId": f"line-{index}", "productNumber": f"SKU-{index}", "type": line_type,
             "description": draw(st.none() | st.text(min_size=1, max_size=20)),
             "quantity": quantity, "reservedQuantity": quantity,
             "unitPrice": money(unit_price), "discountTotal": money(discount),
             "salesTotal": money(total), "taxRate": str(rate), "taxTotal": money(tax),
             "productUrl": None, "imageUrl": None,
         })  # fmt: skip
+
+    for index in range(draw(st.integers(1, 8))):
+        quantity = draw(st.integers(1, 20))
+        unit_price = draw(st.integers(0, 1_000_000))
+        discount = draw(st.integers(0, quantity * unit_price))
+        line_type = draw(st.sampled_from(ADDING_TYPES))
+        add_line(index, line_type, quantity, unit_price, discount, draw(st.sampled_from(RATES)))
+    # Coupons, gift cards and store credit: at the first line's rate, taking off at most
+    # what that line adds (so that neither the cart's total nor its tax goes below zero).
+    first_rate = Decimal(lines[0]["taxRate"])
+    budget = to_minor(Decimal(str(lines[0]["salesTotal"])), currency, what="salesTotal")
+    for index in range(len(lines), len(lines) + draw(st.integers(0, 3))):
+        quantity = draw(st.integers(1, 2))
+        taken = draw(st.integers(0, budget // quantity))
+        budget -= quantity * taken
+        add_line(index, draw(st.sampled_from(TAKING_TYPES)), quantity, -taken, 0, first_rate)
+    assume(taxes >= 0)  # per-line rounding can take one minor unit too many
 
     options = []
     for index in range(draw(st.integers(0, 3))):
@@ -603,15 +799,25 @@ def test_every_consistent_cart_gives_a_payload_kustom_accepts(data: dict[str, An
         assert line["total_amount"] == (
             line["quantity"] * line["unit_price"] - line["total_discount_amount"]
         )
-        assert 0 <= line["unit_price"] <= 100_000_000
-        assert 0 <= line["total_amount"] <= 100_000_000
-        if render["taxIncluded"]:
-            denominator = 10_000 + line["tax_rate"]
-            exact_tax = line["total_amount"] * line["tax_rate"]
-            assert abs(line["total_tax_amount"] * denominator - exact_tax) <= denominator
+        sign = -1 if line["type"] in NEGATIVE_LINE_TYPES else 1
+        assert 0 <= sign * line["unit_price"] <= 100_000_000
+        assert 0 <= sign * line["total_amount"] <= 100_000_000
+        assert line["total_discount_amount"] >= 0
+        # Kustom's per-line check, for every line (a sales_tax line has rate 0 and no tax).
+        denominator = 10_000 + line["tax_rate"]
+        exact_tax = line["total_amount"] * line["tax_rate"]
+        assert abs(line["total_tax_amount"] * denominator - exact_tax) <= denominator
+    item_types = [line["type"] for line in lines if line["type"] not in ("sales_tax",)]
+    sent_types = [r["type"] for r in render["lines"] if r["quantity"]]
+    if render["shipping"] is not None:
+        sent_types.append("shipping_fee")
+    assert item_types == sent_types  # nothing flattened to physical
     assert payload["order_amount"] == sum(line["total_amount"] for line in lines)
     assert payload["order_amount"] == to_minor(render["cartTotal"], currency, what="cartTotal")
-    assert payload["order_tax_amount"] == sum(line["total_tax_amount"] for line in lines)
+    sales_tax_amount = sum(line["total_amount"] for line in lines if line["type"] == "sales_tax")
+    assert payload["order_tax_amount"] == (
+        sum(line["total_tax_amount"] for line in lines) + sales_tax_amount
+    )
     assert payload["order_tax_amount"] == to_minor(
         render["cartTaxTotal"], currency, what="cartTaxTotal"
     )
@@ -629,14 +835,13 @@ def test_every_consistent_cart_gives_a_payload_kustom_accepts(data: dict[str, An
     if render["taxIncluded"]:
         assert not sales_tax
     else:
-        others = [line for line in lines if line["type"] != "sales_tax"]
-        assert all(line["tax_rate"] == 0 and line["total_tax_amount"] == 0 for line in others)
+        assert all(line["tax_rate"] == 0 and line["total_tax_amount"] == 0 for line in lines)
         assert all(o["tax_rate"] == 0 and o["tax_amount"] == 0
                    for o in payload.get("shipping_options", []))  # fmt: skip
         assert len(sales_tax) == (1 if payload["order_tax_amount"] else 0)
-        for line in sales_tax:
-            assert line["total_tax_amount"] == line["total_amount"] == line["unit_price"]
-            assert line["total_tax_amount"] == payload["order_tax_amount"]
+        for line in sales_tax:  # Kustom's US form: the tax is the line's amount
+            assert line["total_amount"] == line["unit_price"] == payload["order_tax_amount"]
+            assert line["quantity"] == 1 and line["name"] == "Sales Tax"
 
     validate_against("order", payload)
 
