@@ -585,15 +585,13 @@ def with_kustom_added_shipping(
     extra = Counter(map(_line_key, theirs)) - Counter(map(_line_key, ours))
     if sum(extra.values()) != 1 or len(theirs) != len(ours) + 1:
         return payload
-    (added,) = extra
-    added_price = added[:1] + added[2:]
-    for option in options:
-        line = _option_line(option)
-        if _price_key(line) == added_price:
-            return {
-                **payload,
-                "order_lines": [*ours, line],
-                "order_amount": payload["order_amount"] + line["total_amount"],
-                "order_tax_amount": payload["order_tax_amount"] + line["total_tax_amount"],
-            }
-    return payload
+    (added_key,) = extra
+    added = next(line for line in theirs if _line_key(line) == added_key)
+    if not any(_price_key(_option_line(option)) == _price_key(added) for option in options):
+        return payload
+    return {
+        **payload,
+        "order_lines": [*ours, dict(added)],
+        "order_amount": payload["order_amount"] + int(added["total_amount"]),
+        "order_tax_amount": payload["order_tax_amount"] + int(added.get("total_tax_amount") or 0),
+    }

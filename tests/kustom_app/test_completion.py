@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import responses
@@ -17,7 +18,7 @@ from kustom_app.completion import (
 from kustom_app.kustom import KustomClient
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
-from tests.conftest import make_render
+from tests.conftest import FIXTURES, make_render
 
 KUSTOM = "https://kustom.test"
 COMMERCE = "https://commerce.test"
@@ -167,3 +168,81 @@ def test_finishing_closes_a_mismatch_of_the_same_order_only(service, store, payl
     store.finish_completion(CART, ORDER, "SO-1", "push")
     assert "mismatch" not in store.load(CART).fields
     assert store.redis.zscore(store.mismatches_key, CART) is None
+
+
+# Typed lines and shipping Kustom added itself ------------------------------------------------
+
+
+def typed_payload(**options):
+    data = load_render(json.loads((FIXTURES / "renders" / "eur_typed_lines.json").read_text()))
+    return build_order_payload(data, **options)
+
+
+def test_an_order_with_coupon_gift_card_and_fee_lines_matches_its_cart():
+    payload = typed_payload()
+    order = om_order(payload, merchant_reference1="cart-de-3003")
+    assert order_mismatches(order, payload, "cart-de-3003") == []
+
+
+def test_an_order_whose_coupon_line_kustom_lost_does_not_match():
+    payload = typed_payload()
+    order = om_order(payload, merchant_reference1="cart-de-3003")
+    order["order_lines"] = [line for line in order["order_lines"] if line["type"] != "discount"]
+    order["order_amount"] += 1000
+    assert order_mismatches(order, payload, "cart-de-3003") == [
+        "the order amount 7989 differs from the cart's 6989",
+        "the order lines differ from the cart's",
+    ]
+
+
+def test_a_coupon_flattened_to_a_physical_line_does_not_match():
+    payload = typed_payload()
+    order = om_order(payload, merchant_reference1="cart-de-3003")
+    for line in order["order_lines"]:
+        if line["type"] == "discount":
+            line["type"] = "physical"
+    assert order_mismatches(order, payload, "cart-de-3003") == [
+        "the order lines differ from the cart's"
+    ]
+
+
+def kustom_shipping_line(option, reference=None):
+    return {
+        "type": "shipping_fee", "reference": reference or option["id"], "name": option["name"],
+        "quantity": 1, "unit_price": option["price"], "tax_rate": option["tax_rate"],
+        "total_amount": option["price"], "total_discount_amount": 0,
+        "total_tax_amount": option["tax_amount"],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("chosen", [0, 1])
+@pytest.mark.parametrize("reference", [None, "kustom-own-ref"])
+def test_without_the_callback_the_option_kustom_added_is_the_carts_shipping(chosen, reference):
+    payload = typed_payload(kustom_adds_shipping=True)
+    option = payload["shipping_options"][chosen]  # the shopper may pick another in the iframe
+    order = om_order(payload, merchant_reference1="cart-de-3003")
+    order["order_lines"].append(kustom_shipping_line(option, reference))
+    order["order_amount"] += option["price"]
+    assert order_mismatches(order, payload, "cart-de-3003") == []
+
+
+def test_shipping_counted_twice_is_a_mismatch():
+    payload = typed_payload()  # with the callback: the merchant's shipping line is in
+    order = om_order(payload, merchant_reference1="cart-de-3003")
+    order["order_lines"].append(kustom_shipping_line(payload["shipping_options"][0]))
+    order["order_amount"] += payload["shipping_options"][0]["price"]
+    assert order_mismatches(order, payload, "cart-de-3003") == [
+        "the order amount 7479 differs from the cart's 6989",
+        "the order lines differ from the cart's",
+    ]
+
+
+def test_an_added_shipping_line_at_a_price_not_on_offer_is_a_mismatch():
+    payload = typed_payload(kustom_adds_shipping=True)
+    option = dict(payload["shipping_options"][0], price=payload["shipping_options"][0]["price"] - 1)
+    order = om_order(payload, merchant_reference1="cart-de-3003")
+    order["order_lines"].append(kustom_shipping_line(option))
+    order["order_amount"] += option["price"]
+    assert "the order lines differ from the cart's" in order_mismatches(
+        order, payload, "cart-de-3003"
+    )

@@ -30,7 +30,7 @@ from kustom_app.ordermanagement import (
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
 from kustom_app.state import CartStore
-from tests.conftest import make_render
+from tests.conftest import FIXTURES, make_render
 from tests.openapi_schema import validate_against
 
 KUSTOM = "https://kustom.test"
@@ -305,6 +305,59 @@ def test_capture_lines_and_shipping_info_reach_kustom_in_its_shape(ops, http):
     for line in checked["order_lines"]:
         line.pop("type")
     validate_against("CaptureObject", checked, OM_SPEC)
+
+
+def test_a_capture_of_a_partly_discounted_order_keeps_each_line_type_and_sign():
+    # The cart had a discounted T-shirt line, a coupon line and a gift card paying part.
+    lines = [
+        {"lineId": "l1", "productNumber": "TSHIRT-RED-M", "description": "Red T-Shirt",
+         "quantity": 2, "unitPrice": "250.00", "discountTotal": "50.00", "salesTotal": "450.00",
+         "taxRate": "0.25", "taxTotal": "90.00"},
+        {"lineId": "c1", "productNumber": "SPRING10", "type": "discount",
+         "description": "Spring coupon", "quantity": 1, "unitPrice": "-45.00",
+         "salesTotal": "-45.00", "taxRate": "0.25", "taxTotal": "-9.00"},
+        {"lineId": "g1", "productNumber": "GIFTCARD", "type": "gift_card", "quantity": 1,
+         "unitPrice": "-100.00", "salesTotal": "-100.00", "taxRate": "0", "taxTotal": "0"},
+    ]  # fmt: skip
+    request = prepare_capture(capture_event(amount="305.00", lines=lines))
+    assert request.amount == 30500
+    sent = request.kustom_body["order_lines"]
+    assert [(line["type"], line["total_amount"]) for line in sent] == [
+        ("physical", 45000), ("discount", -4500), ("gift_card", -10000)
+    ]  # fmt: skip
+    assert sent[0]["total_discount_amount"] == 5000
+    assert sent[1]["unit_price"] == -4500 and sent[1]["total_tax_amount"] == -900
+
+
+def test_a_refund_of_a_discounted_line_refunds_what_was_paid_for_it():
+    line = {
+        "lineId": "l1", "productNumber": "TSHIRT-RED-M", "quantity": 1, "unitPrice": "250.00",
+        "discountTotal": "25.00", "salesTotal": "225.00", "taxRate": "0.25", "taxTotal": "45.00",
+    }  # fmt: skip
+    request = prepare_refund(refund_event(amount="225.00", lines=[line]))
+    (sent,) = request.kustom_body["order_lines"]
+    assert (sent["unit_price"], sent["total_discount_amount"], sent["total_amount"]) == (
+        25000, 2500, 22500
+    )  # fmt: skip
+    with pytest.raises(PaymentEventError) as refused:  # the list price is not what was paid
+        prepare_refund(refund_event(amount="250.00", lines=[line]))
+    assert refused.value.code == "lines_do_not_match_amount"
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "amount_field"),
+    [("om-capture-se", "captured_amount"), ("om-capture-us", "captured_amount"),
+     ("om-refund-se", "refunded_amount"), ("om-refund-us", "refunded_amount")],
+)  # fmt: skip
+def test_order_lines_krokedil_sent_to_kustoms_playground_pass_through_unchanged(
+    snapshot: str, amount_field: str
+):
+    recorded = json.loads((FIXTURES / "krokedil" / f"{snapshot}.json").read_text())["body"]
+    amount = recorded[amount_field]
+    lines = recorded["order_lines"]
+    assert kustom_order_lines(copy.deepcopy(lines), "SEK", amount) == [
+        {"total_discount_amount": 0, "tax_rate": 0, "total_tax_amount": 0, **line} for line in lines
+    ]
 
 
 def kline(**changes: Any) -> dict[str, Any]:

@@ -900,3 +900,67 @@ def test_one_minor_unit_anywhere_is_refused_or_changes_the_hash(
     except CartNotPayable:
         return
     assert payload_hash(payload) != digest
+
+
+# -- requests recorded against Kustom's playground (tests/fixtures/krokedil/README.md) ---------
+
+
+def _item(line_id: str, quantity: int, unit: str, total: str, rate: str, tax: str, **more: Any):
+    return {
+        "lineId": line_id, "productNumber": line_id, "description": "Kustom Test Product",
+        "quantity": quantity, "unitPrice": unit, "salesTotal": total, "taxRate": rate,
+        "taxTotal": tax, "productUrl": "https://shop.example.com/?product=kustom-test-product",
+        **more,
+    }  # fmt: skip
+
+
+def _cart(currency: str, country: str, included: bool, total: str, tax: str, lines, **more):
+    return {
+        "cartId": "krokedil", "version": 1, "currencyCode": currency, "countryCode": country,
+        "locale": "en-US", "taxIncluded": included, "cartTotal": total, "cartTaxTotal": tax,
+        "lines": lines, **more,
+    }  # fmt: skip
+
+
+# The render a commerce backend would send for the cart behind each recorded request.
+KROKEDIL_CARTS = {
+    "create-us-sales-tax": _cart(
+        "USD", "US", False, "217.00", "17.00", [_item("kco-test-1", 2, "100.00", "200.00",
+                                                      "0.085", "17.00")]
+    ),
+    "create-coupon": _cart(
+        "SEK", "SE", True, "225.00", "45.00",
+        [_item("kco-test-1", 2, "125.00", "225.00", "0.25", "45.00", discountTotal="25.00")],
+    ),
+    "create-cart-fee": _cart(
+        "SEK", "SE", True, "275.00", "55.00",
+        [_item("kco-test-1", 2, "125.00", "250.00", "0.25", "50.00"),
+         {**_item("handling-fee", 1, "25.00", "25.00", "0.25", "5.00"), "type": "surcharge",
+          "description": "Handling fee", "productUrl": None}],
+    ),
+    "create-shipping": _cart(
+        "SEK", "SE", True, "312.50", "62.50",
+        [_item("kco-test-1", 2, "125.00", "250.00", "0.25", "50.00")],
+        shipping={"id": "flat_rate:1", "name": "Flat rate", "price": "62.50", "taxRate": "0.25",
+                  "taxTotal": "12.50"},
+    ),
+}  # fmt: skip
+_ARITHMETIC = ("type", "quantity", "unit_price", "tax_rate", "total_amount",
+               "total_discount_amount", "total_tax_amount")  # fmt: skip
+
+
+@pytest.mark.parametrize("snapshot", sorted(KROKEDIL_CARTS))
+def test_the_payload_has_the_arithmetic_kustoms_playground_took_from_krokedil(
+    snapshot: str,
+) -> None:
+    recorded = json.loads((FIXTURES / "krokedil" / f"{snapshot}.json").read_text())["body"]
+    payload = build(KROKEDIL_CARTS[snapshot])
+    assert (payload["order_amount"], payload["order_tax_amount"]) == (
+        recorded["order_amount"], recorded["order_tax_amount"]
+    )  # fmt: skip
+
+    def arithmetic(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [tuple(line.get(k, 0) for k in _ARITHMETIC) for line in lines]
+
+    assert arithmetic(payload["order_lines"]) == arithmetic(recorded["order_lines"])
+    validate_against("order", payload)

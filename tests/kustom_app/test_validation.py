@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import sys
 import threading
@@ -528,6 +529,46 @@ def test_integrity_rejects_an_order_that_differs_from_the_render(
         "approval_failed",
         reason,
     )
+
+
+def typed_render() -> dict[str, Any]:
+    render: dict[str, Any] = json.loads((FIXTURES / "renders" / "eur_typed_lines.json").read_text())
+    return render
+
+
+def test_integrity_approves_a_cart_with_coupon_gift_card_and_fee_lines(store: CartStore) -> None:
+    render = typed_render()
+    ingest_render(store, load_render(render))
+    assert integrity(store, kustom_order(render), "cart-de-3003") is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda lines: lines.remove(next(x for x in lines if x["type"] == "gift_card")),
+        lambda lines: next(x for x in lines if x["type"] == "discount").update(type="physical"),
+        lambda lines: next(x for x in lines if x["type"] == "surcharge").update(type="physical"),
+    ],
+)
+def test_integrity_rejects_a_typed_line_lost_or_flattened(store: CartStore, change: Any) -> None:
+    render = typed_render()
+    ingest_render(store, load_render(render))
+    order = kustom_order(render)
+    change(order["order_lines"])
+    rejection = integrity(store, order, "cart-de-3003")
+    assert rejection is not None and rejection.reason == "lines_mismatch"
+
+
+def test_hook_input_lists_discount_lines_with_their_negative_amounts() -> None:
+    lines = build_hook_input(loaded(typed_render()))["orderLines"]
+    assert [(line["productNumber"], line["salesTotal"]) for line in lines] == [
+        ("MUG-BLUE", Decimal("80.00")),
+        ("SPRING10", Decimal("-10.00")),
+        ("GIFTCARD-****4242", Decimal("-20.00")),
+        ("small-order-fee", Decimal("5.00")),
+        ("EBOOK-42", Decimal("9.99")),
+    ]
+    assert set(lines[1]) == set(lines[0])  # the reference's shape: no extra fields
 
 
 def test_integrity_rejects_an_unknown_cart(store: CartStore) -> None:
