@@ -29,7 +29,8 @@ Run it locally (the "Kustom playground")::
 
 The html snippet's iframe is a small shopper UI (``/playground/checkout/<order_id>``): the
 order as the double has it, a shipping choice that calls the merchant's
-``shipping_option_update`` callback, an address form and a Pay button that runs the
+``shipping_option_update`` callback (without one, the double swaps its own shipping line,
+as Kustom does), an address form and a Pay button that runs the
 ``validation`` callback, completes the order, sends the shopper to the confirmation URL and
 pushes ``--push-delay`` seconds later. ``--update-delay`` makes the answer to the merchant's
 order updates (``POST /checkout/v3/orders/{id}``) that much slower, so that a person sees
