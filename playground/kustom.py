@@ -7,6 +7,17 @@ unknown or expired checkout orders, ``READ_ONLY_ORDER`` once completed, and the 
 management rules for captures, refunds, cancel and release, including
 ``Klarna-Idempotency-Key`` replay.
 
+The checkout order's rules are in :mod:`playground.kustom_rules`, each with its source:
+the OpenAPI limits and line types, the ±1 tax check on every line, the US ``sales_tax``
+form (``order_tax_amount`` = the ``sales_tax`` line's ``total_amount``, as Klarna's
+tax-handling pages and krokedil's request recorded against Kustom's playground show),
+absolute http(s) URLs, lengths in UTF-16 code units, and the shipping-option price rule:
+an order that offers ``shipping_options`` without a ``merchant_urls.shipping_option_update``
+gets the selected option added by Kustom as a ``shipping_fee`` line, its price and tax added
+to ``order_amount`` and ``order_tax_amount`` (https://docs.kustom.co/contents/checkout/use-cases/shipping);
+with that URL the merchant's lines and callback answers carry shipping and nothing is added.
+Either way the order records ``selected_shipping_option``.
+
 Everything lives in memory in one :class:`KustomDoubleState` (``app.extensions["kustom_double"]``)
 behind one lock. Tests drive it either over HTTP through the ``/_double/...`` endpoints (no auth)
 or directly through the state object's methods.
@@ -18,7 +29,8 @@ Run it locally (the "Kustom playground")::
 
 The html snippet's iframe is a small shopper UI (``/playground/checkout/<order_id>``): the
 order as the double has it, a shipping choice that calls the merchant's
-``shipping_option_update`` callback, an address form and a Pay button that runs the
+``shipping_option_update`` callback (without one, the double swaps its own shipping line,
+as Kustom does), an address form and a Pay button that runs the
 ``validation`` callback, completes the order, sends the shopper to the confirmation URL and
 pushes ``--push-delay`` seconds later. ``--update-delay`` makes the answer to the merchant's
 order updates (``POST /checkout/v3/orders/{id}``) that much slower, so that a person sees
@@ -33,7 +45,6 @@ import hmac
 import html
 import json
 import os
-import re
 import secrets
 import string
 import threading
@@ -43,10 +54,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeGuard, cast
+from typing import Any, TypeGuard
 
 import requests
 from flask import Flask, Response, current_app, g, request
+
+from playground.kustom_rules import (
+    MAX_ORDER_LINES,
+    check_string,
+    validate_order,
+    with_kustom_shipping,
+)
+from playground.kustom_rules import validate_order_line as validate_order_line
 
 EXTENSION_KEY = "kustom_double"
 CORRELATION_HEADER = "Klarna-Correlation-Id"
@@ -70,27 +89,8 @@ OPERATIONS: tuple[str, ...] = (
 )
 CHECKOUT_OPERATIONS = frozenset({"create_order", "get_order", "update_order"})
 
-# Limits from kustom-checkout-api.yml / Kustom's documentation.
-MAX_ORDER_LINES = 1000
-MAX_LINE_AMOUNT = 100_000_000
-MAX_TAX_RATE = 10_000
 MAX_OM_AMOUNT = 200_000_000
 AUTHORIZATION_DAYS = 28
-ORDER_LINE_TYPES = frozenset(
-    {
-        "physical",
-        "discount",
-        "shipping_fee",
-        "sales_tax",
-        "digital",
-        "gift_card",
-        "store_credit",
-        "surcharge",
-    }
-)
-TAX_CHECK_EXEMPT_TYPES = frozenset({"sales_tax", "discount"})
-REQUIRED_MERCHANT_URLS = ("terms", "checkout", "confirmation", "push")
-OPTIONAL_MERCHANT_URLS = ("validation", "notification", "cancellation_terms")
 # Fields of the checkout order that Kustom sets; ignored when a merchant sends them.
 READ_ONLY_ORDER_FIELDS = frozenset(
     {
@@ -103,6 +103,8 @@ READ_ONLY_ORDER_FIELDS = frozenset(
         "last_modified_at",
         "recurring_token",
         "recurring_description",
+        # Kustom records the shopper's choice (or the preselected option) itself.
+        "selected_shipping_option",
     }
 )
 DEFAULT_OPTIONS = {
@@ -209,138 +211,9 @@ def _bad_value(fields: Iterable[str]) -> KustomError:
 
 
 # --------------------------------------------------------------------------------------------
-# Validation (Kustom's arithmetic and the limits of kustom-checkout-api.yml)
+# Validation: the checkout order's rules live in playground.kustom_rules; these are the
+# order management bodies' (kustom-order-management-api.yml).
 # --------------------------------------------------------------------------------------------
-
-
-def _check_string(
-    value: Any, *, min_length: int = 0, max_length: int, pattern: str | None = None
-) -> bool:
-    if not isinstance(value, str) or not min_length <= len(value) <= max_length:
-        return False
-    return pattern is None or re.fullmatch(pattern, value) is not None
-
-
-def _tax_within_one(total_amount: int, tax_rate: int, total_tax_amount: int) -> bool:
-    """``|total_tax_amount - (total_amount - total_amount*10000/(10000+tax_rate))| <= 1``.
-
-    Exactly, in integers: the expected tax is ``total_amount*tax_rate/(10000+tax_rate)``.
-    """
-    denominator = 10_000 + tax_rate
-    return abs(total_tax_amount * denominator - total_amount * tax_rate) <= denominator
-
-
-def validate_order_line(line: Any, prefix: str) -> list[str]:
-    """Bad field paths of one checkout order line (e.g. ``order_lines[0].total_amount``)."""
-    if not isinstance(line, dict):
-        return [prefix]
-    bad: list[str] = []
-    if not _check_string(line.get("name"), min_length=1, max_length=255):
-        bad.append(f"{prefix}.name")
-    line_type = line.get("type")
-    if line_type is not None and line_type not in ORDER_LINE_TYPES:
-        bad.append(f"{prefix}.type")
-    if "reference" in line and not _check_string(line["reference"], max_length=255):
-        bad.append(f"{prefix}.reference")
-    if "quantity_unit" in line and not _check_string(
-        line["quantity_unit"], min_length=1, max_length=8
-    ):
-        bad.append(f"{prefix}.quantity_unit")
-    for name in ("merchant_data", "product_url", "image_url"):
-        if name in line and not _check_string(line[name], max_length=1024):
-            bad.append(f"{prefix}.{name}")
-
-    quantity = line.get("quantity")
-    unit_price = line.get("unit_price")
-    tax_rate = line.get("tax_rate")
-    total_amount = line.get("total_amount")
-    discount = line.get("total_discount_amount", 0)
-    total_tax = line.get("total_tax_amount")
-    checks = (
-        ("quantity", _is_int(quantity) and quantity >= 0),
-        ("unit_price", _is_int(unit_price) and unit_price <= MAX_LINE_AMOUNT),
-        ("tax_rate", _is_int(tax_rate) and 0 <= tax_rate <= MAX_TAX_RATE),
-        ("total_amount", _is_int(total_amount) and total_amount <= MAX_LINE_AMOUNT),
-        ("total_discount_amount", _is_int(discount) and discount >= 0),
-        ("total_tax_amount", _is_int(total_tax)),
-    )
-    bad.extend(f"{prefix}.{name}" for name, ok in checks if not ok)
-    checked_numbers = (quantity, unit_price, tax_rate, total_amount, discount, total_tax)
-    if not all(ok for _, ok in checks):
-        return bad  # Kustom's arithmetic needs every number
-    numbers = cast(tuple[int, int, int, int, int, int], checked_numbers)
-    quantity, unit_price, tax_rate, total_amount, discount, total_tax = numbers
-    if total_amount != quantity * unit_price - discount:
-        bad.append(f"{prefix}.total_amount")
-    elif line_type not in TAX_CHECK_EXEMPT_TYPES and not _tax_within_one(
-        total_amount, tax_rate, total_tax
-    ):
-        bad.append(f"{prefix}.total_tax_amount")
-    return bad
-
-
-def validate_order(order: Mapping[str, Any]) -> list[str]:
-    """Bad field paths of a (complete, merged) checkout order; empty when Kustom accepts it."""
-    bad: list[str] = []
-    patterns = (
-        ("purchase_country", r"[A-Za-z]{2}"),
-        ("purchase_currency", r"[A-Za-z]{3}"),
-        ("locale", r"[A-Za-z]{2}(?:-[A-Za-z]{2})*"),
-    )
-    for name, pattern in patterns:
-        if not _check_string(order.get(name), max_length=16, pattern=pattern):
-            bad.append(name)
-    amounts_ok = True
-    for name in ("order_amount", "order_tax_amount"):
-        value = order.get(name)
-        if not (_is_int(value) and value >= 0):
-            bad.append(name)
-            amounts_ok = False
-
-    lines = order.get("order_lines")
-    if not isinstance(lines, list) or len(lines) > MAX_ORDER_LINES:
-        bad.append("order_lines")
-    else:
-        for index, line in enumerate(lines):
-            bad.extend(validate_order_line(line, f"order_lines[{index}]"))
-        # The sums are checked whenever they can be computed, independently of the lines.
-        if amounts_ok and all(
-            isinstance(line, dict)
-            and _is_int(line.get("total_amount"))
-            and _is_int(line.get("total_tax_amount"))
-            for line in lines
-        ):
-            if order["order_amount"] != sum(line["total_amount"] for line in lines):
-                bad.append("order_amount")
-            if order["order_tax_amount"] != sum(line["total_tax_amount"] for line in lines):
-                bad.append("order_tax_amount")
-
-    urls = order.get("merchant_urls")
-    if not isinstance(urls, dict):
-        bad.append("merchant_urls")
-    else:
-        for name in REQUIRED_MERCHANT_URLS:
-            if not _check_string(urls.get(name), min_length=1, max_length=2000):
-                bad.append(f"merchant_urls.{name}")
-        for name in OPTIONAL_MERCHANT_URLS:
-            if name in urls and not _check_string(urls[name], max_length=2000):
-                bad.append(f"merchant_urls.{name}")
-
-    for name in ("merchant_reference1", "merchant_reference2"):
-        if name in order and not _check_string(order[name], max_length=255):
-            bad.append(name)
-    if "merchant_data" in order and not _check_string(order["merchant_data"], max_length=6000):
-        bad.append("merchant_data")
-    for name in ("billing_address", "shipping_address", "customer", "options", "gui"):
-        if name in order and not isinstance(order[name], dict):
-            bad.append(name)
-    for name in ("shipping_countries", "billing_countries", "tags"):
-        value = order.get(name)
-        if value is not None and not (
-            isinstance(value, list) and all(isinstance(item, str) for item in value)
-        ):
-            bad.append(name)
-    return bad
 
 
 def _validate_om_amount(body: Mapping[str, Any], name: str) -> list[str]:
@@ -351,7 +224,7 @@ def _validate_om_amount(body: Mapping[str, Any], name: str) -> list[str]:
 def _validate_om_extras(body: Mapping[str, Any], *, shipping_info: bool) -> list[str]:
     bad: list[str] = []
     for name in ("reference", "description"):
-        if name in body and not _check_string(body[name], max_length=255):
+        if name in body and not check_string(body[name], max_length=255):
             bad.append(name)
     lines = body.get("order_lines")
     if lines is not None and not (
@@ -464,39 +337,6 @@ def _default_address(country: str) -> dict[str, str]:
         "city": "Testcity",
         "phone": "+46700000000",
         "country": country,
-    }
-
-
-def _with_shipping_line(order: Mapping[str, Any], option: Mapping[str, Any]) -> dict[str, Any]:
-    """The order's amounts with its shipping fee line replaced by ``option``."""
-    lines = [
-        copy.deepcopy(line)
-        for line in order["order_lines"]
-        if not (isinstance(line, dict) and line.get("type") == "shipping_fee")
-    ]
-    price = option.get("price", 0)
-    lines.append(
-        {
-            "type": "shipping_fee",
-            "reference": option.get("id"),
-            "name": option.get("name") or "Shipping",
-            "quantity": 1,
-            "unit_price": price,
-            "tax_rate": option.get("tax_rate", 0),
-            "total_amount": price,
-            "total_discount_amount": 0,
-            "total_tax_amount": option.get("tax_amount", 0),
-        }
-    )
-    options = [
-        {**copy.deepcopy(o), "preselected": o.get("id") == option.get("id")}
-        for o in order.get("shipping_options") or []
-    ]
-    return {
-        "order_lines": lines,
-        "order_amount": sum(line.get("total_amount", 0) for line in lines),
-        "order_tax_amount": sum(line.get("total_tax_amount", 0) for line in lines),
-        **({"shipping_options": options} if options else {}),
     }
 
 
@@ -753,13 +593,19 @@ class KustomDoubleState:
     # ---------------------------------------------------------------- Checkout v3
 
     def create_order(self, payload: Any, *, base_url: str | None = None) -> dict[str, Any]:
-        """``POST /checkout/v3/orders``: the created order (a copy)."""
+        """``POST /checkout/v3/orders``: the created order (a copy).
+
+        The merchant's body is checked as sent (``validate_order``); what Kustom adds itself
+        (the selected shipping option, see ``with_kustom_shipping``) comes after.
+        """
         if not isinstance(payload, dict):
             raise _bad_value(["body"])
         order = {k: copy.deepcopy(v) for k, v in payload.items() if k not in READ_ONLY_ORDER_FIELDS}
         errors = validate_order(order)
         if errors:
             raise _bad_value(errors)
+        merchant = copy.deepcopy(order)
+        held = with_kustom_shipping(merchant, None)
         base = (self.base_url or base_url or "http://127.0.0.1").rstrip("/")
         order_id = str(uuid.uuid4())
         now = _timestamp()
@@ -773,9 +619,9 @@ class KustomDoubleState:
             "billing_address": {"country": country, **order.pop("billing_address", {})},
             "customer": order.pop("customer", {}),
             "shipping_address": {"country": country, **order.pop("shipping_address", {})},
-            "order_amount": order["order_amount"],
-            "order_tax_amount": order["order_tax_amount"],
-            "order_lines": order["order_lines"],
+            "order_amount": held["order_amount"],
+            "order_tax_amount": held["order_tax_amount"],
+            "order_lines": held["order_lines"],
             "merchant_urls": order["merchant_urls"],
             "html_snippet": html_snippet(base, order_id),
             "started_at": now,
@@ -784,11 +630,17 @@ class KustomDoubleState:
             "external_payment_methods": order.pop("external_payment_methods", []),
             "external_checkouts": order.pop("external_checkouts", []),
         }
+        if "selected_shipping_option" in held:
+            built["selected_shipping_option"] = held["selected_shipping_option"]
         for key, value in order.items():
             built.setdefault(key, value)
         with self.lock:
             self._orders[order_id] = {
                 "order": built,
+                # The merchant's order as sent and merged, without what Kustom added: the
+                # base that updates merge into and that Kustom's additions are re-applied to.
+                "merchant_order": merchant,
+                "shopper_choice": None,  # the shipping option id the shopper picked
                 "om": None,
                 "expired": False,
                 "update_count": 0,
@@ -806,7 +658,12 @@ class KustomDoubleState:
             return copy.deepcopy(self._checkout_record(order_id)["order"])
 
     def update_order(self, order_id: str, payload: Any) -> dict[str, Any]:
-        """``POST /checkout/v3/orders/{id}``: merge, re-validate, bump ``last_modified_at``."""
+        """``POST /checkout/v3/orders/{id}``: merge, re-validate, bump ``last_modified_at``.
+
+        The body merges into the merchant's previous order (not into what Kustom added),
+        is checked as sent, and then Kustom's additions are re-applied: the still-selected
+        shipping option's line when Kustom prices shipping itself.
+        """
         with self.lock:
             record = self._checkout_record(order_id)
             order = record["order"]
@@ -814,13 +671,16 @@ class KustomDoubleState:
                 raise KustomError(403, "READ_ONLY_ORDER", ["Resource is read-only"])
             if not isinstance(payload, dict):
                 raise _bad_value(["body"])
-            merged = copy.deepcopy(order)
-            for key, value in payload.items():
-                if key not in READ_ONLY_ORDER_FIELDS:
-                    merged[key] = copy.deepcopy(value)
-            errors = validate_order(merged)
+            changes = {
+                key: copy.deepcopy(value)
+                for key, value in payload.items()
+                if key not in READ_ONLY_ORDER_FIELDS
+            }
+            merchant = {**copy.deepcopy(record["merchant_order"]), **changes}
+            errors = validate_order(merchant)
             if errors:
                 raise _bad_value(errors)
+            merged = self._held_order(record, merchant, changes, record["shopper_choice"])
             country = merged["purchase_country"]
             for name in ("billing_address", "shipping_address"):
                 address = merged.setdefault(name, {})
@@ -829,9 +689,29 @@ class KustomDoubleState:
             merged["options"] = {**DEFAULT_OPTIONS, **merged.get("options", {})}
             merged["last_modified_at"] = _timestamp()
             record["order"] = merged
+            record["merchant_order"] = merchant
             record["update_count"] += 1
             record["revision"] = record.get("revision", 0) + 1
             return copy.deepcopy(merged)
+
+    @staticmethod
+    def _held_order(
+        record: Mapping[str, Any],
+        merchant: Mapping[str, Any],
+        changes: Mapping[str, Any],
+        shopper_choice: str | None,
+    ) -> dict[str, Any]:
+        """The stored order with the merchant's ``changes`` applied and Kustom's additions
+        (selected shipping option, its line and amounts) derived from ``merchant``."""
+        held = with_kustom_shipping(merchant, shopper_choice)
+        merged = copy.deepcopy(record["order"])
+        merged.update(copy.deepcopy(dict(changes)))
+        for name in ("order_lines", "order_amount", "order_tax_amount"):
+            merged[name] = held[name]
+        merged.pop("selected_shipping_option", None)
+        if "selected_shipping_option" in held:
+            merged["selected_shipping_option"] = held["selected_shipping_option"]
+        return merged
 
     # ---------------------------------------------------------------- Order management
 
@@ -854,7 +734,7 @@ class KustomDoubleState:
             bad = [
                 name
                 for name in ("merchant_reference1", "merchant_reference2")
-                if name in payload and not _check_string(payload[name], max_length=255)
+                if name in payload and not check_string(payload[name], max_length=255)
             ]
             if bad:
                 raise _bad_value(bad)
@@ -1236,12 +1116,14 @@ class KustomDoubleState:
         return status, answer, headers
 
     def shopper_select_shipping(self, order_id: str, option_id: str) -> dict[str, Any]:
-        """The shopper picks a shipping option: the merchant reprices, Kustom applies it.
+        """The shopper picks a shipping option in the iframe.
 
-        With ``merchant_urls.shipping_option_update`` the merchant's 200 answer
-        (``order_amount``, ``order_tax_amount``, ``order_lines``, ``shipping_options``) is
-        checked like an order update and applied; a 4xx answer's ``error_text`` is shown.
-        Without it the shipping fee line is replaced by the option, as Kustom does.
+        With ``merchant_urls.shipping_option_update`` Kustom calls the merchant, and the
+        merchant's 200 answer (``order_amount``, ``order_tax_amount``, ``order_lines``,
+        ``shipping_options``) is checked like an order update and applied as is: nothing is
+        added for shipping (the merchant's lines carry it); a 4xx answer's ``error_text``
+        is shown. Without that URL Kustom prices shipping itself: its own ``shipping_fee``
+        line is swapped for the new option's (docs.kustom.co checkout/use-cases/shipping).
         Returns :meth:`shopper_view`, with ``error`` when nothing changed.
         """
         with self.lock:
@@ -1257,10 +1139,9 @@ class KustomDoubleState:
             )
             if option is None:
                 raise DoubleError(400, "That shipping option is not offered.")
-            option = copy.deepcopy(option)
-            snapshot = copy.deepcopy(order)
             url = order["merchant_urls"].get("shipping_option_update")
-            body = {**self._callback_body(order), "selected_shipping_option": option}
+            body = {**self._callback_body(order), "selected_shipping_option": copy.deepcopy(option)}
+        changes: dict[str, Any] = {}
         if url:
             status, answer, _ = self._call_merchant("shipping_option_update", order_id, url, body)
             if status != 200 or not isinstance(answer, dict):
@@ -1274,26 +1155,23 @@ class KustomDoubleState:
                 for name in ("order_amount", "order_tax_amount", "order_lines", "shipping_options")
                 if name in answer
             }
-        else:
-            changes = _with_shipping_line(snapshot, option)
         with self.lock:
             record = self._live_record(order_id)
             if record is None or record["order"]["status"] != "checkout_incomplete":
                 raise DoubleError(409, "This order can no longer be changed.")
-            merged = {**copy.deepcopy(record["order"]), **copy.deepcopy(changes)}
-            errors = validate_order(merged)
+            merchant = {**copy.deepcopy(record["merchant_order"]), **copy.deepcopy(changes)}
+            errors = validate_order(merchant)
             if errors:
                 return {
                     **self.shopper_view(order_id),
                     "error": "The shop answered with amounts that do not add up: "
                     + ", ".join(errors),
                 }
-            for offered in merged.get("shipping_options") or []:
-                if offered.get("id") == option_id:
-                    option = copy.deepcopy(offered)
-            merged["selected_shipping_option"] = option
+            merged = self._held_order(record, merchant, changes, option_id)
             merged["last_modified_at"] = _timestamp()
             record["order"] = merged
+            record["merchant_order"] = merchant
+            record["shopper_choice"] = option_id
             record["revision"] = record.get("revision", 0) + 1
             self.lock.notify_all()
         return self.shopper_view(order_id)

@@ -332,7 +332,8 @@ def test_kustom_arithmetic_edges_are_accepted() -> None:
 
     assert with_tax(4545) == with_tax(4546) == []
     assert with_tax(4544) == with_tax(4547) == ["order_lines[0].total_tax_amount"]
-    # A discounted line; a discount line (negative, exempt from the tax check).
+    # A discounted line; a discount line (negative amounts, negative tax: -900 at 25 %
+    # holds -180 of tax, and the tax check applies to discount lines too).
     discounted = order_payload()
     discounted["order_lines"][0].update(
         total_discount_amount=5000, total_amount=45000, total_tax_amount=4091
@@ -345,12 +346,13 @@ def test_kustom_arithmetic_edges_are_accepted() -> None:
             "unit_price": -900,
             "tax_rate": 2500,
             "total_amount": -900,
-            "total_tax_amount": -100,
+            "total_tax_amount": -180,
         }
     )
-    discounted.update(order_amount=45000 + 4900 - 900, order_tax_amount=4091 + 980 - 100)
+    discounted.update(order_amount=45000 + 4900 - 900, order_tax_amount=4091 + 980 - 180)
     assert validate_order(discounted) == []
-    # US style: tax-free lines plus a sales_tax line carrying all the tax.
+    # US style (Kustom's form): tax-free lines plus a sales_tax line whose total_amount is
+    # the tax, with tax_rate 0 and total_tax_amount 0; order_tax_amount is that amount.
     us = order_payload(purchase_country="US", purchase_currency="USD", locale="en-US")
     us["order_lines"] = [
         {
@@ -368,11 +370,14 @@ def test_kustom_arithmetic_edges_are_accepted() -> None:
             "unit_price": 170,
             "tax_rate": 0,
             "total_amount": 170,
-            "total_tax_amount": 170,
+            "total_tax_amount": 0,
         },
     ]
     us.update(order_amount=2170, order_tax_amount=170)
     assert validate_order(us) == []
+    # The old form (the sales_tax line's tax in its total_tax_amount) is refused.
+    us["order_lines"][1]["total_tax_amount"] = 170
+    assert validate_order(us) == ["order_lines[1].total_tax_amount", "order_tax_amount"]
     too_many = order_payload(order_lines=[order_payload()["order_lines"][1]] * 1001)
     assert "order_lines" in validate_order(too_many)
 

@@ -217,7 +217,34 @@ def test_completed_cart_is_listed_and_replaced(shop: Flask) -> None:
 # ------------------------------------------------------------------------------ fixtures
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in RENDERS.glob("*.json")))
+# Pending the builder change (issue 13): these orders are sent without
+# merchant_urls.shipping_option_update, so Kustom (and the double) adds the selected
+# shipping option itself, and the builder's own shipping line makes the shopper pay it
+# twice; usd_tax_excluded also has the old US sales_tax form.
+BUILDER_CHANGE_PENDING = {
+    "eur_discounts.json": "shipping twice without shipping_option_update",
+    "kwd.json": "shipping twice without shipping_option_update",
+    "sek_contract.json": "shipping twice without shipping_option_update",
+    "usd_tax_excluded.json": "the old US sales_tax form; shipping twice without "
+    "shipping_option_update",
+}
+
+
+def _fixture_renders() -> list[Any]:
+    return [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                reason=f"builder change pending: {BUILDER_CHANGE_PENDING[name]}", strict=True
+            ),
+        )
+        if name in BUILDER_CHANGE_PENDING
+        else name
+        for name in sorted(p.name for p in RENDERS.glob("*.json"))
+    ]
+
+
+@pytest.mark.parametrize("name", _fixture_renders())
 def test_kustom_double_accepts_the_fixture_renders(name: str) -> None:
     render = json.loads((RENDERS / name).read_text())
     order = kustom_order(render)
@@ -365,8 +392,17 @@ def test_pay_refuses_a_view_older_than_the_order(merchant: tuple[Merchant, str])
 
 
 def test_without_a_shipping_callback_the_double_reprices_itself() -> None:
+    """Without shipping_option_update Kustom adds the selected option's line itself
+    (docs.kustom.co checkout/use-cases/shipping), so the merchant sends no shipping line."""
+    render = render_cart(ShopCart("shop-x", 1, {"TSHIRT-RED-M": 2}, "postnord"))
+    order = kustom_order(render, push="http://127.0.0.1:9/push?order_id={checkout.order.id}")
+    [own] = [line for line in order["order_lines"] if line["type"] == "shipping_fee"]
+    order["order_lines"].remove(own)
+    order["order_amount"] -= own["total_amount"]
+    order["order_tax_amount"] -= own["total_tax_amount"]
     state = KustomDoubleState()
-    order_id = _iframe_order(state, "http://127.0.0.1:9", callbacks=False)
+    order_id = state.create_order(order)["order_id"]
+    assert state.read_order(order_id)["order_amount"] == 54900  # Kustom added PostNord
     chosen = state.shopper_select_shipping(order_id, "express")
     assert chosen["order_amount"] == 59900 and chosen["order_tax_amount"] == 11980
     assert validate_order(state.read_order(order_id)) == []
