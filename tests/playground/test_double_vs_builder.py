@@ -209,25 +209,7 @@ def _shifted_payload(payload: dict[str, Any], position: int, delta: int) -> dict
     return shifted
 
 
-# Kustom's US form has the sales_tax line's tax in its total_amount only (total_tax_amount
-# 0); the builder still puts it in total_tax_amount too, which the double now refuses.
-US_SALES_TAX_PENDING = pytest.mark.xfail(
-    reason="builder change pending: the sales_tax line must carry total_tax_amount 0 "
-    "(Kustom's US form); the builder still sends its tax as total_tax_amount",
-    strict=True,
-)
-
-
-def _with_builder_changes_pending(paths: list[Path]) -> list[Any]:
-    return [
-        path
-        if json.loads(path.read_text())["taxIncluded"]
-        else pytest.param(path, marks=US_SALES_TAX_PENDING)
-        for path in paths
-    ]
-
-
-@pytest.mark.parametrize("path", _with_builder_changes_pending(RENDERS), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", RENDERS, ids=lambda p: p.stem)
 def test_the_builders_payloads_of_the_render_fixtures_pass_the_double(path: Path) -> None:
     payload = build(json.loads(path.read_text()))
     assert not isinstance(payload, CartNotPayable), payload
@@ -257,3 +239,35 @@ def test_tax_one_or_two_minor_units_off_is_judged_alike(path: Path) -> None:
             assert builder_ok == double_ok, (path.stem, index, delta)
             outcomes.add(builder_ok)
     assert outcomes == {True, False}  # both sides of the tolerance were seen
+
+
+# -- shipping charged once, whoever adds it ---------------------------------------------------
+
+WITH_OPTIONS = [p for p in RENDERS if json.loads(p.read_text()).get("shippingOptions")]
+
+
+def _created_amount(payload: dict[str, Any], urls: dict[str, str]) -> int:
+    from playground.kustom import KustomDoubleState
+
+    state = KustomDoubleState()
+    order_id = state.create_order({**copy.deepcopy(payload), "merchant_urls": urls})["order_id"]
+    amount: int = state.read_order(order_id)["order_amount"]
+    return amount
+
+
+@pytest.mark.parametrize("path", WITH_OPTIONS, ids=lambda p: p.stem)
+def test_the_shopper_pays_shipping_once_with_or_without_the_shipping_callback(path: Path) -> None:
+    raw = json.loads(path.read_text())
+    cart_total = to_minor(Decimal(str(raw["cartTotal"])), raw["currencyCode"], what="total")
+    render = load_render(raw)
+    with_callback = {
+        **MERCHANT_URLS,
+        "shipping_option_update": "https://kustom-app.example/kustom/shipping-option-update",
+    }
+    merchant_adds = build_order_payload(render)
+    kustom_adds = build_order_payload(render, kustom_adds_shipping=True)
+    assert _created_amount(merchant_adds, with_callback) == cart_total
+    assert _created_amount(kustom_adds, MERCHANT_URLS) == cart_total
+    # The mistake the mode exists for: the merchant's line plus Kustom's own.
+    shipping = to_minor(Decimal(str(raw["shipping"]["price"])), raw["currencyCode"], what="p")
+    assert _created_amount(merchant_adds, MERCHANT_URLS) == cart_total + shipping

@@ -46,10 +46,19 @@ MERCHANT_URLS = {
 }
 
 
-def kustom_order(render: dict[str, Any], **merchant_urls: str) -> dict[str, Any]:
-    """What kustom-app sends Kustom for this render (JSON round trip: money as strings)."""
+def kustom_order(
+    render: dict[str, Any], *, kustom_adds_shipping: bool = False, **merchant_urls: str
+) -> dict[str, Any]:
+    """What kustom-app sends Kustom for this render (JSON round trip: money as strings):
+    with its shipping_option_update callback, or without it (Kustom adds the shipping)."""
     loaded = load_render(json.loads(json.dumps(render, default=str)))
-    return {**build_order_payload(loaded), "merchant_urls": {**MERCHANT_URLS, **merchant_urls}}
+    urls = {**MERCHANT_URLS, **merchant_urls}
+    if not kustom_adds_shipping:
+        urls.setdefault(
+            "shipping_option_update", "https://kustom-app.example/kustom/shipping-option-update"
+        )
+    payload = build_order_payload(loaded, kustom_adds_shipping=kustom_adds_shipping)
+    return {**payload, "merchant_urls": urls}
 
 
 def assert_payable(render: dict[str, Any]) -> dict[str, Any]:
@@ -217,34 +226,7 @@ def test_completed_cart_is_listed_and_replaced(shop: Flask) -> None:
 # ------------------------------------------------------------------------------ fixtures
 
 
-# Pending the builder change (issue 13): these orders are sent without
-# merchant_urls.shipping_option_update, so Kustom (and the double) adds the selected
-# shipping option itself, and the builder's own shipping line makes the shopper pay it
-# twice; usd_tax_excluded also has the old US sales_tax form.
-BUILDER_CHANGE_PENDING = {
-    "eur_discounts.json": "shipping twice without shipping_option_update",
-    "kwd.json": "shipping twice without shipping_option_update",
-    "sek_contract.json": "shipping twice without shipping_option_update",
-    "usd_tax_excluded.json": "the old US sales_tax form; shipping twice without "
-    "shipping_option_update",
-}
-
-
-def _fixture_renders() -> list[Any]:
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason=f"builder change pending: {BUILDER_CHANGE_PENDING[name]}", strict=True
-            ),
-        )
-        if name in BUILDER_CHANGE_PENDING
-        else name
-        for name in sorted(p.name for p in RENDERS.glob("*.json"))
-    ]
-
-
-@pytest.mark.parametrize("name", _fixture_renders())
+@pytest.mark.parametrize("name", sorted(p.name for p in RENDERS.glob("*.json")))
 def test_kustom_double_accepts_the_fixture_renders(name: str) -> None:
     render = json.loads((RENDERS / name).read_text())
     order = kustom_order(render)
@@ -395,11 +377,13 @@ def test_without_a_shipping_callback_the_double_reprices_itself() -> None:
     """Without shipping_option_update Kustom adds the selected option's line itself
     (docs.kustom.co checkout/use-cases/shipping), so the merchant sends no shipping line."""
     render = render_cart(ShopCart("shop-x", 1, {"TSHIRT-RED-M": 2}, "postnord"))
-    order = kustom_order(render, push="http://127.0.0.1:9/push?order_id={checkout.order.id}")
-    [own] = [line for line in order["order_lines"] if line["type"] == "shipping_fee"]
-    order["order_lines"].remove(own)
-    order["order_amount"] -= own["total_amount"]
-    order["order_tax_amount"] -= own["total_tax_amount"]
+    order = kustom_order(
+        render,
+        kustom_adds_shipping=True,
+        push="http://127.0.0.1:9/push?order_id={checkout.order.id}",
+    )
+    assert [line["type"] for line in order["order_lines"]] == ["physical"]
+    assert order["order_amount"] == 50000  # the builder leaves PostNord to Kustom
     state = KustomDoubleState()
     order_id = state.create_order(order)["order_id"]
     assert state.read_order(order_id)["order_amount"] == 54900  # Kustom added PostNord
