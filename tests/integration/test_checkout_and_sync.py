@@ -163,3 +163,36 @@ def test_sync_to_an_expired_order_marks_it_for_recreation(http, web, worker, dou
     assert second != first
     created = kustom_order(double, second)
     assert created["order_amount"] == 3 * 25000 + 4900, "the new order has the newest cart"
+
+
+@pytest.mark.parametrize("fixture", ["usd_tax_excluded", "eur_typed_lines"])
+def test_a_us_cart_and_a_cart_with_coupon_gift_card_and_fee_lines_check_out_and_sync(
+    http, web, worker, double, fixture
+):
+    """The double refuses what Kustom refuses (the US tax form, line types, the tax check on
+    every line), so these orders exist only if the service sends Kustom's forms."""
+    from tests.conftest import FIXTURES
+
+    render = json.loads((FIXTURES / "renders" / f"{fixture}.json").read_text())
+    cart = render["cartId"] = new_cart()
+    post_render(http, web, render)
+    order_id = checkout(http, web, cart)["kustomOrderId"]
+    held = kustom_order(double, order_id)
+    sent = expected_lines(render)
+    assert [line["type"] for line in held["order_lines"]] == [
+        line["type"] for line in sent["order_lines"]
+    ]
+    assert (held["order_amount"], held["order_tax_amount"]) == (
+        sent["order_amount"], sent["order_tax_amount"]
+    )  # fmt: skip
+    # A change to the cart reaches Kustom's order, typed lines and all.
+    render["version"] += 1
+    render["lines"][0]["description"] = "Renamed 😀 " * 30  # cut to 255 UTF-16 units
+    post_render(http, web, render)
+    sent = build_order_payload(load_render(render))
+    wait_until(lambda: status(http, web, cart)["syncHash"] == payload_hash(sent), timeout=30)
+    held = kustom_order(double, order_id)
+    assert held["order_lines"][0]["name"] == sent["order_lines"][0]["name"]
+    assert [line["type"] for line in held["order_lines"]] == [
+        line["type"] for line in sent["order_lines"]
+    ]
