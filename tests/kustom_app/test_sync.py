@@ -565,3 +565,29 @@ def test_the_read_back_compares_what_was_sent():
     assert not order_has_payload(
         {k: v for k, v in as_kustom_order(2).items() if k != "locale"}, payload
     )
+
+
+def test_a_push_sent_before_another_jobs_window_ends_is_not_taken_as_what_kustom_has(
+    ustore, fake_redis, clock
+):
+    """Two jobs pushing at once only happens after a lost lease; even then, an answered push
+    sent while another update may still land says nothing about what Kustom ends with."""
+    record(ustore, 2)
+    step = ustore.begin_sync(UCART, "slow")
+    sent_at = clock.ms
+    ustore.record_unknown_outcome(UCART, "other", ORDER, "h-other", clock.ms + LIFETIME_MS)
+    clock.advance(1_000)
+    after = ustore.finish_sync(UCART, "slow", step.hash, ORDER, step.payload, sent_at=sent_at)
+    assert after.action == "uncertain" and after.retry_after_ms == LIFETIME_MS - 1_000
+    state = ustore.load(UCART)
+    assert state.syncing and state.sync_hash == UNVERIFIED_PREFIX + "h-other"
+    assert fake_redis.hget(ustore.cart_key(UCART), "sync_lock") is None  # lease given back
+
+
+def test_an_unknown_outcome_for_an_order_the_cart_has_left_marks_nothing(ustore, fake_redis):
+    record(ustore, 2)
+    ustore.begin_sync(UCART, "job")
+    ustore.record_order(UCART, "order-new", prepared(2).hash, prepared(2).payload)
+    assert ustore.record_unknown_outcome(UCART, "job", ORDER, "h2", now_ms() + 1) is None
+    state = ustore.load(UCART)
+    assert not state.syncing and uncertain_until(fake_redis) is None
