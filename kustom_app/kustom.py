@@ -3,6 +3,15 @@
 Errors split in two, because callers act differently on them: `KustomUnavailable`
 (connection trouble, timeouts, 5xx, 429) is worth retrying with the same idempotency key;
 `KustomRejected` (any other 4xx) will fail again and must not be retried.
+
+A `KustomUnavailable` is also a `KustomOutcomeUnknown` when the request may have reached
+Kustom without Kustom's own answer coming back (a read timeout, a connection dropped after
+sending, a gateway's 502/504, a 5xx without Kustom's error body): such a request may still
+take effect at Kustom later, up to Kustom's own request lifetime (30 s: "The timeout for
+requests towards the Kustom Checkout API is 30 seconds, after which a HTTP status code 504
+will be returned", https://docs.kustom.co/v3/checkout/additional-resources/errors). Kustom's
+own error answers carry ``{"error_code", "error_messages", "correlation_id"}`` (same page):
+with that body, Kustom has finished with the request, applied or not.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import uuid
 from typing import Any
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from kustom_app.http import http_session
 from kustom_app.metrics import KUSTOM_CALLS, KUSTOM_LATENCY
@@ -51,6 +61,12 @@ class KustomUnavailable(KustomError):
     """Connection error, timeout, 5xx or 429: retry later with the same idempotency key."""
 
 
+class KustomOutcomeUnknown(KustomUnavailable):
+    """The request may have reached Kustom, and no answer of Kustom's came back: it may
+    still take effect there later. Worth a retry like any outage; a caller whose request
+    changes state must not assume it failed (nor that it landed)."""
+
+
 class KustomRejected(KustomError):
     """Kustom refused the request (4xx other than 429); retrying will not help."""
 
@@ -71,6 +87,40 @@ class KustomRejected(KustomError):
     @property
     def not_found(self) -> bool:
         return self.status == 404
+
+
+def may_have_reached_kustom(error: requests.RequestException) -> bool:
+    """Whether a request that got no answer may have been sent to Kustom: everything but a
+    connection that was never made (connect timeout, refused, name not resolved) or a
+    request that could not even be built. A dropped connection, a read timeout, a broken
+    answer or TLS/proxy trouble leave it open whether Kustom got the request."""
+    if isinstance(error, requests.ConnectTimeout):
+        return False
+    if isinstance(error, requests.ConnectionError):
+        reason = error.args[0] if error.args else None
+        if isinstance(reason, MaxRetryError):
+            reason = reason.reason
+        # (urllib3's NewConnectionError and NameResolutionError are ConnectTimeoutErrors.)
+        return not isinstance(reason, ConnectTimeoutError)
+    return isinstance(
+        error,
+        requests.Timeout
+        | requests.exceptions.ChunkedEncodingError
+        | requests.exceptions.ContentDecodingError,
+    )
+
+
+def leaves_outcome_open(status: int, body: Any) -> bool:
+    """Whether a 429/5xx answer leaves open if the request takes effect: 502 and 504
+    always (a gateway gave up waiting, or Kustom's own 504 for a request past its 30 s;
+    either way the work may still finish), any other 5xx without Kustom's error body (not
+    Kustom's answer, so something in between). A 429, and a 5xx in Kustom's error shape,
+    are Kustom having finished with the request."""
+    if status == 429:
+        return False
+    if status in (502, 504):
+        return True
+    return not (isinstance(body, dict) and body.get("error_code"))
 
 
 class KustomResponse:
@@ -155,10 +205,16 @@ class KustomClient:
             response = self._send(method, self.base_url + path, json, headers, timeout)
         except requests.RequestException as e:
             KUSTOM_CALLS.labels(operation, "unreachable").inc()
+            unknown = may_have_reached_kustom(e)
             log.warning(
-                "kustom.call.unreachable op=%s %s error=%s", operation, context, type(e).__name__
+                "kustom.call.unreachable op=%s %s error=%s sent=%s",
+                operation,
+                context,
+                type(e).__name__,
+                "maybe" if unknown else "no",
             )
-            raise KustomUnavailable(
+            error = KustomOutcomeUnknown if unknown else KustomUnavailable
+            raise error(
                 f"Kustom unreachable during {operation}: {type(e).__name__}", operation=operation
             ) from e
         correlation_id = response.headers.get(CORRELATION_HEADER)
@@ -181,7 +237,8 @@ class KustomClient:
                 body = None
         status = response.status_code
         if status >= 500 or status == 429:
-            raise KustomUnavailable(
+            error = KustomOutcomeUnknown if leaves_outcome_open(status, body) else KustomUnavailable
+            raise error(
                 f"Kustom answered {status} to {operation}",
                 operation=operation,
                 status=status,

@@ -56,6 +56,13 @@ SYNC_LAG = Histogram(
     buckets=LAG_BUCKETS,
 )
 SYNC_PUSHES = Counter("kustom_sync_pushes_total", "Kustom order updates pushed by sync jobs")
+SYNC_UNKNOWN_OUTCOMES = Counter(
+    "kustom_sync_unknown_outcomes_total",
+    "Sync pushes whose answer never came, and how each was settled once it could no longer "
+    "land (no_answer: an update got none; verified: Kustom's order read back equal to the "
+    "newest payload, no push; differed: read back different, pushed again)",
+    ["outcome"],
+)
 KUSTOM_CALLS = Counter("kustom_api_calls_total", "Calls to Kustom's API", ["operation", "outcome"])
 KUSTOM_LATENCY = Histogram(
     "kustom_api_call_duration_seconds",

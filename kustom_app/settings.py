@@ -102,6 +102,9 @@ class Settings:
     order_max_age_seconds: int = 48 * 3600
     kustom_connect_timeout: float = 3.05
     kustom_read_timeout: float = 10.0
+    # How long after Kustom got a request it may still act on it (Kustom's documented 30 s
+    # request timeout): an update without an answer may land until then (kustom_app/sync.py).
+    kustom_request_lifetime_seconds: float = 30.0
     commerce_connect_timeout: float = 3.05
     commerce_read_timeout: float = 10.0
     max_body_bytes: int = 1024 * 1024
@@ -151,6 +154,9 @@ class Settings:
         limits = {
             "TASK_RETRY_MAX_SECONDS + TASK_TIME_LIMIT_SECONDS (a retry's longest countdown, "
             "then its run)": self.retry_max_seconds + run,
+            # (This also bounds a sync job waiting out an update without an answer, for up to
+            # KUSTOM_REQUEST_LIFETIME_SECONDS: it looks again at most a lease later each time,
+            # workers/tasks.py.)
             f"SYNC_LEASE_SECONDS + {SYNC_BUSY_JITTER_SECONDS:g} s + TASK_TIME_LIMIT_SECONDS "
             "(a busy sync job's countdown, then its run)": (
                 self.sync_lease_seconds + SYNC_BUSY_JITTER_SECONDS + run
@@ -212,6 +218,7 @@ class Settings:
             production=production,
             key_prefix=env.get("KUSTOM_KEY_PREFIX") or "kustom",
             kustom_read_timeout=_seconds(env, "KUSTOM_READ_TIMEOUT", 10.0),
+            kustom_request_lifetime_seconds=_seconds(env, "KUSTOM_REQUEST_LIFETIME_SECONDS", 30.0),
             commerce_read_timeout=_seconds(env, "COMMERCE_READ_TIMEOUT", 10.0),
             visibility_timeout=visibility_timeout,
             reconcile_interval_seconds=_seconds(env, "RECONCILE_INTERVAL_SECONDS", 60.0),

@@ -10,6 +10,10 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
     order_id, order_created_at, order_updated_at, order_unusable, kustom_read_only
     sync_queued_at                         a syncKustomOrder job is queued
     sync_lock, sync_lock_until             the lease of the job pushing right now
+    sync_uncertain_until                   an update got no answer and may land at Kustom
+                                           until then; set until a job has re-read the
+                                           order (sync_hash is `UNVERIFIED_PREFIX` + the
+                                           pushed hash meanwhile)
     state                                  open | completing | completed
     completion_token, completion_lease_until, completion_order_id, completion_path
                                            the claim of whoever completes the cart
@@ -48,6 +52,10 @@ QUEUED_STALE_MS = 30_000
 OPEN_ORDER_FIRST_CHECK_MS = 10 * 60_000  # when the sweeper first asks Kustom about an order
 COMPLETION_LEASE_MS = 60_000  # longer than one commerce completion call can take
 SYNC_LEASE_MS = 45_000  # longer than one Kustom call can take (connect + read timeouts)
+# sync_hash while an update's outcome is unknown: 'unverified-' + the hash pushed without an
+# answer. No pending hash has this form, so the cart stays "syncing" until a job has re-read
+# Kustom's order (record_unknown_outcome.lua).
+UNVERIFIED_PREFIX = "unverified-"
 # Where record_render.lua puts the pending payload's JSON text (escaped as a JSON string)
 # into a sync job's message: `CartStore.record_render`'s ``job``.
 JOB_PAYLOAD_MARKER = "@@payload@@"
@@ -154,7 +162,10 @@ class RenderOutcome:
 class SyncStep:
     """What a sync job should do next."""
 
-    action: str  # push | again | done | in_sync | busy | no_order | closed | gone | lost
+    # push | verify | again | done | in_sync | busy | uncertain | no_order | closed | gone | lost
+    # (verify: push after reading Kustom's order, an earlier update's outcome being unknown;
+    # uncertain: that update may still land, come back after retry_after_ms)
+    action: str
     hash: str | None = None
     payload: dict[str, Any] | None = None
     order_id: str | None = None
@@ -241,6 +252,7 @@ class CartStore:
         self._begin_sync = PinnedScript(load_script(client, "begin_sync"), own)
         self._finish_sync = PinnedScript(load_script(client, "finish_sync"), own)
         self._release_sync = load_script(client, "release_sync")
+        self._record_unknown_outcome = load_script(client, "record_unknown_outcome")
         self._record_order = load_script(client, "record_order")
         self._record_applied = load_script(client, "record_applied")
         self._claim_completion = load_script(client, "claim_completion")
@@ -393,7 +405,10 @@ class CartStore:
     ) -> bool:
         """Kustom applied this render's payload itself (a callback answer): pending = sync.
 
-        Returns False (nothing stored) when a newer render version is already stored.
+        While an update whose answer never came may still land at Kustom (and overwrite
+        this answer there), the payload is stored as pending only: the sync job re-reads
+        the order once nothing can land any more. Returns False (nothing stored) when a
+        newer render version is already stored.
         """
         result = self._record_applied(
             keys=self._keys(cart_id),
@@ -407,7 +422,7 @@ class CartStore:
                 cart_id,
             ],
         )
-        return as_text(result) == "applied"
+        return as_text(result) in ("applied", "applied_unverified")
 
     # Sync leases -----------------------------------------------------------------------
 
@@ -424,7 +439,7 @@ class CartStore:
             )
         ]
         action = result[0] or "gone"
-        if action == "push":
+        if action in ("push", "verify"):
             return SyncStep(
                 action,
                 hash=result[1],
@@ -432,7 +447,7 @@ class CartStore:
                 order_id=result[3],
                 events_at=(int(result[5] or 0), int(result[6] or 0)),
             )
-        if action == "busy":
+        if action in ("busy", "uncertain"):
             return SyncStep(action, hash=result[1], retry_after_ms=int(result[4] or 0))
         return SyncStep(action, hash=result[1] if len(result) > 1 else None)
 
@@ -444,10 +459,18 @@ class CartStore:
         order_id: str,
         pushed_payload: dict[str, Any] | None = None,
         *,
+        sent_at: int | None = None,
         lease_ms: int | None = None,
         now: int | None = None,
     ) -> SyncStep:
-        """Record a landed push; returns `again` with the newer payload if the cart moved."""
+        """Record a landed push; returns `again` with the newer payload if the cart moved.
+
+        Also records a read that found the payload at Kustom (a verified unknown outcome).
+        ``sent_at`` is when the push or read was sent (default now): it says what Kustom
+        ends with only when sent after any unknown outcome's window; before, the result is
+        `uncertain` and nothing is recorded.
+        """
+        at = now_ms() if now is None else now
         result = [
             as_text(x)
             for x in self._finish_sync(
@@ -455,12 +478,13 @@ class CartStore:
                 args=[
                     token,
                     pushed_hash,
-                    now_ms() if now is None else now,
+                    at,
                     self.sync_lease_ms if lease_ms is None else lease_ms,
                     self.ttl,
                     cart_id,
                     order_id,
                     json.dumps(pushed_payload, separators=(",", ":")) if pushed_payload else "",
+                    at if sent_at is None else sent_at,
                 ],
             )
         ]
@@ -471,7 +495,40 @@ class CartStore:
             )
         if action == "done":
             return SyncStep(action, hash=result[1], pending_at=int(result[2] or 0) or None)
+        if action == "uncertain":
+            return SyncStep(action, hash=result[1], retry_after_ms=int(result[2] or 0))
         return SyncStep(action, hash=result[1] if len(result) > 1 else None)
+
+    def record_unknown_outcome(
+        self,
+        cart_id: str,
+        token: str,
+        order_id: str,
+        pushed_hash: str,
+        uncertain_until: int,
+        *,
+        now: int | None = None,
+    ) -> int | None:
+        """An update got no answer and may land at Kustom until ``uncertain_until`` (ms).
+
+        Gives the lease back and keeps the cart "syncing" (sync_hash becomes
+        `UNVERIFIED_PREFIX` + ``pushed_hash``) until a job has re-read the order after that
+        time. Returns the end of the window (the later one when one was open already), or
+        None when the cart has moved to another order meanwhile.
+        """
+        status, until = self._record_unknown_outcome(
+            keys=self._keys(cart_id),
+            args=[
+                token,
+                order_id,
+                pushed_hash,
+                uncertain_until,
+                now_ms() if now is None else now,
+                self.ttl,
+                cart_id,
+            ],
+        )
+        return int(until) if as_text(status) == "uncertain" else None
 
     def release_sync(
         self,

@@ -8,6 +8,16 @@ Only one job pushes for a cart at a time (a lease in Redis). A job always pushes
 newest pending payload, and when the cart changed while it pushed, it pushes again before
 letting go of the lease, so a burst of renders costs at most a couple of Kustom calls and
 an older payload can never land after a newer one.
+
+An update whose answer never came (a read timeout, a dropped connection, a gateway's 504)
+is an unknown outcome, not a failure: Kustom may apply it later, up to its own request
+lifetime after it got it, over anything pushed in between. So it is recorded on the cart
+with that time (`CartStore.record_unknown_outcome`), the cart stays "syncing", and until
+then no job pushes or marks anything synced (`SyncUncertain`). The first job after reads
+the order back: when it holds the newest pending payload that is recorded as synced, else
+the payload is pushed; an answered push settles it (nothing older can land after it), a
+push without an answer opens a new window. Kustom's own error answers (4xx, 429, a 5xx with
+its error body) settle a request too: Kustom has finished with it.
 """
 
 from __future__ import annotations
@@ -18,12 +28,19 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kustom_app.kustom import KustomClient, KustomRejected
-from kustom_app.metrics import CART_EVENTS, SYNC_LAG, SYNC_PUSHES
-from kustom_app.payload import CartNotPayable, build_order_payload, canonical_json, hash_canonical
+from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomRejected
+from kustom_app.metrics import CART_EVENTS, SYNC_LAG, SYNC_PUSHES, SYNC_UNKNOWN_OUTCOMES
+from kustom_app.payload import (
+    CartNotPayable,
+    build_order_payload,
+    canonical_json,
+    hash_canonical,
+    same_order_lines,
+)
 from kustom_app.render import render_json
 from kustom_app.state import CartStore, RenderOutcome, SyncStep, now_ms
 
@@ -37,6 +54,13 @@ BURST_GAP_MS = 25
 BURST_MAX_WAIT_MS = 1500
 # The pendingHash of a cart that cannot be paid for as it stands; no job ever pushes it.
 UNPAYABLE_PREFIX = "unpayable-"
+# How long after Kustom got a request it may still act on it: "The timeout for requests
+# towards the Kustom Checkout API is 30 seconds, after which a HTTP status code 504 will be
+# returned" (https://docs.kustom.co/v3/checkout/additional-resources/errors). The service's
+# comes from KUSTOM_REQUEST_LIFETIME_SECONDS.
+REQUEST_LIFETIME_MS = 30_000
+# Order fields that are codes, compared without regard to case when read back.
+_CODE_FIELDS = frozenset({"purchase_country", "purchase_currency", "locale"})
 
 
 class SyncBusy(Exception):
@@ -44,6 +68,29 @@ class SyncBusy(Exception):
 
     def __init__(self, retry_after_ms: int) -> None:
         super().__init__(f"sync lease held for another {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
+
+
+class SyncUncertain(SyncBusy):
+    """An update whose answer never came may still land at Kustom for ``retry_after_ms``:
+    nothing is pushed or marked synced before. Come back then (like a busy lease)."""
+
+    def __init__(self, retry_after_ms: int) -> None:
+        Exception.__init__(
+            self, f"an update without an answer may land at Kustom for {retry_after_ms} ms"
+        )
+        self.retry_after_ms = retry_after_ms
+
+
+class SyncOutcomeUnknown(Exception):
+    """This job's update got no answer (``error``); it is recorded on the cart and may land
+    at Kustom for ``retry_after_ms``. An outage like any other for retries, but the retry
+    that reads the order back must not come before."""
+
+    def __init__(self, error: KustomOutcomeUnknown, pushed_hash: str, retry_after_ms: int) -> None:
+        super().__init__(f"no answer to the update with {pushed_hash}: {error}")
+        self.error = error
+        self.pushed_hash = pushed_hash
         self.retry_after_ms = retry_after_ms
 
 
@@ -146,9 +193,56 @@ def render_event_outcome(outcome: RenderOutcome, prepared: PreparedRender) -> st
 
 @dataclass(frozen=True)
 class SyncResult:
-    outcome: str  # synced | in_sync | no_order | closed | gone | unusable | read_only | requeue
+    # synced | verified (read back equal after an unknown outcome, no push) | in_sync |
+    # no_order | closed | gone | unusable | read_only | requeue | lost | unpayable
+    outcome: str
     pushes: int
     hash: str | None = None
+
+
+def order_has_payload(order: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
+    """Whether Kustom's order, as read back, holds every field of ``payload`` as it was sent.
+
+    This decides that an update whose answer never came need not be pushed again. Lines
+    compare on what the shopper pays (`same_order_lines`, with Kustom's defaults for fields
+    left out) and on every field sent (names, URLs too); shipping options on every field
+    sent; both in any order, Kustom's own extra fields ignored. Codes (country, currency,
+    locale) ignore case. When in doubt this says no: a needless push costs one call.
+    """
+    for name, ours in payload.items():
+        theirs = order.get(name)
+        if name == "order_lines":
+            same = (
+                isinstance(theirs, list)
+                and same_order_lines(theirs, ours)
+                and _pairs_off(theirs, ours)
+            )
+        elif name == "shipping_options":
+            same = isinstance(theirs, list) and _pairs_off(theirs, ours)
+        elif name in _CODE_FIELDS:
+            same = isinstance(theirs, str) and theirs.lower() == str(ours).lower()
+        else:
+            same = theirs == ours
+        if not same:
+            return False
+    return True
+
+
+def _pairs_off(theirs: Sequence[Any], ours: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether each of ``ours`` has its own item in ``theirs`` holding all of its fields."""
+    if len(theirs) != len(ours):
+        return False
+    left = list(theirs)
+    for item in sorted(ours, key=len, reverse=True):  # the most specific first
+        for i, candidate in enumerate(left):
+            if isinstance(candidate, Mapping) and all(
+                candidate.get(k) == v for k, v in item.items()
+            ):
+                del left[i]
+                break
+        else:
+            return False
+    return True
 
 
 def _newest_after_burst(store: CartStore, cart_id: str, step: SyncStep, gap_ms: int) -> SyncStep:
@@ -179,21 +273,36 @@ def sync_cart(
     token: str | None = None,
     max_pushes: int = MAX_PUSHES_PER_JOB,
     burst_gap_ms: int = BURST_GAP_MS,
+    request_lifetime_ms: int = REQUEST_LIFETIME_MS,
 ) -> SyncResult:
     """Bring the cart's Kustom order up to the newest pending payload.
 
-    Raises `SyncBusy` when another job holds the lease, and the Kustom client's errors
-    (`KustomUnavailable` is worth a retry) after giving the lease back.
+    Raises `SyncBusy` when another job holds the lease, `SyncUncertain` (a `SyncBusy`)
+    while an update without an answer may still land, `SyncOutcomeUnknown` when this job's
+    update got no answer (it may land for ``request_lifetime_ms`` from now), and the Kustom
+    client's errors (`KustomUnavailable` is worth a retry), each after giving the lease back.
     """
     token = token or uuid.uuid4().hex
     step = store.begin_sync(cart_id, token)
     if step.action == "busy":
         raise SyncBusy(step.retry_after_ms)
-    if step.action != "push":
+    if step.action == "uncertain":
+        log.info(
+            "kustom.sync.awaiting_outcome cart=%s hash=%s wait_ms=%s",
+            cart_id,
+            step.hash,
+            step.retry_after_ms,
+        )
+        raise SyncUncertain(step.retry_after_ms)
+    if step.action not in ("push", "verify"):
         return SyncResult(step.action, 0, step.hash)
     order_id = step.order_id or ""
     pushes = 0
+    verified = False
     try:
+        if step.action == "verify":
+            step = _verify(store, kustom, cart_id, token, step)
+            verified = step.action != "push"
         while step.action in ("push", "again") and pushes < max_pushes:
             if burst_gap_ms > 0:
                 step = _newest_after_burst(store, cart_id, step, burst_gap_ms)
@@ -201,10 +310,18 @@ def sync_cart(
                     store.release_sync(cart_id, token)
                     break
             pushed_hash = step.hash or ""
-            kustom.update_order(order_id, step.payload or {}, cart=cart_id, hash=pushed_hash)
+            sent_at = now_ms()
+            try:
+                kustom.update_order(order_id, step.payload or {}, cart=cart_id, hash=pushed_hash)
+            except KustomOutcomeUnknown as e:
+                raise _unknown_outcome(
+                    store, cart_id, token, order_id, pushed_hash, e, request_lifetime_ms
+                ) from e
             pushes += 1
             SYNC_PUSHES.inc()
-            step = store.finish_sync(cart_id, token, pushed_hash, order_id, step.payload)
+            step = store.finish_sync(
+                cart_id, token, pushed_hash, order_id, step.payload, sent_at=sent_at
+            )
             log.info(
                 "kustom.sync.pushed cart=%s order=%s hash=%s next=%s",
                 cart_id,
@@ -212,6 +329,8 @@ def sync_cart(
                 pushed_hash,
                 step.action,
             )
+    except SyncOutcomeUnknown:
+        raise  # the lease went back with the record of it
     except KustomRejected as e:
         if e.status == 404:
             store.release_sync(cart_id, token, order_id, "unusable")
@@ -226,6 +345,8 @@ def sync_cart(
     except BaseException:
         store.release_sync(cart_id, token)
         raise
+    if step.action == "uncertain":  # the script gave the lease back
+        raise SyncUncertain(step.retry_after_ms)
     if step.action == "again":
         store.release_sync(cart_id, token)
         return SyncResult("requeue", pushes, step.hash)
@@ -233,4 +354,61 @@ def sync_cart(
         log.warning("kustom.sync.lease_lost cart=%s order=%s", cart_id, order_id)
     if step.action == "done" and step.pending_at:
         SYNC_LAG.observe(max(0, now_ms() - step.pending_at) / 1000)
-    return SyncResult("synced" if step.action == "done" else step.action, pushes, step.hash)
+    if step.action == "done":
+        return SyncResult("verified" if verified and not pushes else "synced", pushes, step.hash)
+    return SyncResult(step.action, pushes, step.hash)
+
+
+def _verify(
+    store: CartStore, kustom: KustomClient, cart_id: str, token: str, step: SyncStep
+) -> SyncStep:
+    """After an unknown outcome's window: when Kustom's order holds the newest pending
+    payload already, that is what Kustom has (recorded as synced, no push); else `push`."""
+    order_id = step.order_id or ""
+    read_at = now_ms()  # after the window (begin_sync saw it over): nothing lands after this
+    order = kustom.get_order(order_id, cart=cart_id)
+    if isinstance(order, dict) and step.payload and order_has_payload(order, step.payload):
+        after = store.finish_sync(
+            cart_id, token, step.hash or "", order_id, step.payload, sent_at=read_at
+        )
+        SYNC_UNKNOWN_OUTCOMES.labels("verified").inc()
+        log.info(
+            "kustom.sync.verified cart=%s order=%s hash=%s next=%s",
+            cart_id,
+            order_id,
+            step.hash,
+            after.action,
+        )
+        return after
+    SYNC_UNKNOWN_OUTCOMES.labels("differed").inc()
+    log.info("kustom.sync.verify_differs cart=%s order=%s hash=%s", cart_id, order_id, step.hash)
+    return dataclasses.replace(step, action="push")
+
+
+def _unknown_outcome(
+    store: CartStore,
+    cart_id: str,
+    token: str,
+    order_id: str,
+    pushed_hash: str,
+    error: KustomOutcomeUnknown,
+    lifetime_ms: int,
+) -> SyncOutcomeUnknown:
+    """Record an update that got no answer; the error for the job to retry on."""
+    # Counted from when the client gave up, not from when it sent: Kustom got the request
+    # at some moment before now (after connecting, sending) and acts on it at most its
+    # lifetime from then, so this bound holds however slow the way there was.
+    gave_up = now_ms()
+    until = store.record_unknown_outcome(
+        cart_id, token, order_id, pushed_hash, gave_up + lifetime_ms, now=gave_up
+    )
+    SYNC_UNKNOWN_OUTCOMES.labels("no_answer").inc()
+    log.warning(
+        "kustom.sync.outcome_unknown cart=%s order=%s hash=%s status=%s until=%s",
+        cart_id,
+        order_id,
+        pushed_hash,
+        error.status,
+        until,
+    )
+    return SyncOutcomeUnknown(error, pushed_hash, max(0, (until or gave_up) - gave_up))

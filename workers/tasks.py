@@ -22,7 +22,7 @@ from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
 from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
 from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
-from kustom_app.sync import SyncBusy, sync_cart
+from kustom_app.sync import SyncBusy, SyncOutcomeUnknown, sync_cart
 from workers.celery_app import app, idempotent_task
 from workers.messages import sync_argsrepr
 
@@ -116,18 +116,28 @@ def sync_kustom_order(
 
     ``payload_hash``/``payload`` are what was pending when the job was queued (shown in
     Flower); the job always pushes what is pending when it runs, so it is never stale.
+    An update without an answer is retried like an outage, but not before it can no longer
+    land at Kustom (the retry reads the order back first).
     """
     services = process_services()
+    lifetime_ms = int(services.settings.kustom_request_lifetime_seconds * 1000)
     try:
-        result = sync_cart(services.store, services.kustom, cart_id)
+        result = sync_cart(
+            services.store, services.kustom, cart_id, request_lifetime_ms=lifetime_ms
+        )
     except SyncBusy as e:
         # The lease holder pushes what is pending now; come back once its lease is over
-        # in case it died. Bounded by the lease, so this cannot loop for long.
+        # in case it died. Or (SyncUncertain) an update without an answer may still land:
+        # come back when it no longer can. Bounded by the lease or Kustom's request
+        # lifetime, so this cannot loop for long.
         if self.request.retries >= SYNC_BUSY_RETRY_LIMIT:
             record_dead_letter(self, e, {"cart": cart_id, "hash": payload_hash})
             raise
-        jitter = random.uniform(0.1, SYNC_BUSY_JITTER_SECONDS)  # Settings: below visibility
-        raise self.retry(countdown=e.retry_after_ms / 1000 + jitter) from e
+        raise self.retry(countdown=_sync_wait_seconds(e.retry_after_ms)) from e
+    except SyncOutcomeUnknown as e:
+        context = {"cart": cart_id, "hash": e.pushed_hash, "outcome": "unknown"}
+        at_least = _sync_wait_seconds(e.retry_after_ms)
+        raise _retry_transient(self, e.error, context, at_least=at_least) from e
     except KustomUnavailable as e:
         raise _retry_transient(self, e, {"cart": cart_id}) from e
     except KustomRejected as e:
@@ -150,12 +160,25 @@ def sync_kustom_order(
     return result.outcome
 
 
-def _retry_transient(task: Task, error: Exception, context: dict[str, Any]) -> Exception:
-    """Retry with backoff; after the last retry keep the task in the dead-letter list."""
+def _retry_transient(
+    task: Task, error: Exception, context: dict[str, Any], *, at_least: float = 0.0
+) -> Exception:
+    """Retry with backoff (not sooner than ``at_least`` seconds); after the last retry keep
+    the task in the dead-letter list."""
     if task.request.retries >= process_services().settings.max_retries:
         record_dead_letter(task, error, context)
         return error
-    return task.retry(countdown=backoff_seconds(task.request.retries), exc=error)
+    countdown = max(at_least, backoff_seconds(task.request.retries))
+    return task.retry(countdown=countdown, exc=error)
+
+
+def _sync_wait_seconds(retry_after_ms: int) -> float:
+    """The countdown of a sync job waiting for a lease or an unknown outcome to end: at most
+    a lease (a longer wait is done in steps, each job coming back to look), plus jitter
+    that spreads the jobs waiting for the same moment. Settings keeps a lease plus the
+    jitter plus a run below the broker's visibility timeout."""
+    lease = process_services().settings.sync_lease_seconds
+    return min(retry_after_ms / 1000, lease) + random.uniform(0.1, SYNC_BUSY_JITTER_SECONDS)
 
 
 @idempotent_task("completeKustomOrder")

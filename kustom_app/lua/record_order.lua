@@ -5,7 +5,9 @@ local cart = KEYS[1]
 local pending = redis.call('HGET', cart, 'pending_hash')
 redis.call('HSET', cart, 'order_id', ARGV[1], 'order_created_at', ARGV[4],
   'order_updated_at', ARGV[4], 'order_unusable', '0', 'sync_hash', ARGV[2], 'sync_payload', ARGV[3])
-redis.call('HDEL', cart, 'kustom_read_only', 'sync_lock', 'sync_lock_until')
+-- (An update to an older order that may still land there says nothing about this one.)
+redis.call('HDEL', cart, 'kustom_read_only', 'sync_lock', 'sync_lock_until',
+  'sync_uncertain_until')
 local enqueue = 0
 if not pending then
   pending = ARGV[2]

@@ -10,6 +10,7 @@ if ARGV[3] ~= '' and s[2] == ARGV[2] then
     -- Nothing left to sync to; the next checkout call creates a new order from the render.
     redis.call('HSET', cart, 'order_unusable', '1', 'sync_hash', s[3] or '',
       'sync_payload', s[4] or '')
+    redis.call('HDEL', cart, 'sync_uncertain_until')
     redis.call('ZREM', KEYS[2], ARGV[4])
   else
     redis.call('HSET', cart, 'kustom_read_only', ARGV[5])

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
+import requests
+import responses
 
-from kustom_app.kustom import KustomRejected, KustomUnavailable
-from kustom_app.state import CartStore, now_ms
-from kustom_app.sync import SyncBusy, sync_cart
+from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomRejected, KustomUnavailable
+from kustom_app.render import load_render
+from kustom_app.state import UNVERIFIED_PREFIX, CartStore, now_ms
+from kustom_app.sync import (
+    SyncBusy,
+    SyncOutcomeUnknown,
+    SyncUncertain,
+    order_has_payload,
+    prepare_render,
+    sync_cart,
+)
+from tests.conftest import make_render
 
 CART = "cart-s"
 
@@ -166,3 +178,416 @@ def test_a_stale_render_leaves_the_cart_hash_untouched(store, fake_redis):
     outcome = store.record_render(CART, 4, {"v": 4}, "h4", {"v": 4})
     assert not outcome.accepted
     assert fake_redis.hgetall(store.cart_key(CART)) == before
+
+
+# -- updates whose answer never came --------------------------------------------------------
+#
+# Against the real Kustom client (responses) and real payloads: a read timeout, a dropped
+# connection or a gateway's 504 may still land at Kustom later, over anything pushed since.
+
+KUSTOM = "https://kustom.test"
+ORDER = "order-u"
+ORDER_URL = f"{KUSTOM}/checkout/v3/orders/{ORDER}"
+LIFETIME_MS = 30_000
+
+
+class Clock:
+    """Epoch milliseconds that move only when told (the sync and the store read them)."""
+
+    def __init__(self) -> None:
+        self.ms = now_ms()
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def advance(self, ms: int) -> None:
+        self.ms += ms
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr("kustom_app.state.now_ms", clock)
+    monkeypatch.setattr("kustom_app.sync.now_ms", clock)
+    return clock
+
+
+@pytest.fixture
+def kustom_api():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def client():
+    return KustomClient(KUSTOM, "merchant", "secret", read_timeout=0.5)
+
+
+def prepared(version: int):
+    """The real payload of the contract cart with ``version`` T-shirts."""
+    return prepare_render(load_render(make_render(UCART, version, quantity=version)))
+
+
+UCART = "cart-u"
+
+
+def record(ustore, version: int):
+    p = prepared(version)
+    return ustore.record_render(UCART, version, p.render_json, p.hash, p.payload_json)
+
+
+@pytest.fixture
+def ustore(fake_redis, clock):
+    s = CartStore(fake_redis)
+    first = prepared(1)
+    s.record_render(UCART, 1, first.render_json, first.hash, first.payload_json)
+    s.record_order(UCART, ORDER, first.hash, first.payload)
+    return s
+
+
+def as_kustom_order(version: int) -> dict:
+    """Kustom's order as read back holding the payload of ``version`` (plus its own fields)."""
+    payload = prepared(version).payload
+    lines = [{**line, "product_identifiers": {}} for line in payload["order_lines"]]
+    return {
+        **payload,
+        "order_lines": list(reversed(lines)),
+        "order_id": ORDER,
+        "status": "checkout_incomplete",
+        "html_snippet": "<div></div>",
+        "locale": payload["locale"].lower(),
+    }
+
+
+def sync(ustore, client, **kwargs):
+    return sync_cart(
+        ustore, client, UCART, burst_gap_ms=0, request_lifetime_ms=LIFETIME_MS, **kwargs
+    )
+
+
+def no_answer(kustom_api):
+    kustom_api.post(ORDER_URL, body=requests.exceptions.ReadTimeout("read timed out"))
+
+
+def answered(kustom_api):
+    kustom_api.post(ORDER_URL, json={"order_id": ORDER})
+
+
+def read_back(kustom_api, version: int):
+    kustom_api.get(ORDER_URL, json=as_kustom_order(version))
+
+
+def calls(kustom_api) -> list[tuple[str, int | None]]:
+    """(method, quantity of the pushed T-shirt line) of every Kustom call, in order."""
+    out = []
+    for call in kustom_api.calls:
+        body = json.loads(call.request.body) if call.request.body else None
+        out.append((call.request.method, body["order_lines"][0]["quantity"] if body else None))
+    return out
+
+
+def uncertain_until(fake_redis) -> int | None:
+    raw = fake_redis.hget("kustom:cart:" + UCART, "sync_uncertain_until")
+    return int(raw) if raw else None
+
+
+def test_an_update_without_an_answer_marks_nothing_synced_and_keeps_the_cart(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown) as raised:
+        sync(ustore, client)
+    assert raised.value.retry_after_ms == LIFETIME_MS
+    state = ustore.load(UCART)
+    assert state.pending_hash == prepared(2).hash
+    assert state.syncing and state.sync_hash == UNVERIFIED_PREFIX + prepared(2).hash
+    assert state.status()["syncing"] is True  # the storefront keeps the iframe suspended
+    assert fake_redis.zscore(ustore.syncing_key, UCART) is not None  # the sweeper sees it
+    assert uncertain_until(fake_redis) == clock.ms + LIFETIME_MS
+    # The lease went back, but no job may push until the window is over.
+    assert ustore.begin_sync(UCART, "other").action == "uncertain"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": requests.exceptions.ReadTimeout("read")},
+        {"body": requests.exceptions.ConnectionError("Connection aborted.")},
+        {"status": 504, "body": ""},
+        {"status": 502, "body": "<html>bad gateway</html>"},
+        {"status": 500, "body": "<html>proxy error</html>"},
+        {"status": 504, "json": {"error_code": "TIMEOUT", "correlation_id": "c"}},
+    ],
+    ids=["read-timeout", "dropped", "504", "502", "500-not-kustoms", "504-kustoms"],
+)
+def test_what_counts_as_an_unknown_outcome(ustore, client, kustom_api, fake_redis, answer):
+    record(ustore, 2)
+    kustom_api.post(ORDER_URL, **answer)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    assert ustore.load(UCART).sync_hash.startswith(UNVERIFIED_PREFIX)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": requests.exceptions.ConnectTimeout("connect")},
+        {"status": 503, "json": {"error_code": "SERVICE_UNAVAILABLE", "correlation_id": "c"}},
+        {"status": 500, "json": {"error_code": "INTERNAL_ERROR", "correlation_id": "c"}},
+        {"status": 429, "body": ""},
+    ],
+    ids=["never-connected", "503-kustoms", "500-kustoms", "429"],
+)
+def test_kustoms_own_error_answers_are_plain_outages(
+    ustore, client, kustom_api, fake_redis, answer
+):
+    record(ustore, 2)
+    kustom_api.post(ORDER_URL, **answer)
+    with pytest.raises(KustomUnavailable) as raised:
+        sync(ustore, client)
+    assert not isinstance(raised.value, KustomOutcomeUnknown)
+    state = ustore.load(UCART)
+    assert state.sync_hash == prepared(1).hash  # what Kustom had, still known
+    assert uncertain_until(fake_redis) is None
+    assert ustore.begin_sync(UCART, "next").action == "push"  # the next try pushes at once
+
+
+def test_a_job_during_the_window_waits_without_calling_kustom(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    clock.advance(10_000)
+    outcome = record(ustore, 3)
+    assert outcome.syncing and not outcome.enqueue  # the waiting job counts as queued
+    with pytest.raises(SyncUncertain) as raised:
+        sync(ustore, client)
+    assert raised.value.retry_after_ms == LIFETIME_MS - 10_000
+    assert isinstance(raised.value, SyncBusy)  # retried like a busy lease
+    assert calls(kustom_api) == [("POST", 2)]
+    assert fake_redis.zscore(ustore.syncing_key, UCART) is not None
+
+
+def test_a_render_equal_to_the_last_synced_one_is_not_taken_as_in_sync_meanwhile(
+    ustore, client, kustom_api, clock
+):
+    """Kustom may hold version 2 by now: going back to version 1's cart needs a sync."""
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    back = prepared(1)
+    outcome = ustore.record_render(UCART, 3, back.render_json, back.hash, back.payload_json)
+    assert outcome.syncing and outcome.pending_hash == prepared(1).hash
+
+
+def test_after_the_window_an_order_equal_to_the_newest_payload_is_synced_without_a_push(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    clock.advance(LIFETIME_MS)
+    read_back(kustom_api, 2)  # the update landed at Kustom after all
+    result = sync(ustore, client)
+    assert (result.outcome, result.pushes) == ("verified", 0)
+    assert calls(kustom_api) == [("POST", 2), ("GET", None)]
+    state = ustore.load(UCART)
+    assert state.pending_hash == state.sync_hash == prepared(2).hash and not state.syncing
+    assert state.sync_payload == prepared(2).payload
+    assert uncertain_until(fake_redis) is None
+    assert fake_redis.zscore(ustore.syncing_key, UCART) is None
+
+
+def test_after_the_window_a_different_order_gets_the_newest_payload_pushed(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    record(ustore, 3)  # came while version 2's update was in the air
+    clock.advance(LIFETIME_MS)
+    read_back(kustom_api, 2)  # version 2 landed late
+    answered(kustom_api)
+    result = sync(ustore, client)
+    assert (result.outcome, result.pushes) == ("synced", 1)
+    assert calls(kustom_api) == [("POST", 2), ("GET", None), ("POST", 3)]
+    state = ustore.load(UCART)
+    assert state.pending_hash == state.sync_hash == prepared(3).hash
+    assert uncertain_until(fake_redis) is None
+
+
+def test_an_answered_push_after_the_window_settles_it_for_good(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    """Once settled, a normal sync is a single push again: no read, no waiting."""
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    clock.advance(LIFETIME_MS)
+    read_back(kustom_api, 1)  # it never landed
+    answered(kustom_api)
+    assert sync(ustore, client).outcome == "synced"
+    record(ustore, 4)
+    assert sync(ustore, client).outcome == "synced"
+    assert calls(kustom_api) == [("POST", 2), ("GET", None), ("POST", 2), ("POST", 4)]
+
+
+def test_a_second_update_without_an_answer_opens_a_new_window(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    record(ustore, 3)
+    clock.advance(LIFETIME_MS + 5)
+    read_back(kustom_api, 1)
+    with pytest.raises(SyncOutcomeUnknown) as raised:
+        sync(ustore, client)  # pushes version 3: no answer again
+    assert raised.value.retry_after_ms == LIFETIME_MS
+    assert uncertain_until(fake_redis) == clock.ms + LIFETIME_MS
+    state = ustore.load(UCART)
+    assert state.syncing and state.sync_hash == UNVERIFIED_PREFIX + prepared(3).hash
+    with pytest.raises(SyncUncertain):
+        sync(ustore, client)
+    assert calls(kustom_api) == [("POST", 2), ("GET", None), ("POST", 3)]
+
+
+def test_a_read_back_that_fails_is_an_ordinary_outage_and_keeps_the_window_settled_state(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    clock.advance(LIFETIME_MS)
+    kustom_api.get(ORDER_URL, body=requests.exceptions.ReadTimeout("read"))
+    with pytest.raises(KustomUnavailable) as raised:
+        sync(ustore, client)
+    assert not isinstance(raised.value, SyncOutcomeUnknown)
+    assert ustore.load(UCART).syncing
+    assert ustore.begin_sync(UCART, "next").action == "verify"  # the next job reads again
+
+
+def test_an_order_gone_when_read_back_is_marked_for_recreation(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    clock.advance(LIFETIME_MS)
+    kustom_api.get(ORDER_URL, status=404, body="")
+    assert sync(ustore, client).outcome == "unusable"
+    state = ustore.load(UCART)
+    assert not state.order_usable and not state.syncing
+    assert uncertain_until(fake_redis) is None
+
+
+def test_a_callback_answer_during_the_window_is_pending_only(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    """Kustom applies our callback answer now, but the update in the air may land after it:
+    the answer is not what Kustom has until a job has read the order back."""
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    answer = prepared(5)
+    assert ustore.record_applied_render(UCART, 5, answer.render_json, answer.hash, answer.payload)
+    state = ustore.load(UCART)
+    assert state.pending_hash == answer.hash and state.syncing
+    assert fake_redis.zscore(ustore.syncing_key, UCART) is not None
+    clock.advance(LIFETIME_MS)
+    read_back(kustom_api, 5)  # Kustom applied the answer, nothing landed after it
+    assert sync(ustore, client).outcome == "verified"
+    state = ustore.load(UCART)
+    assert state.pending_hash == state.sync_hash == answer.hash
+
+
+def test_a_callback_answer_after_the_window_is_what_kustom_has(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    clock.advance(LIFETIME_MS)
+    answer = prepared(5)
+    ustore.record_applied_render(UCART, 5, answer.render_json, answer.hash, answer.payload)
+    state = ustore.load(UCART)
+    assert state.pending_hash == state.sync_hash == answer.hash and not state.syncing
+    assert uncertain_until(fake_redis) is None
+    assert sync(ustore, client).outcome == "in_sync"
+    assert calls(kustom_api) == [("POST", 2)]
+
+
+def test_a_new_kustom_order_owes_nothing_to_an_update_of_the_old_one(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    record(ustore, 2)
+    no_answer(kustom_api)
+    with pytest.raises(SyncOutcomeUnknown):
+        sync(ustore, client)
+    ustore.record_order(UCART, "order-new", prepared(2).hash, prepared(2).payload)
+    state = ustore.load(UCART)
+    assert state.pending_hash == state.sync_hash == prepared(2).hash
+    assert uncertain_until(fake_redis) is None
+
+
+def test_a_normal_sync_never_reads_the_order_back(ustore, client, kustom_api):
+    record(ustore, 2)
+    answered(kustom_api)
+    assert sync(ustore, client).outcome == "synced"
+    assert calls(kustom_api) == [("POST", 2)]
+
+
+def test_the_read_back_compares_what_was_sent():
+    payload = prepared(2).payload
+    assert order_has_payload(as_kustom_order(2), payload)
+    assert not order_has_payload(as_kustom_order(3), payload)
+    renamed = as_kustom_order(2)
+    renamed["order_lines"] = [{**line, "name": "Old name"} for line in renamed["order_lines"]]
+    assert not order_has_payload(renamed, payload), "a stale name is a stale order"
+    fewer = as_kustom_order(2)
+    fewer["order_lines"] = fewer["order_lines"][:1]
+    assert not order_has_payload(fewer, payload)
+    other_options = as_kustom_order(2)
+    other_options["shipping_options"] = other_options["shipping_options"][:1]
+    assert not order_has_payload(other_options, payload)
+    assert not order_has_payload(
+        {k: v for k, v in as_kustom_order(2).items() if k != "locale"}, payload
+    )
+
+
+def test_a_push_sent_before_another_jobs_window_ends_is_not_taken_as_what_kustom_has(
+    ustore, fake_redis, clock
+):
+    """Two jobs pushing at once only happens after a lost lease; even then, an answered push
+    sent while another update may still land says nothing about what Kustom ends with."""
+    record(ustore, 2)
+    step = ustore.begin_sync(UCART, "slow")
+    sent_at = clock.ms
+    ustore.record_unknown_outcome(UCART, "other", ORDER, "h-other", clock.ms + LIFETIME_MS)
+    clock.advance(1_000)
+    after = ustore.finish_sync(UCART, "slow", step.hash, ORDER, step.payload, sent_at=sent_at)
+    assert after.action == "uncertain" and after.retry_after_ms == LIFETIME_MS - 1_000
+    state = ustore.load(UCART)
+    assert state.syncing and state.sync_hash == UNVERIFIED_PREFIX + "h-other"
+    assert fake_redis.hget(ustore.cart_key(UCART), "sync_lock") is None  # lease given back
+
+
+def test_an_unknown_outcome_for_an_order_the_cart_has_left_marks_nothing(ustore, fake_redis):
+    record(ustore, 2)
+    ustore.begin_sync(UCART, "job")
+    ustore.record_order(UCART, "order-new", prepared(2).hash, prepared(2).payload)
+    assert ustore.record_unknown_outcome(UCART, "job", ORDER, "h2", now_ms() + 1) is None
+    state = ustore.load(UCART)
+    assert not state.syncing and uncertain_until(fake_redis) is None

@@ -37,7 +37,7 @@ def dead_letters(services: Services) -> list[dict[str, Any]]:
 def test_a_sync_job_that_never_gets_the_lease_gives_up_into_a_dead_letter(services, monkeypatch):
     attempts: list[str] = []
 
-    def always_busy(store: Any, kustom: Any, cart_id: str) -> Any:
+    def always_busy(store: Any, kustom: Any, cart_id: str, **_: Any) -> Any:
         attempts.append(cart_id)
         raise SyncBusy(2_000)
 
@@ -88,7 +88,7 @@ def test_a_completion_still_in_progress_after_its_last_retry_leaves_a_dead_lette
 
 
 def test_a_task_failing_on_an_error_it_does_not_handle_leaves_a_dead_letter(services, monkeypatch):
-    def broken(store: Any, kustom: Any, cart_id: str) -> Any:
+    def broken(store: Any, kustom: Any, cart_id: str, **_: Any) -> Any:
         raise RuntimeError("a bug, or Redis going away mid-task")
 
     monkeypatch.setattr(tasks, "sync_cart", broken)
@@ -101,7 +101,7 @@ def test_a_task_failing_on_an_error_it_does_not_handle_leaves_a_dead_letter(serv
 
 
 def test_a_dead_letter_that_cannot_be_written_is_logged(services, monkeypatch, caplog):
-    def broken(store: Any, kustom: Any, cart_id: str) -> Any:
+    def broken(store: Any, kustom: Any, cart_id: str, **_: Any) -> Any:
         raise ConnectionError("redis down")
 
     def no_redis(*args: Any, **kwargs: Any) -> None:
