@@ -40,6 +40,7 @@ from kustom_app.payload import (
     canonical_json,
     hash_canonical,
     same_order_lines,
+    with_kustom_added_shipping,
 )
 from kustom_app.render import render_json
 from kustom_app.state import CartStore, RenderOutcome, SyncStep, now_ms
@@ -207,8 +208,11 @@ def order_has_payload(order: Mapping[str, Any], payload: Mapping[str, Any]) -> b
     compare on what the shopper pays (`same_order_lines`, with Kustom's defaults for fields
     left out) and on every field sent (names, URLs too); shipping options on every field
     sent; both in any order, Kustom's own extra fields ignored. Codes (country, currency,
-    locale) ignore case. When in doubt this says no: a needless push costs one call.
+    locale) ignore case. When in doubt this says no: a needless push costs one call. An
+    order Kustom added the shopper's shipping option to itself holds the payload too
+    (`with_kustom_added_shipping`).
     """
+    payload = with_kustom_added_shipping(dict(payload), order.get("order_lines") or ())
     for name, ours in payload.items():
         theirs = order.get(name)
         if name == "order_lines":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -11,6 +12,7 @@ import requests
 import responses
 
 from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomRejected, KustomUnavailable
+from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
 from kustom_app.state import UNVERIFIED_PREFIX, CartStore, now_ms
 from kustom_app.sync import (
@@ -565,6 +567,22 @@ def test_the_read_back_compares_what_was_sent():
     assert not order_has_payload(
         {k: v for k, v in as_kustom_order(2).items() if k != "locale"}, payload
     )
+
+
+def test_the_read_back_accepts_the_shipping_line_kustom_added_itself():
+    render = load_render(make_render(UCART, 2))
+    payload = build_order_payload(render, kustom_adds_shipping=True)
+    option = next(o for o in payload["shipping_options"] if o["preselected"])
+    order = {**copy.deepcopy(payload), "order_amount": payload["order_amount"] + option["price"]}
+    order["order_tax_amount"] += option["tax_amount"]
+    order["order_lines"].append(
+        {"type": "shipping_fee", "reference": option["id"], "name": option["name"],
+         "quantity": 1, "unit_price": option["price"], "tax_rate": option["tax_rate"],
+         "total_amount": option["price"], "total_tax_amount": option["tax_amount"]}
+    )  # fmt: skip
+    assert order_has_payload(order, payload)
+    order["order_lines"].append(dict(order["order_lines"][-1]))  # shipping twice
+    assert not order_has_payload(order, payload)
 
 
 def test_a_push_sent_before_another_jobs_window_ends_is_not_taken_as_what_kustom_has(
