@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from webhooks.callback_auth import verified_callback_cart
-from webhooks.errors import ApiError
+from webhooks.errors import ApiError, parse_json_object
 
 bp = Blueprint("kustom_confirm", __name__, url_prefix="/kustom")
 
@@ -35,13 +33,7 @@ def notification() -> Response:
     """A fraud decision on a pending order: recorded on the cart, then forwarded to the
     commerce backend by a task (with retries)."""
     cart_id = verified_callback_cart()
-    raw = request.get_data(cache=True)
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError as e:
-        raise ApiError(400, "invalid_json", "The notification body is not valid JSON.") from e
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "The notification body must be a JSON object.")
+    body = parse_json_object()
     event_type = body.get("event_type")
     if event_type not in FRAUD_EVENTS:
         raise ApiError(

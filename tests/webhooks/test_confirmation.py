@@ -16,6 +16,7 @@ from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
 from kustom_app.signing import callback_token
 from tests.conftest import CALLBACK_SECRET, make_render
+from tests.webhooks.nested_json import NESTED_BODIES
 
 KUSTOM = "https://kustom.test"
 COMMERCE = "https://commerce.test"
@@ -294,11 +295,16 @@ def test_a_bad_notification_is_4xx_and_changes_nothing(
     assert task_queue.fraud_decisions == []
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"", b'["FRAUD_RISK_REJECTED"]', *NESTED_BODIES.values()],
+    ids=["broken", "empty", "array", *NESTED_BODIES],
+)
 def test_a_notification_that_is_not_json_is_400_and_changes_nothing(
-    client, payload, task_queue, fake_redis
+    client, payload, task_queue, fake_redis, raw
 ):
     before = snapshot(fake_redis)
-    response = client.post(callback("notification"), data=b"{not json")
+    response = client.post(callback("notification"), data=raw)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_json"
     assert snapshot(fake_redis) == before

@@ -30,6 +30,7 @@ from kustom_app.sync import ingest_render
 from playground.server import ServerThread
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, FIXTURES, make_render
 from tests.openapi_schema import validate_against
+from tests.webhooks.nested_json import NESTED_BODIES
 
 COMMERCE = "https://commerce.test"
 CALLBACKS_SPEC = "kustom-checkout-callbacks.yml"
@@ -244,7 +245,9 @@ def test_a_missing_or_tampered_token_is_401_and_nothing_happens(
 
 @pytest.mark.parametrize("callback", CALLBACKS)
 @pytest.mark.parametrize(
-    "raw", [b"", b"{not json", b"[1, 2]", b'"text"'], ids=["empty", "broken", "array", "string"]
+    "raw",
+    [b"", b"{not json", b"[1, 2]", b'"text"', *NESTED_BODIES.values()],
+    ids=["empty", "broken", "array", "string", *NESTED_BODIES],
 )
 def test_bad_json_is_400_in_the_error_shape(client, post_render, fake_redis, callback, raw):
     post_render(make_render("cart-1", 1))
