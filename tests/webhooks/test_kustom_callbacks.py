@@ -27,10 +27,12 @@ from kustom_app.render import dump_render, load_render
 from kustom_app.settings import ConfigurationError, Settings
 from kustom_app.signing import callback_token, verify_signature
 from kustom_app.sync import ingest_render
+from kustom_app.validation import TRY_AGAIN_TEXT
 from playground.server import ServerThread
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, FIXTURES, make_render
 from tests.openapi_schema import validate_against
 from tests.webhooks.nested_json import NESTED_BODIES
+from webhooks.kustom_callbacks import UNREADABLE_TEXT
 
 COMMERCE = "https://commerce.test"
 CALLBACKS_SPEC = "kustom-checkout-callbacks.yml"
@@ -237,7 +239,12 @@ def test_a_missing_or_tampered_token_is_401_and_nothing_happens(
         f"/kustom/{callback}?{url_query}", json=update_request(render, "express")
     )
     assert response.status_code == 401
-    assert response.get_json()["error"]["code"] == "invalid_token"
+    body = response.get_json()
+    assert body["error"]["code"] == "invalid_token"  # our error shape
+    validate_against(  # and Kustom's
+        "shipping_service_error_response", body, spec=CALLBACKS_SPEC, direction="response"
+    )
+    assert body["error_type"] == "approval_failed"
     assert snapshot(fake_redis) == before
     assert not backend.calls  # the commerce backend never heard of it
     assert not task_queue.syncs
@@ -249,25 +256,89 @@ def test_a_missing_or_tampered_token_is_401_and_nothing_happens(
     [b"", b"{not json", b"[1, 2]", b'"text"', *NESTED_BODIES.values()],
     ids=["empty", "broken", "array", "string", *NESTED_BODIES],
 )
-def test_bad_json_is_400_in_the_error_shape(client, post_render, fake_redis, callback, raw):
+def test_bad_json_is_400_in_kustoms_shape(
+    client, post_render, fake_redis, task_queue, caplog, callback, raw
+):
+    # Kustom reads these answers: a body it sent that we cannot read is still a refusal
+    # it shows the shopper (approval_failed), never our {"error": ...} shape or a 5xx.
     post_render(make_render("cart-1", 1))
     before = snapshot(fake_redis)
     response = client.post(
         f"/kustom/{callback}?{query()}", data=raw, headers={"Content-Type": "application/json"}
     )
-    assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "invalid_json"
+    body = assert_valid_refusal(response, "approval_failed")
+    assert body == {"error_type": "approval_failed", "error_text": UNREADABLE_TEXT}
+    assert snapshot(fake_redis) == before
+    assert not task_queue.syncs
+    assert "kustom.callback.unreadable" in caplog.text and "code=invalid_json" in caplog.text
+
+
+@pytest.mark.parametrize("raw", [b"{not json", NESTED_BODIES["arrays-50000"]])
+def test_303_mode_refuses_an_unreadable_body_with_400(redirect_client, raw):
+    # No order, so no checkout URL to send the shopper to: the 400 keeps them in place.
+    response = redirect_client.post(
+        f"/kustom/validate?{query()}", data=raw, headers={"Content-Type": "application/json"}
+    )
+    assert assert_valid_refusal(response, "approval_failed")["error_text"] == UNREADABLE_TEXT
+
+
+@pytest.mark.parametrize(
+    ("callback", "body"),
+    [
+        ("validate", kustom_order(make_render("cart-1", 1), order_amount="54900")),
+        ("validate", kustom_order(make_render("cart-1", 1), order_lines=[{"quantity": "2"}])),
+        ("address-update", {**update_request(make_render("cart-1", 1)), "order_amount": -1}),
+        ("country-change", {**update_request(make_render("cart-1", 1)), "shipping_address": 7}),
+        (
+            "shipping-option-update",
+            {**update_request(make_render("cart-1", 1)), "selected_shipping_option": {}},
+        ),
+    ],
+    ids=["amount-text", "line-quantity", "negative-amount", "address-number", "option-no-id"],
+)
+def test_a_body_off_kustoms_schema_is_400_in_kustoms_shape(
+    client, post_render, fake_redis, caplog, callback, body
+):
+    post_render(make_render("cart-1", 1))
+    before = snapshot(fake_redis)
+    response = post(client, callback, body)
+    assert assert_valid_refusal(response, "approval_failed")["error_text"] == UNREADABLE_TEXT
+    assert "code=validation_error" in caplog.text
     assert snapshot(fake_redis) == before
 
 
-def test_a_body_with_wrong_types_is_400_validation_error(client, post_render):
+@pytest.mark.parametrize("callback", CALLBACKS)
+def test_an_oversized_body_is_400_in_kustoms_shape(client, post_render, fake_redis, callback):
     post_render(make_render("cart-1", 1))
-    order = kustom_order(make_render("cart-1", 1), order_amount="54900")
-    response = post(client, "validate", order)
-    assert response.status_code == 400
-    error = response.get_json()["error"]
-    assert error["code"] == "validation_error"
-    assert "order_amount" in error["details"]["fields"]
+    before = snapshot(fake_redis)
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    raw = b'{"pad": "' + b"x" * limit + b'"}'
+    response = client.post(
+        f"/kustom/{callback}?{query()}", data=raw, headers={"Content-Type": "application/json"}
+    )
+    assert assert_valid_refusal(response, "approval_failed")["error_text"] == UNREADABLE_TEXT
+    assert snapshot(fake_redis) == before
+
+
+class BrokenStore:
+    def __getattr__(self, name: str) -> Any:
+        import redis
+
+        raise redis.ConnectionError("Redis is away")
+
+
+@pytest.mark.parametrize("callback", CALLBACKS)
+def test_redis_or_a_bug_failing_a_callback_is_400_in_kustoms_shape(
+    app, client, post_render, caplog, callback
+):
+    # A 5xx on validation lets Kustom take the payment unchecked; on an update, Kustom
+    # would go on with amounts nobody confirmed. Both fail closed, as a refusal.
+    render = make_render("cart-1", 1)
+    post_render(render)
+    app.extensions["kustom"].__dict__["store"] = BrokenStore()
+    body = kustom_order(render) if callback == "validate" else update_request(render, "express")
+    response = post(client, callback, body)
+    assert assert_valid_refusal(response, "approval_failed")["error_text"] == TRY_AGAIN_TEXT
 
 
 def test_kustoms_bodies_in_these_tests_match_its_spec():
@@ -923,8 +994,7 @@ def test_a_shipping_option_update_without_an_option_is_400(client, post_render):
     body = update_request(render)
     del body["selected_shipping_option"]
     response = post(client, "shipping-option-update", body)
-    assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "validation_error"
+    assert_valid_refusal(response, "approval_failed")
 
 
 @pytest.mark.parametrize("callback", ["address-update", "country-change", "shipping-option-update"])
