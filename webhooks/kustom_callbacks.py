@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from kustom_app.callbacks import (
     APPROVAL_FAILED,
+    UNKNOWN_OPTION_TEXT,
     CallbackAnswer,
     CallbackRefused,
     change_country,
@@ -88,7 +89,9 @@ class ValidationOrderSchema(_Lenient):
 
 
 class ShippingOptionRefSchema(_Lenient):
-    id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    # Kustom's shipping_option.id is a string without a length limit: an id that is not
+    # one of the cart's options is refused as such (approval_failed), not as malformed.
+    id = fields.String(required=True)
 
 
 class ShippingServiceRequestSchema(_Lenient):
@@ -99,13 +102,14 @@ class ShippingServiceRequestSchema(_Lenient):
     purchase_currency = fields.String(load_default=None)
     billing_address = fields.Dict(load_default=None, allow_none=True)
     shipping_address = fields.Dict(load_default=None, allow_none=True)
-    selected_shipping_option = fields.Nested(
-        ShippingOptionRefSchema, load_default=None, allow_none=True
-    )
 
 
 class ShippingOptionUpdateSchema(ShippingServiceRequestSchema):
-    selected_shipping_option = fields.Nested(ShippingOptionRefSchema, required=True)
+    # Optional in Kustom's schema: a body without one is refused as a choice we cannot
+    # apply, not as malformed.
+    selected_shipping_option = fields.Nested(
+        ShippingOptionRefSchema, load_default=None, allow_none=True
+    )
 
 
 _validation_schema = ValidationOrderSchema()
@@ -292,9 +296,10 @@ def shipping_option_update() -> Response:
     body = _shipping_option_schema.load(parse_json_object())
     services = current_app.extensions["kustom"]
     try:
-        answer = update_shipping_option(
-            services.store, services.commerce, cart_id, body["selected_shipping_option"]["id"]
-        )
+        option = body["selected_shipping_option"]
+        if option is None:
+            raise CallbackRefused(APPROVAL_FAILED, UNKNOWN_OPTION_TEXT, reason="no_shipping_option")
+        answer = update_shipping_option(services.store, services.commerce, cart_id, option["id"])
     except CallbackRefused as e:
         return _refused(cart_id, e)
     return _answered(answer)

@@ -19,6 +19,8 @@ import pytest
 import requests
 import responses
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import kustom_app.validation as validation
 from kustom_app.callbacks import UnknownShippingOption, select_shipping_option
@@ -32,6 +34,7 @@ from playground.server import ServerThread
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, FIXTURES, make_render
 from tests.openapi_schema import validate_against
 from tests.webhooks.nested_json import NESTED_BODIES
+from tests.webhooks.openapi_bodies import bodies
 from webhooks.kustom_callbacks import UNREADABLE_TEXT
 
 COMMERCE = "https://commerce.test"
@@ -994,7 +997,24 @@ def test_a_shipping_option_update_without_an_option_is_400(client, post_render):
     body = update_request(render)
     del body["selected_shipping_option"]
     response = post(client, "shipping-option-update", body)
-    assert_valid_refusal(response, "approval_failed")
+    # Optional in Kustom's schema: a choice we cannot apply, not a malformed body.
+    text = assert_valid_refusal(response, "approval_failed")["error_text"]
+    assert text == "The selected shipping option is not available."
+
+
+@pytest.mark.parametrize("option_id", ["", "x" * 300], ids=["empty", "300-chars"])
+def test_an_option_id_of_any_length_is_read_and_refused_as_not_offered(
+    client, post_render, fake_redis, option_id
+):
+    render = make_render("cart-1", 1)
+    post_render(render)
+    body = update_request(render)
+    body["selected_shipping_option"] = {**body["selected_shipping_option"], "id": option_id}
+    before = snapshot(fake_redis)
+    response = post(client, "shipping-option-update", body)
+    text = assert_valid_refusal(response, "approval_failed")["error_text"]
+    assert text == "The selected shipping option is not available."
+    assert snapshot(fake_redis) == before
 
 
 @pytest.mark.parametrize("callback", ["address-update", "country-change", "shipping-option-update"])
@@ -1207,3 +1227,84 @@ def test_update_callbacks_with_a_backend_work_for_a_cart_we_have_not_stored(
     assert response.status_code == 200
     current = status(commerce_client, "cart-5")
     assert current["pendingHash"] == current["syncHash"] == payload_hash(payload_of(render))
+
+
+# -- anything Kustom may send is read (property tests over its OpenAPI description) ---------
+
+KUSTOM_ERROR_TYPES = {"address_error", "unsupported_shipping_address", "approval_failed"}
+
+
+def assert_read_not_refused_as_malformed(response: Any, caplog: Any) -> None:
+    """200, or a refusal for a reason of the cart (never "we could not read your body")."""
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    if response.status_code == 400:
+        body = assert_valid_refusal(response, response.get_json().get("error_type"))
+        assert body["error_type"] in KUSTOM_ERROR_TYPES
+        assert body["error_text"] not in (UNREADABLE_TEXT, TRY_AGAIN_TEXT), body
+    logged = caplog.text
+    assert "kustom.callback.unreadable" not in logged and "kustom.callback.failed" not in logged
+    assert "kustom.validation.failed" not in logged
+    caplog.clear()
+
+
+def with_option_id(body: dict[str, Any], option_id: str | None) -> dict[str, Any]:
+    """``body`` choosing one of the cart's options (or keeping the generated one)."""
+    if option_id is not None and isinstance(body.get("selected_shipping_option"), dict):
+        body = {**body, "selected_shipping_option": {**body["selected_shipping_option"]}}
+        body["selected_shipping_option"]["id"] = option_id
+    return body
+
+
+PROPERTY_SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def kustoms_bodies(
+    schema_name: str, *specs: str
+) -> st.SearchStrategy[tuple[dict[str, Any], str | None]]:
+    """(body, the description it is valid under, or None): bodies as each description has
+    them, and the same with optional fields null."""
+    return st.one_of(
+        *(bodies(schema_name, spec).map(lambda body, spec=spec: (body, spec)) for spec in specs),
+        *(
+            bodies(schema_name, spec, null_optionals=True).map(lambda body: (body, None))
+            for spec in specs
+        ),
+    )
+
+
+@pytest.mark.parametrize("callback", ["shipping-option-update", "address-update", "country-change"])
+@PROPERTY_SETTINGS
+@given(
+    generated=kustoms_bodies("shipping_service_request", CALLBACKS_SPEC),
+    option_id=st.sampled_from([None, "postnord", "express"]),
+)
+def test_any_update_body_valid_under_kustoms_schema_is_read(
+    client, post_render, caplog, callback, generated, option_id
+):
+    body, spec = generated
+    body = with_option_id(body, option_id)
+    if spec:
+        validate_against("shipping_service_request", body, spec=spec, direction="response")
+    post_render(make_render("cart-1", 1))  # the same cart each time (a repeat is ignored)
+    with caplog.at_level(logging.INFO):
+        response = post(client, callback, body)
+    assert_read_not_refused_as_malformed(response, caplog)
+
+
+@PROPERTY_SETTINGS
+@given(generated=kustoms_bodies("order", CALLBACKS_SPEC, "kustom-checkout-api.yml"))
+def test_any_validation_body_valid_under_kustoms_schema_is_read(
+    client, post_render, caplog, generated
+):
+    # The validation callback posts the order as Kustom's checkout API reads it back.
+    body, spec = generated
+    if spec:
+        validate_against("order", body, spec=spec, direction="response")
+    post_render(make_render("cart-1", 1))
+    with caplog.at_level(logging.INFO):
+        response = post(client, "validate", body)
+    assert_read_not_refused_as_malformed(response, caplog)
