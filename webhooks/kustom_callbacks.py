@@ -1,8 +1,10 @@
 """Kustom checkout callbacks: validation, address, country and shipping-option updates.
 
 CONTRACT section 6. Every callback proves itself with the per-cart token first (401, and
-nothing is read or stored otherwise); the body is parsed with unknown fields allowed; the
-meaning lives in `kustom_app.validation` and `kustom_app.callbacks`.
+nothing is read or stored otherwise); the body is parsed with unknown fields allowed, and
+anything Kustom's callback schemas allow is read; the meaning lives in
+`kustom_app.validation` and `kustom_app.callbacks`. Every refusal, whatever its cause, is
+in Kustom's shape (see "refusals Kustom reads" below).
 """
 
 from __future__ import annotations
