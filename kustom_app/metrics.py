@@ -79,6 +79,12 @@ COMPLETION_MISMATCHES = Counter(
 VALIDATIONS = Counter(
     "kustom_validation_outcomes_total", "Validation callback answers", ["outcome", "code"]
 )
+NOTIFICATIONS = Counter(
+    "kustom_notifications_total",
+    "Kustom notifications answered 200, by event type: one of the fraud events, or "
+    "unknown (answered and ignored)",
+    ["event_type"],
+)
 RECONCILE_FIXES = Counter(
     "kustom_reconcile_fixes_total", "What the sweeper found and re-queued", ["kind"]
 )

@@ -107,7 +107,6 @@ class Settings:
     kustom_request_lifetime_seconds: float = 30.0
     commerce_connect_timeout: float = 3.05
     commerce_read_timeout: float = 10.0
-    max_body_bytes: int = 1024 * 1024
     visibility_timeout: int = 900
     reconcile_interval_seconds: float = 60.0
     sync_stale_seconds: int = 60

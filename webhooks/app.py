@@ -13,6 +13,7 @@ from kustom_app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from kustom_app.services import Services
 from kustom_app.settings import Settings
 from webhooks import commerce, events, kustom_callbacks, kustom_confirm, ops, payments, storefront
+from webhooks.body_limits import register_body_limits
 from webhooks.errors import register_error_handlers
 from webhooks.operators import cli as operator_commands
 
@@ -105,7 +106,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
         KUSTOM_EVENTS_MAX_STREAMS=settings.events_max_streams,
     )
@@ -120,6 +120,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config)
 
     register_error_handlers(app)
+    register_body_limits(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(storefront.bp)
     app.register_blueprint(commerce.bp)

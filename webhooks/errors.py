@@ -46,17 +46,32 @@ def error_response(
     return response
 
 
+# How deep a body may nest (``{}`` is 1, ``{"a": []}`` 2). Kustom's orders and the cart
+# renders nest about six levels (order → shipping_options → option → delivery_details →
+# pickup_location → address); anything deeper is not a body we take, and a bound here keeps
+# later recursive steps (marshmallow, jsonify, requests forwarding an address) safe.
+MAX_JSON_DEPTH = 32
+
+
 def parse_json_object(raw: bytes | None = None) -> dict[str, Any]:
-    """The request body as a JSON object, with decimals kept exact."""
+    """The request body as a JSON object, with decimals kept exact.
+
+    The one parser of every JSON endpoint: refuses (400 ``invalid_json``) a body that is
+    not JSON, not an object, nested deeper than `MAX_JSON_DEPTH`, or not valid Unicode.
+    """
     data = request.get_data(cache=True) if raw is None else raw
     if not data:
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
     try:
         parsed = json.loads(data, parse_float=Decimal)
+    except RecursionError as e:  # CPython's parser recurses once per level: [[[[… 50,000
+        raise _too_deep() from e
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {e}") from e
     if not isinstance(parsed, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+    if nests_deeper_than(parsed, MAX_JSON_DEPTH):
+        raise _too_deep()
     if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(parsed):
         raise ApiError(
             400,
@@ -65,6 +80,33 @@ def parse_json_object(raw: bytes | None = None) -> dict[str, Any]:
             "without its pair): text must be valid Unicode.",
         )
     return parsed
+
+
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether parsed JSON has objects or arrays more than ``limit`` levels deep.
+
+    Iterative, so no depth of input can exhaust the stack here.
+    """
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _too_deep() -> ApiError:
+    return ApiError(
+        400,
+        "invalid_json",
+        f"The request body nests objects or arrays more than {MAX_JSON_DEPTH} levels deep.",
+        {"maxDepth": MAX_JSON_DEPTH},
+    )
 
 
 # A JSON escape of a UTF-16 surrogate. A pair (an emoji, say) decodes to one character; a

@@ -1,8 +1,10 @@
 """Kustom checkout callbacks: validation, address, country and shipping-option updates.
 
 CONTRACT section 6. Every callback proves itself with the per-cart token first (401, and
-nothing is read or stored otherwise); the body is parsed with unknown fields allowed; the
-meaning lives in `kustom_app.validation` and `kustom_app.callbacks`.
+nothing is read or stored otherwise); the body is parsed with unknown fields allowed, and
+anything Kustom's callback schemas allow is read; the meaning lives in
+`kustom_app.validation` and `kustom_app.callbacks`. Every refusal, whatever its cause, is
+in Kustom's shape (see "refusals Kustom reads" below).
 """
 
 from __future__ import annotations
@@ -13,21 +15,25 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.sansio.blueprints import BlueprintSetupState
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from werkzeug.exceptions import HTTPException
 
 from kustom_app.callbacks import (
+    APPROVAL_FAILED,
+    UNKNOWN_OPTION_TEXT,
     CallbackAnswer,
     CallbackRefused,
     change_country,
     update_address,
     update_shipping_option,
 )
+from kustom_app.errors import Refusal
 from kustom_app.metrics import VALIDATIONS
-from kustom_app.validation import OrderValidator, Rejection, process_rules
+from kustom_app.validation import TRY_AGAIN_TEXT, OrderValidator, Rejection, process_rules
 from webhooks.callback_auth import verified_callback_cart
-from webhooks.errors import parse_json_object
+from webhooks.errors import HTTP_CODES, parse_json_object
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +91,9 @@ class ValidationOrderSchema(_Lenient):
 
 
 class ShippingOptionRefSchema(_Lenient):
-    id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    # Kustom's shipping_option.id is a string without a length limit: an id that is not
+    # one of the cart's options is refused as such (approval_failed), not as malformed.
+    id = fields.String(required=True)
 
 
 class ShippingServiceRequestSchema(_Lenient):
@@ -96,18 +104,74 @@ class ShippingServiceRequestSchema(_Lenient):
     purchase_currency = fields.String(load_default=None)
     billing_address = fields.Dict(load_default=None, allow_none=True)
     shipping_address = fields.Dict(load_default=None, allow_none=True)
+
+
+class ShippingOptionUpdateSchema(ShippingServiceRequestSchema):
+    # Optional in Kustom's schema: a body without one is refused as a choice we cannot
+    # apply, not as malformed.
     selected_shipping_option = fields.Nested(
         ShippingOptionRefSchema, load_default=None, allow_none=True
     )
 
 
-class ShippingOptionUpdateSchema(ShippingServiceRequestSchema):
-    selected_shipping_option = fields.Nested(ShippingOptionRefSchema, required=True)
-
-
 _validation_schema = ValidationOrderSchema()
 _update_schema = ShippingServiceRequestSchema()
 _shipping_option_schema = ShippingOptionUpdateSchema()
+
+
+# -- refusals Kustom reads -----------------------------------------------------------------
+#
+# Kustom reads these four answers as 200 (go on), 30x (send the shopper there) or 400
+# {"error_type", "error_text"} (show error_text, keep the shopper in the checkout); the
+# error_type is one of address_error, unsupported_shipping_address, approval_failed (the
+# callbacks' OpenAPI description, kustom-checkout-callbacks.yml, the 400 of each path:
+# https://docs.kustom.co/contents/api/checkout-callback/other/updateshippingoption). A
+# validation that fails with a 5xx lets the purchase through unless the order asked for
+# require_validate_callback_success
+# (https://docs.kustom.co/v3/checkout/use-cases/validate-order). So every refusal of
+# these endpoints, even of a body we cannot read, is that 400 with approval_failed: the
+# shopper is asked to try again and nothing is paid or changed unchecked.
+
+UNREADABLE_TEXT = "We could not check your order just now. Please try again."
+
+
+def kustom_refusal(code: str, text: str, *, status: int = 400, **more: Any) -> Response:
+    response = jsonify({"error_type": code, "error_text": text, **more})
+    response.status_code = status
+    return response
+
+
+def _unreadable(code: str, reason: str) -> Response:
+    """A body we cannot take (malformed, off the schema, too deep, too large)."""
+    log.warning("kustom.callback.unreadable path=%s code=%s reason=%s", request.path, code, reason)
+    return kustom_refusal(APPROVAL_FAILED, UNREADABLE_TEXT)
+
+
+@bp.errorhandler(Refusal)
+def _refusal(e: Refusal) -> Response:
+    if e.status == 401:
+        # Not a refusal Kustom shows, but readable both as Kustom's shape and ours.
+        error = {"code": e.code, "message": e.message, "details": e.details}
+        return kustom_refusal(APPROVAL_FAILED, TRY_AGAIN_TEXT, status=401, error=error)
+    return _unreadable(e.code, e.message)
+
+
+@bp.errorhandler(ValidationError)
+def _invalid_fields(e: ValidationError) -> Response:
+    fields_ = sorted(e.messages) if isinstance(e.messages, dict) else ["_schema"]
+    return _unreadable("validation_error", "fields=" + ",".join(map(str, fields_)))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(e: HTTPException) -> Response:
+    status = e.code or 400
+    return _unreadable(HTTP_CODES.get(status, "http_error"), f"http_{status}")
+
+
+@bp.errorhandler(Exception)
+def _failed(e: Exception) -> Response:
+    log.exception("kustom.callback.failed path=%s error=%s", request.path, type(e).__name__)
+    return kustom_refusal(APPROVAL_FAILED, TRY_AGAIN_TEXT)
 
 
 # -- answers --------------------------------------------------------------------------------
@@ -151,16 +215,12 @@ def _reject(rejection: Rejection, order: dict[str, Any]) -> Response:
             response.headers["Location"] = with_error_param(url, rejection.code)
             return response
         # Nowhere to send the shopper: the JSON refusal still keeps them in the checkout.
-    response = jsonify({"error_type": rejection.code, "error_text": rejection.message})
-    response.status_code = 400
-    return response
+    return kustom_refusal(rejection.code, rejection.message)
 
 
 def _refused(cart_id: str, e: CallbackRefused) -> Response:
     log.info("kustom.callback.refused cart=%s code=%s reason=%s", cart_id, e.code, e.reason)
-    response = jsonify(e.body())
-    response.status_code = 400
-    return response
+    return kustom_refusal(e.code, e.text)
 
 
 def _answered(answer: CallbackAnswer) -> Response:
@@ -238,9 +298,10 @@ def shipping_option_update() -> Response:
     body = _shipping_option_schema.load(parse_json_object())
     services = current_app.extensions["kustom"]
     try:
-        answer = update_shipping_option(
-            services.store, services.commerce, cart_id, body["selected_shipping_option"]["id"]
-        )
+        option = body["selected_shipping_option"]
+        if option is None:
+            raise CallbackRefused(APPROVAL_FAILED, UNKNOWN_OPTION_TEXT, reason="no_shipping_option")
+        answer = update_shipping_option(services.store, services.commerce, cart_id, option["id"])
     except CallbackRefused as e:
         return _refused(cart_id, e)
     return _answered(answer)

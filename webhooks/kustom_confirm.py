@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from kustom_app.metrics import NOTIFICATIONS
 from webhooks.callback_auth import verified_callback_cart
-from webhooks.errors import ApiError
+from webhooks.errors import ApiError, parse_json_object
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("kustom_confirm", __name__, url_prefix="/kustom")
 
 FRAUD_EVENTS = {"FRAUD_RISK_ACCEPTED", "FRAUD_RISK_REJECTED", "FRAUD_RISK_STOPPED"}
 MAX_ORDER_ID = 255
+UNKNOWN_EVENT = "unknown"  # the metric label of every event type not in FRAUD_EVENTS
+_LOGGED_EVENT_TYPE_LENGTH = 64
 
 
 def _order_id(value: object) -> str:
@@ -33,25 +38,42 @@ def push() -> Response:
 @bp.post("/notification")
 def notification() -> Response:
     """A fraud decision on a pending order: recorded on the cart, then forwarded to the
-    commerce backend by a task (with retries)."""
+    commerce backend by a task (with retries). Any other event is answered and ignored."""
     cart_id = verified_callback_cart()
-    raw = request.get_data(cache=True)
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError as e:
-        raise ApiError(400, "invalid_json", "The notification body is not valid JSON.") from e
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "The notification body must be a JSON object.")
+    body = parse_json_object()
     event_type = body.get("event_type")
-    if event_type not in FRAUD_EVENTS:
+    if not isinstance(event_type, str) or not event_type:
         raise ApiError(
             400,
-            "unknown_event_type",
-            "event_type must be one of " + ", ".join(sorted(FRAUD_EVENTS)) + ".",
+            "invalid_event_type",
+            "event_type must be a string naming the event, such as FRAUD_RISK_ACCEPTED.",
         )
+    if event_type not in FRAUD_EVENTS:
+        return _ignored(cart_id, event_type)
     order_id = _order_id(body.get("order_id") or request.args.get("order_id"))
     # Kept on the cart as it arrives, whatever the commerce backend's state; only for the
     # cart's own order (the task checks with Kustom before it forwards anything).
     current_app.extensions["kustom"].store.record_fraud_decision(cart_id, order_id, event_type)
     current_app.extensions["kustom.enqueue"].fraud_decision(cart_id, order_id, event_type)
+    NOTIFICATIONS.labels(event_type).inc()
     return jsonify({"status": "accepted"})
+
+
+def _ignored(cart_id: str, event_type: str) -> Response:
+    """An event we do not act on: 200, so that Kustom counts it delivered and does not
+    send it again.
+
+    The documented events are FRAUD_RISK_ACCEPTED, _REJECTED and _STOPPED
+    (https://docs.klarna.com/order-management/get-started/pending-orders/), but the list
+    has changed before: Klarna's older page also names ORDER_ACCEPTED / ORDER_REJECTED
+    (https://developers.klarna.com/en/gb/kco-v3/pending-orders). Refusing a new name
+    would change nothing but its retries. The raw name is logged (cut short), never used
+    as a metric label.
+    """
+    log.warning(
+        "kustom.notification.unknown_event_type cart=%s event_type=%r",
+        cart_id,
+        event_type[:_LOGGED_EVENT_TYPE_LENGTH],
+    )
+    NOTIFICATIONS.labels(UNKNOWN_EVENT).inc()
+    return jsonify({"status": "ignored"})

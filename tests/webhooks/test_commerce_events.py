@@ -11,6 +11,9 @@ from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
 from kustom_app.state import CartStore
 from tests.conftest import RecordingQueue, make_render, signed_headers
+from tests.webhooks.nested_json import HUGE_NESTED_BODIES, NESTED_BODIES, nested_arrays
+from webhooks.body_limits import MAX_RENDER_JSON_BYTES
+from webhooks.errors import MAX_JSON_DEPTH
 
 
 def state_keys(fake_redis) -> list[bytes]:
@@ -112,12 +115,25 @@ def test_schema_errors_are_400_with_field_and_store_nothing(post_render, fake_re
     assert state_keys(fake_redis) == []
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b""])
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2]", b"", *NESTED_BODIES.values(), *HUGE_NESTED_BODIES.values()],
+    ids=["broken", "array", "empty", *NESTED_BODIES, *HUGE_NESTED_BODIES],
+)
 def test_malformed_json_is_400(client, fake_redis, body):
     response = client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_json"
     assert state_keys(fake_redis) == []
+
+
+def test_a_render_nested_to_the_depth_limit_is_accepted(client, task_queue):
+    # The render itself is level 1: an extra field holding 31 arrays reaches the limit.
+    render = json.dumps(make_render("cart-deep")).encode()
+    body = render[:-1] + b', "extra": ' + nested_arrays(MAX_JSON_DEPTH - 1) + b"}"
+    response = client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
+    assert response.status_code == 202
+    assert response.get_json()["cartId"] == "cart-deep"
 
 
 def test_a_lone_surrogate_escape_is_400_and_stores_nothing(client, fake_redis):
@@ -142,7 +158,7 @@ def test_an_escaped_surrogate_pair_is_text_like_any_other(client, task_queue):
 
 
 def test_oversized_body_is_413(client, fake_redis):
-    body = b'{"pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    body = b'{"pad": "' + b"x" * MAX_RENDER_JSON_BYTES + b'"}'
     response = client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 import responses
+from prometheus_client.parser import text_string_to_metric_families
 
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
 from kustom_app.signing import callback_token
 from tests.conftest import CALLBACK_SECRET, make_render
+from tests.webhooks.nested_json import NESTED_BODIES
 
 KUSTOM = "https://kustom.test"
 COMMERCE = "https://commerce.test"
@@ -274,10 +276,14 @@ def test_a_fraud_decision_is_kept_while_the_commerce_backend_is_down(
     ("change", "status", "code"),
     [
         ({"token": "0" * 64}, 401, "invalid_token"),
-        ({"event_type": "FRAUD_RISK_MAYBE"}, 400, "unknown_event_type"),
-        ({"event_type": None}, 400, "unknown_event_type"),
+        ({"event_type": None}, 400, "invalid_event_type"),
+        ({"event_type": ""}, 400, "invalid_event_type"),
+        ({"event_type": ["FRAUD_RISK_REJECTED"]}, 400, "invalid_event_type"),
+        ({"event_type": {"FRAUD_RISK_REJECTED": 1}}, 400, "invalid_event_type"),
+        ({"event_type": 7}, 400, "invalid_event_type"),
         ({"order_id": ""}, 400, "missing_order_id"),
     ],
+    ids=["token", "null", "empty", "list", "object", "number", "no-order"],
 )
 def test_a_bad_notification_is_4xx_and_changes_nothing(
     client, payload, task_queue, fake_redis, change, status, code
@@ -294,15 +300,63 @@ def test_a_bad_notification_is_4xx_and_changes_nothing(
     assert task_queue.fraud_decisions == []
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"", b'["FRAUD_RISK_REJECTED"]', *NESTED_BODIES.values()],
+    ids=["broken", "empty", "array", *NESTED_BODIES],
+)
 def test_a_notification_that_is_not_json_is_400_and_changes_nothing(
-    client, payload, task_queue, fake_redis
+    client, payload, task_queue, fake_redis, raw
 ):
     before = snapshot(fake_redis)
-    response = client.post(callback("notification"), data=b"{not json")
+    response = client.post(callback("notification"), data=raw)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_json"
     assert snapshot(fake_redis) == before
     assert task_queue.fraud_decisions == []
+
+
+def notifications_counted(client) -> dict[str, float]:
+    """kustom_notifications_total by event_type, as GET /metrics shows it."""
+    text = client.get("/metrics").get_data(as_text=True)
+    return {
+        sample.labels["event_type"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "kustom_notifications"
+        for sample in family.samples
+        if sample.name == "kustom_notifications_total"
+    }
+
+
+def test_an_unknown_event_type_is_answered_200_logged_counted_and_changes_nothing(
+    client, payload, task_queue, fake_redis, caplog
+):
+    before, counted = snapshot(fake_redis), notifications_counted(client)
+    event_type = "ORDER_SOMETHING_NEW_" + "X" * 300
+
+    with caplog.at_level(logging.WARNING, logger="webhooks.kustom_confirm"):
+        response = notify(client, event_type)
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ignored"}
+    assert snapshot(fake_redis) == before
+    assert task_queue.fraud_decisions == []
+    [record] = [r for r in caplog.records if "unknown_event_type" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "ORDER_SOMETHING_NEW_" in record.getMessage()
+    assert "X" * 100 not in record.getMessage(), "the raw value is cut short in the log"
+    after = notifications_counted(client)
+    assert after["unknown"] == counted.get("unknown", 0) + 1
+    assert set(after) <= {"unknown", "FRAUD_RISK_ACCEPTED", "FRAUD_RISK_REJECTED",
+                          "FRAUD_RISK_STOPPED"}  # fmt: skip
+
+
+def test_a_known_event_type_is_counted_under_its_name(client, payload, task_queue):
+    counted = notifications_counted(client)
+    assert notify(client, "FRAUD_RISK_STOPPED").status_code == 200
+    after = notifications_counted(client)
+    assert after["FRAUD_RISK_STOPPED"] == counted.get("FRAUD_RISK_STOPPED", 0) + 1
+    assert after.get("unknown", 0) == counted.get("unknown", 0)
 
 
 def test_a_decision_for_another_order_is_not_recorded_on_the_cart(

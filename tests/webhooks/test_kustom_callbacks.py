@@ -19,6 +19,8 @@ import pytest
 import requests
 import responses
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import kustom_app.validation as validation
 from kustom_app.callbacks import UnknownShippingOption, select_shipping_option
@@ -27,9 +29,13 @@ from kustom_app.render import dump_render, load_render
 from kustom_app.settings import ConfigurationError, Settings
 from kustom_app.signing import callback_token, verify_signature
 from kustom_app.sync import ingest_render
+from kustom_app.validation import TRY_AGAIN_TEXT
 from playground.server import ServerThread
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, FIXTURES, make_render
 from tests.openapi_schema import validate_against
+from tests.webhooks.nested_json import HUGE_NESTED_BODIES, NESTED_BODIES
+from tests.webhooks.openapi_bodies import bodies
+from webhooks.kustom_callbacks import UNREADABLE_TEXT
 
 COMMERCE = "https://commerce.test"
 CALLBACKS_SPEC = "kustom-checkout-callbacks.yml"
@@ -236,7 +242,12 @@ def test_a_missing_or_tampered_token_is_401_and_nothing_happens(
         f"/kustom/{callback}?{url_query}", json=update_request(render, "express")
     )
     assert response.status_code == 401
-    assert response.get_json()["error"]["code"] == "invalid_token"
+    body = response.get_json()
+    assert body["error"]["code"] == "invalid_token"  # our error shape
+    validate_against(  # and Kustom's
+        "shipping_service_error_response", body, spec=CALLBACKS_SPEC, direction="response"
+    )
+    assert body["error_type"] == "approval_failed"
     assert snapshot(fake_redis) == before
     assert not backend.calls  # the commerce backend never heard of it
     assert not task_queue.syncs
@@ -244,27 +255,87 @@ def test_a_missing_or_tampered_token_is_401_and_nothing_happens(
 
 @pytest.mark.parametrize("callback", CALLBACKS)
 @pytest.mark.parametrize(
-    "raw", [b"", b"{not json", b"[1, 2]", b'"text"'], ids=["empty", "broken", "array", "string"]
+    "raw",
+    [
+        b"",
+        b"{not json",
+        b"[1, 2]",
+        b'"text"',
+        *NESTED_BODIES.values(),
+        *HUGE_NESTED_BODIES.values(),
+    ],
+    ids=["empty", "broken", "array", "string", *NESTED_BODIES, *HUGE_NESTED_BODIES],
 )
-def test_bad_json_is_400_in_the_error_shape(client, post_render, fake_redis, callback, raw):
+def test_bad_json_is_400_in_kustoms_shape(
+    client, post_render, fake_redis, task_queue, caplog, callback, raw
+):
+    # Kustom reads these answers: a body it sent that we cannot read is still a refusal
+    # it shows the shopper (approval_failed), never our {"error": ...} shape or a 5xx.
     post_render(make_render("cart-1", 1))
     before = snapshot(fake_redis)
     response = client.post(
         f"/kustom/{callback}?{query()}", data=raw, headers={"Content-Type": "application/json"}
     )
-    assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "invalid_json"
+    body = assert_valid_refusal(response, "approval_failed")
+    assert body == {"error_type": "approval_failed", "error_text": UNREADABLE_TEXT}
+    assert snapshot(fake_redis) == before
+    assert not task_queue.syncs
+    assert "kustom.callback.unreadable" in caplog.text and "code=invalid_json" in caplog.text
+
+
+@pytest.mark.parametrize("raw", [b"{not json", HUGE_NESTED_BODIES["arrays-50000"]])
+def test_303_mode_refuses_an_unreadable_body_with_400(redirect_client, raw):
+    # No order, so no checkout URL to send the shopper to: the 400 keeps them in place.
+    response = redirect_client.post(
+        f"/kustom/validate?{query()}", data=raw, headers={"Content-Type": "application/json"}
+    )
+    assert assert_valid_refusal(response, "approval_failed")["error_text"] == UNREADABLE_TEXT
+
+
+@pytest.mark.parametrize(
+    ("callback", "body"),
+    [
+        ("validate", kustom_order(make_render("cart-1", 1), order_amount="54900")),
+        ("validate", kustom_order(make_render("cart-1", 1), order_lines=[{"quantity": "2"}])),
+        ("address-update", {**update_request(make_render("cart-1", 1)), "order_amount": -1}),
+        ("country-change", {**update_request(make_render("cart-1", 1)), "shipping_address": 7}),
+        (
+            "shipping-option-update",
+            {**update_request(make_render("cart-1", 1)), "selected_shipping_option": {}},
+        ),
+    ],
+    ids=["amount-text", "line-quantity", "negative-amount", "address-number", "option-no-id"],
+)
+def test_a_body_off_kustoms_schema_is_400_in_kustoms_shape(
+    client, post_render, fake_redis, caplog, callback, body
+):
+    post_render(make_render("cart-1", 1))
+    before = snapshot(fake_redis)
+    response = post(client, callback, body)
+    assert assert_valid_refusal(response, "approval_failed")["error_text"] == UNREADABLE_TEXT
+    assert "code=validation_error" in caplog.text
     assert snapshot(fake_redis) == before
 
 
-def test_a_body_with_wrong_types_is_400_validation_error(client, post_render):
-    post_render(make_render("cart-1", 1))
-    order = kustom_order(make_render("cart-1", 1), order_amount="54900")
-    response = post(client, "validate", order)
-    assert response.status_code == 400
-    error = response.get_json()["error"]
-    assert error["code"] == "validation_error"
-    assert "order_amount" in error["details"]["fields"]
+class BrokenStore:
+    def __getattr__(self, name: str) -> Any:
+        import redis
+
+        raise redis.ConnectionError("Redis is away")
+
+
+@pytest.mark.parametrize("callback", CALLBACKS)
+def test_redis_or_a_bug_failing_a_callback_is_400_in_kustoms_shape(
+    app, client, post_render, caplog, callback
+):
+    # A 5xx on validation lets Kustom take the payment unchecked; on an update, Kustom
+    # would go on with amounts nobody confirmed. Both fail closed, as a refusal.
+    render = make_render("cart-1", 1)
+    post_render(render)
+    app.extensions["kustom"].__dict__["store"] = BrokenStore()
+    body = kustom_order(render) if callback == "validate" else update_request(render, "express")
+    response = post(client, callback, body)
+    assert assert_valid_refusal(response, "approval_failed")["error_text"] == TRY_AGAIN_TEXT
 
 
 def test_kustoms_bodies_in_these_tests_match_its_spec():
@@ -920,8 +991,24 @@ def test_a_shipping_option_update_without_an_option_is_400(client, post_render):
     body = update_request(render)
     del body["selected_shipping_option"]
     response = post(client, "shipping-option-update", body)
-    assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "validation_error"
+    # Optional in Kustom's schema: a choice we cannot apply, not a malformed body.
+    text = assert_valid_refusal(response, "approval_failed")["error_text"]
+    assert text == "The selected shipping option is not available."
+
+
+@pytest.mark.parametrize("option_id", ["", "x" * 300], ids=["empty", "300-chars"])
+def test_an_option_id_of_any_length_is_read_and_refused_as_not_offered(
+    client, post_render, fake_redis, option_id
+):
+    render = make_render("cart-1", 1)
+    post_render(render)
+    body = update_request(render)
+    body["selected_shipping_option"] = {**body["selected_shipping_option"], "id": option_id}
+    before = snapshot(fake_redis)
+    response = post(client, "shipping-option-update", body)
+    text = assert_valid_refusal(response, "approval_failed")["error_text"]
+    assert text == "The selected shipping option is not available."
+    assert snapshot(fake_redis) == before
 
 
 @pytest.mark.parametrize("callback", ["address-update", "country-change", "shipping-option-update"])
@@ -1134,3 +1221,84 @@ def test_update_callbacks_with_a_backend_work_for_a_cart_we_have_not_stored(
     assert response.status_code == 200
     current = status(commerce_client, "cart-5")
     assert current["pendingHash"] == current["syncHash"] == payload_hash(payload_of(render))
+
+
+# -- anything Kustom may send is read (property tests over its OpenAPI description) ---------
+
+KUSTOM_ERROR_TYPES = {"address_error", "unsupported_shipping_address", "approval_failed"}
+
+
+def assert_read_not_refused_as_malformed(response: Any, caplog: Any) -> None:
+    """200, or a refusal for a reason of the cart (never "we could not read your body")."""
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    if response.status_code == 400:
+        body = assert_valid_refusal(response, response.get_json().get("error_type"))
+        assert body["error_type"] in KUSTOM_ERROR_TYPES
+        assert body["error_text"] not in (UNREADABLE_TEXT, TRY_AGAIN_TEXT), body
+    logged = caplog.text
+    assert "kustom.callback.unreadable" not in logged and "kustom.callback.failed" not in logged
+    assert "kustom.validation.failed" not in logged
+    caplog.clear()
+
+
+def with_option_id(body: dict[str, Any], option_id: str | None) -> dict[str, Any]:
+    """``body`` choosing one of the cart's options (or keeping the generated one)."""
+    if option_id is not None and isinstance(body.get("selected_shipping_option"), dict):
+        body = {**body, "selected_shipping_option": {**body["selected_shipping_option"]}}
+        body["selected_shipping_option"]["id"] = option_id
+    return body
+
+
+PROPERTY_SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def kustoms_bodies(
+    schema_name: str, *specs: str
+) -> st.SearchStrategy[tuple[dict[str, Any], str | None]]:
+    """(body, the description it is valid under, or None): bodies as each description has
+    them, and the same with optional fields null."""
+    return st.one_of(
+        *(bodies(schema_name, spec).map(lambda body, spec=spec: (body, spec)) for spec in specs),
+        *(
+            bodies(schema_name, spec, null_optionals=True).map(lambda body: (body, None))
+            for spec in specs
+        ),
+    )
+
+
+@pytest.mark.parametrize("callback", ["shipping-option-update", "address-update", "country-change"])
+@PROPERTY_SETTINGS
+@given(
+    generated=kustoms_bodies("shipping_service_request", CALLBACKS_SPEC),
+    option_id=st.sampled_from([None, "postnord", "express"]),
+)
+def test_any_update_body_valid_under_kustoms_schema_is_read(
+    client, post_render, caplog, callback, generated, option_id
+):
+    body, spec = generated
+    body = with_option_id(body, option_id)
+    if spec:
+        validate_against("shipping_service_request", body, spec=spec, direction="response")
+    post_render(make_render("cart-1", 1))  # the same cart each time (a repeat is ignored)
+    with caplog.at_level(logging.INFO):
+        response = post(client, callback, body)
+    assert_read_not_refused_as_malformed(response, caplog)
+
+
+@PROPERTY_SETTINGS
+@given(generated=kustoms_bodies("order", CALLBACKS_SPEC, "kustom-checkout-api.yml"))
+def test_any_validation_body_valid_under_kustoms_schema_is_read(
+    client, post_render, caplog, generated
+):
+    # The validation callback posts the order as Kustom's checkout API reads it back.
+    body, spec = generated
+    if spec:
+        validate_against("order", body, spec=spec, direction="response")
+    post_render(make_render("cart-1", 1))
+    with caplog.at_level(logging.INFO):
+        response = post(client, "validate", body)
+    assert_read_not_refused_as_malformed(response, caplog)

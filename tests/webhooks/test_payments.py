@@ -10,6 +10,7 @@ import pytest
 from kustom_app.ordermanagement import PaymentStore
 from tests.conftest import make_render, signed_headers
 from tests.kustom_app.test_ordermanagement import CART, ORDER, complete_cart
+from tests.webhooks.nested_json import HUGE_NESTED_BODIES, NESTED_BODIES
 
 
 @pytest.fixture
@@ -125,11 +126,31 @@ def test_bad_capture_events_are_400_and_store_nothing(completed, send, fake_redi
     assert payment_keys(fake_redis) == []
 
 
-def test_malformed_json_is_400(completed, send, fake_redis):
-    response = send("payment-capture", None, raw=b'{"captureId": ')
+def malformed_events() -> list[Any]:
+    """(path, body) of every payment event with each malformed body that fits its limit
+    (the 50,000-deep ones only fit the events that take large bodies)."""
+    bodies = {"broken": b'{"captureId": ', **NESTED_BODIES}
+    cases = [
+        pytest.param(path, raw, id=f"{path}-{name}")
+        for path in ("payment-capture", "payment-refund", "order-cancel")
+        for name, raw in bodies.items()
+    ]
+    return cases + [
+        pytest.param(path, raw, id=f"{path}-{name}")
+        for path in ("payment-capture", "payment-refund")
+        for name, raw in HUGE_NESTED_BODIES.items()
+    ]
+
+
+@pytest.mark.parametrize(("path", "raw"), malformed_events())
+def test_malformed_json_is_400(completed, send, fake_redis, task_queue, path, raw):
+    before = {key: fake_redis.dump(key) for key in fake_redis.scan_iter()}
+    response = send(path, None, raw=raw)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_json"
     assert payment_keys(fake_redis) == []
+    assert {key: fake_redis.dump(key) for key in fake_redis.scan_iter()} == before
+    assert task_queue.captures == task_queue.refunds == task_queue.cancels == []
 
 
 def test_unknown_cart_is_404_and_uncompleted_cart_409(send, store, post_render, fake_redis):

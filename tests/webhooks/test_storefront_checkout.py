@@ -14,6 +14,7 @@ from kustom_app.signing import callback_token, verify_signature
 from kustom_app.state import CartStore
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, make_render, signed_headers
 from tests.openapi_schema import validate_against
+from tests.webhooks.nested_json import HUGE_NESTED_BODIES, NESTED_BODIES
 
 KUSTOM = "https://kustom.test"
 URLS = {
@@ -370,16 +371,55 @@ def test_checkout_waiting_too_long_for_a_concurrent_creation_is_503_checkout_bus
 
 
 @pytest.mark.parametrize(
-    "body", [b"{not json", b"[1, 2]", b'"text"'], ids=["broken", "array", "string"]
+    "body",
+    [b"{not json", b"[1, 2]", b'"text"', *NESTED_BODIES.values()],
+    ids=["broken", "array", "string", *NESTED_BODIES],
 )
-def test_checkout_body_that_is_not_a_json_object_is_400(client, post_render, kustom, body):
+def test_checkout_body_that_is_not_a_json_object_is_400(
+    client, post_render, kustom, fake_redis, body
+):
     post_render(make_render("cart-1", 1))
+    before = snapshot(fake_redis)
     response = client.post(
         "/carts/cart-1/kustom", data=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_json"
     assert not kustom.calls
+    assert snapshot(fake_redis) == before
+
+
+@pytest.mark.parametrize("body", HUGE_NESTED_BODIES.values(), ids=HUGE_NESTED_BODIES)
+def test_a_50000_deep_checkout_body_is_refused_by_its_size(client, post_render, kustom, body):
+    post_render(make_render("cart-1", 1))
+    response = client.post(
+        "/carts/cart-1/kustom", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+    assert not kustom.calls
+
+
+@pytest.mark.parametrize(
+    "body",
+    [*NESTED_BODIES.values(), *HUGE_NESTED_BODIES.values()],
+    ids=[*NESTED_BODIES, *HUGE_NESTED_BODIES],
+)
+def test_confirm_ignores_its_body_however_deep(client, post_render, fake_redis, body):
+    # The SDK's confirm call has no body: whatever one carries is never parsed.
+    post_render(make_render("cart-1", 1))
+    before = snapshot(fake_redis)
+    response = client.post(
+        "/carts/cart-1/kustom/confirm", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "kustom_order_not_found"
+    assert snapshot(fake_redis) == before
+
+
+def snapshot(redis) -> dict:
+    """Every key and its serialized value: equal snapshots, nothing changed."""
+    return {key: redis.dump(key) for key in redis.scan_iter()}
 
 
 @pytest.mark.parametrize("cart_id", ["a" * 256, "-leading-dash", "bad%20id", "sp ace", "x;y"])
