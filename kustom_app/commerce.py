@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from kustom_app.http import http_session
+from kustom_app.json_text import decode_json
 from kustom_app.signing import sign_payload
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,6 @@ class CommerceRejected(CommerceError):
             code = self.body["error"].get("code")
             return code if isinstance(code, str) else None
         return None
-
-
-def decode_json(raw: bytes) -> Any:
-    """Parse JSON with decimals kept exact (money must never pass through float)."""
-    return json.loads(raw, parse_float=Decimal)
 
 
 class CommerceClient:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from decimal import Decimal
 from typing import Any
 
 import redis
@@ -14,6 +13,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from kustom_app.errors import Refusal
+from kustom_app.json_text import MAX_JSON_DEPTH, JsonTooDeep, decode_json
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,6 @@ def error_response(
     return response
 
 
-# How deep a body may nest (``{}`` is 1, ``{"a": []}`` 2). Kustom's orders and the cart
-# renders nest about six levels (order → shipping_options → option → delivery_details →
-# pickup_location → address); anything deeper is not a body we take, and a bound here keeps
-# later recursive steps (marshmallow, jsonify, requests forwarding an address) safe.
-MAX_JSON_DEPTH = 32
-
-
 def parse_json_object(raw: bytes | None = None) -> dict[str, Any]:
     """The request body as a JSON object, with decimals kept exact.
 
@@ -63,15 +56,13 @@ def parse_json_object(raw: bytes | None = None) -> dict[str, Any]:
     if not data:
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
     try:
-        parsed = json.loads(data, parse_float=Decimal)
-    except RecursionError as e:  # CPython's parser recurses once per level: [[[[… 50,000
+        parsed = decode_json(data)
+    except JsonTooDeep as e:
         raise _too_deep() from e
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {e}") from e
     if not isinstance(parsed, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
-    if nests_deeper_than(parsed, MAX_JSON_DEPTH):
-        raise _too_deep()
     if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(parsed):
         raise ApiError(
             400,
@@ -80,24 +71,6 @@ def parse_json_object(raw: bytes | None = None) -> dict[str, Any]:
             "without its pair): text must be valid Unicode.",
         )
     return parsed
-
-
-def nests_deeper_than(value: Any, limit: int) -> bool:
-    """Whether parsed JSON has objects or arrays more than ``limit`` levels deep.
-
-    Iterative, so no depth of input can exhaust the stack here.
-    """
-    if not isinstance(value, dict | list):
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
-    return False
 
 
 def _too_deep() -> ApiError:

@@ -14,7 +14,7 @@ bodies; the small ones refuse it by its size (413) before parsing.
 
 from __future__ import annotations
 
-from webhooks.errors import MAX_JSON_DEPTH
+from kustom_app.json_text import MAX_JSON_DEPTH
 
 DEEP = 10_000
 

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from kustom_app.json_text import MAX_JSON_DEPTH
 from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
 from kustom_app.state import CartStore
 from tests.conftest import RecordingQueue, make_render, signed_headers
 from tests.webhooks.nested_json import HUGE_NESTED_BODIES, NESTED_BODIES, nested_arrays
 from webhooks.body_limits import MAX_RENDER_JSON_BYTES
-from webhooks.errors import MAX_JSON_DEPTH
 
 
 def state_keys(fake_redis) -> list[bytes]:

@@ -254,6 +254,28 @@ def test_commerce_404_is_cart_not_found(settings, fake_redis, task_queue, kustom
     assert response.get_json()["error"]["code"] == "cart_not_found"
 
 
+@pytest.mark.parametrize("depth", [50_000, 900])
+def test_a_deeply_nested_cart_from_the_backend_is_502_not_500(
+    settings, fake_redis, task_queue, kustom, depth
+):
+    from webhooks.app import create_app
+
+    app = create_app(
+        {
+            "SETTINGS": replace(settings, commerce_api_url="https://commerce.test"),
+            "REDIS": fake_redis,
+            "TASK_QUEUE": task_queue,
+        }
+    )
+    render = json.dumps(make_render("cart-9", 3))
+    nested = render[:-1] + ', "extra": ' + "[" * depth + "]" * depth + "}"
+    kustom.get("https://commerce.test/carts/cart-9", body=nested)
+    response = app.test_client().post("/carts/cart-9/kustom", json=URLS)
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "commerce_unavailable"
+    assert CartStore(fake_redis).load("cart-9") is None
+
+
 def test_status_shape_and_unknown_cart(client, post_render):
     assert client.get("/carts/nobody/kustom/status").status_code == 404
     post_render(make_render("cart-1", 1))
