@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from kustom_app.payload import MAX_NAME_LENGTH, MAX_ORDER_LINES, MAX_URL_LENGTH
+from kustom_app.payload import MAX_NAME_LENGTH, MAX_ORDER_LINES, MAX_URL_LENGTH, utf16_length
 from tests.conftest import signed_headers
-from tests.webhooks.large_bodies import large_render
+from tests.webhooks.large_bodies import ASTRAL_TEXT, large_render
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,14 @@ URLS = {
 OLD_LIMIT = 1024 * 1024
 
 
+@pytest.mark.parametrize("text", ["d", ASTRAL_TEXT], ids=["ascii", "emoji"])
 def test_a_1000_line_cart_checks_out_and_kustoms_validation_of_it_is_approved(
-    http, web, worker, kustom, commerce
+    http, web, worker, kustom, commerce, text
 ):
     cart = f"cart-{uuid.uuid4().hex[:12]}"
-    # ASCII descriptions and product numbers of 255 characters, https URLs of 1024.
-    render = large_render(cart, text="d", ids="p")
+    # Descriptions of 255 characters (ASCII, or emoji: 510 UTF-16 units, cut to Kustom's
+    # 255), product numbers of 255, https URLs of 1024.
+    render = large_render(cart, text=text, ids="p")
     commerce.put_cart(render)  # what validation finds when it asks the backend
     body = json.dumps(render).encode()
     assert len(body) > OLD_LIMIT
@@ -49,7 +51,7 @@ def test_a_1000_line_cart_checks_out_and_kustoms_validation_of_it_is_approved(
     order = kustom.stored_order(order_id)["checkout"]
     lines = order["order_lines"]
     assert len(lines) == MAX_ORDER_LINES
-    assert {len(line["name"]) for line in lines} == {MAX_NAME_LENGTH}
+    assert {utf16_length(line["name"]) for line in lines} <= {MAX_NAME_LENGTH - 1, MAX_NAME_LENGTH}
     assert {len(line["reference"]) for line in lines} == {MAX_NAME_LENGTH}
     assert {len(line[key]) for line in lines for key in ("product_url", "image_url")} == {
         MAX_URL_LENGTH
