@@ -37,15 +37,18 @@ class CartCompleted(CheckoutError):
     status, code = 409, "cart_completed"
 
 
-class CartNotPayableError(CheckoutError):
+# The checkout's answers for conditions other modules raise: `payload.CartNotPayable`
+# (why the cart cannot be paid) and the clients' `KustomUnavailable` / `CommerceUnavailable`
+# (a call failed) become these refusals, each an HTTP status and code for the storefront.
+class CartNotPayableRefusal(CheckoutError):
     status, code = 422, "cart_not_payable"
 
 
-class KustomUnavailableError(CheckoutError):
+class KustomUnavailableRefusal(CheckoutError):
     status, code = 502, "kustom_unavailable"
 
 
-class CommerceUnavailableError(CheckoutError):
+class CommerceUnavailableRefusal(CheckoutError):
     status, code = 502, "commerce_unavailable"
 
 
@@ -143,20 +146,20 @@ class CheckoutService:
         except CommerceRejected as e:
             if e.status == 404:
                 raise CartNotFound(f"The commerce backend does not know cart {cart_id}.") from e
-            raise CommerceUnavailableError(
+            raise CommerceUnavailableRefusal(
                 f"The commerce backend refused to return cart {cart_id}.",
                 {"status": e.status},
             ) from e
         except CommerceUnavailable as e:
-            raise CommerceUnavailableError("The commerce backend is unavailable.") from e
+            raise CommerceUnavailableRefusal("The commerce backend is unavailable.") from e
         try:
             render = load_render(raw if isinstance(raw, dict) else {})
         except Exception as e:
-            raise CommerceUnavailableError(
+            raise CommerceUnavailableRefusal(
                 f"The commerce backend returned an invalid render for cart {cart_id}."
             ) from e
         if render["cartId"] != cart_id:
-            raise CommerceUnavailableError("The commerce backend returned a different cart.")
+            raise CommerceUnavailableRefusal("The commerce backend returned a different cart.")
         ingest_render(self.store, render, kustom_adds_shipping=self.kustom_adds_shipping)
         state = self.store.load(cart_id)
         if state is None:  # pragma: no cover - just written
@@ -184,7 +187,7 @@ class CheckoutService:
         )
         if prepared.payload is None:
             error = prepared.not_payable
-            raise CartNotPayableError(
+            raise CartNotPayableRefusal(
                 error.message if error else "The cart cannot be paid for.",
                 error.details if error else {},
             )
@@ -200,7 +203,7 @@ class CheckoutService:
             if e.status is None:
                 # No answer at all (timeout, connection): the order may be fine, and a new
                 # one would orphan it. The storefront retries; Kustom decides then.
-                raise KustomUnavailableError(
+                raise KustomUnavailableRefusal(
                     "Kustom did not answer while reading the cart's order.",
                     {"status": None, "correlationId": None},
                 ) from e
@@ -270,7 +273,7 @@ class CheckoutService:
             details: dict[str, Any] = {"status": e.status, "correlationId": e.correlation_id}
             if hasattr(e, "error_code"):
                 details["kustomErrorCode"] = e.error_code
-            raise KustomUnavailableError(
+            raise KustomUnavailableRefusal(
                 "Kustom could not create the checkout order.", details
             ) from e
         order_id = str(order["order_id"])

@@ -47,7 +47,9 @@ class CommerceNotConfigured(CompletionError):
     status, code = 503, "commerce_not_configured"
 
 
-class CommerceRefused(CompletionError):
+class CompletionRefusedByCommerce(CompletionError):
+    """The commerce backend answered the completion with a 4xx (`CommerceRejected`)."""
+
     status, code = 502, "commerce_rejected"
 
 
@@ -226,7 +228,7 @@ class CompletionService:
                 order_id,
                 e.status,
             )
-            raise CommerceRefused(
+            raise CompletionRefusedByCommerce(
                 "The commerce backend refused to complete the cart.",
                 {"status": e.status, "code": e.error_code},
             ) from e
