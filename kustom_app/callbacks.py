@@ -42,13 +42,12 @@ from kustom_app.money import as_decimal
 from kustom_app.render import load_render
 from kustom_app.state import CartStore
 from kustom_app.sync import prepare_render
-from kustom_app.validation import NOT_PAYABLE_TEXT, thread_pool
+from kustom_app.validation import APPROVAL_FAILED, NOT_PAYABLE_TEXT, thread_pool
 
 log = logging.getLogger(__name__)
 
 ADDRESS_ERROR = "address_error"
 UNSUPPORTED_SHIPPING_ADDRESS = "unsupported_shipping_address"
-APPROVAL_FAILED = "approval_failed"
 BACKEND_ERROR_CODES = frozenset({ADDRESS_ERROR, UNSUPPORTED_SHIPPING_ADDRESS})
 
 # Kustom shows the shopper a spinner while it waits for us, and gives a callback 3 s. The

@@ -21,7 +21,7 @@ from kustom_app.signing import sign_payload
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Kustom-App-Signature"
+OUTBOUND_SIGNATURE_HEADER = "X-Kustom-App-Signature"
 
 
 class CommerceError(Exception):
@@ -81,7 +81,7 @@ class CommerceClient:
         raw = b"" if body is None else json.dumps(body, default=str).encode()
         sent_headers = {"Content-Type": "application/json", **(headers or {})}
         if self.secret:
-            sent_headers[SIGNATURE_HEADER] = sign_payload(self.secret, raw)
+            sent_headers[OUTBOUND_SIGNATURE_HEADER] = sign_payload(self.secret, raw)
         started = time.monotonic()
         try:
             response = self.session.request(

@@ -14,7 +14,7 @@ from webhooks.schemas import CART_ID_PATTERN
 
 bp = Blueprint("commerce", __name__, url_prefix="/commerce")
 
-SIGNATURE_HEADER = "X-Commerce-Signature"
+INBOUND_SIGNATURE_HEADER = "X-Commerce-Signature"
 
 
 @bp.before_request
@@ -27,9 +27,11 @@ def verify_commerce_signature() -> None:
             "commerce_not_configured",
             "COMMERCE_WEBHOOK_SECRET is not set; commerce events cannot be verified.",
         )
-    header = request.headers.get(SIGNATURE_HEADER)
+    header = request.headers.get(INBOUND_SIGNATURE_HEADER)
     if not header:  # before the body is read: as cheap as a refusal gets
-        raise ApiError(401, "invalid_signature", f"The {SIGNATURE_HEADER} header is missing.")
+        raise ApiError(
+            401, "invalid_signature", f"The {INBOUND_SIGNATURE_HEADER} header is missing."
+        )
     try:
         verify_signature(secret, request.get_data(cache=True), header)
     except InvalidSignature as e:
