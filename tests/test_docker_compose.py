@@ -1,7 +1,7 @@
 """docker-compose.yml passes every documented setting into the service containers.
 
 Docker is not needed: the file is parsed as compose would read it (YAML with merge keys),
-and the settings are taken from the README's "Configuration" tables.
+and the settings are taken from the tables of docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ NOT_IN_CONTAINERS = {"SHOP_PORT"}
 
 
 def documented_settings() -> set[str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "configuration.md").read_text()
     names: set[str] = set()
     for row in re.findall(r"^\| (`[A-Z][A-Z0-9_]*`[^|]*)\|", section, flags=re.MULTILINE):
         names.update(re.findall(r"`([A-Z][A-Z0-9_]*)`", row))
@@ -40,7 +39,7 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_the_readme_tables_are_read():
+def test_the_configuration_tables_are_read():
     names = documented_settings()
     assert {"REDIS_URL", "CALLBACK_SECRET", "KUSTOM_KEY_PREFIX", "EVENTS_MAX_STREAMS"} <= names
     assert {"WEB_THREADS", "WEB_CONCURRENCY", "SHOP_PORT", "RECONCILE_BATCH"} <= names
