@@ -29,7 +29,7 @@ this machine's speed drifts by a fifth from minute to minute, so each run is com
 the baseline measured seconds before it, and one round at a busy moment moves the median
 little. The per-round ratios are printed beside each run, their range in the figure's note.
 
-Each in two CPU placements (`bench.common.Placement`), the same for the baseline and the
+Each in two CPU placements (`bench.machine.Placement`), the same for the baseline and the
 measured row:
 
 * ``split`` (the target): gunicorn on half of the cores, everything else (Redis, the
@@ -62,27 +62,13 @@ from typing import Any
 import requests
 
 from bench.app import BARE_PATH
-from bench.common import (
-    RESULTS_DIR,
-    CpuMeter,
-    Figure,
-    Placement,
-    Profiler,
-    cart_render,
-    figures_table,
-    machine_info,
-    machine_line,
-    markdown_table,
-    node_cpu_groups,
-    open_checkout,
-    percentile,
-    post_render,
-    profile_table,
-    render_body,
-    save_run,
-    signed_headers,
-    stack,
-)
+from bench.carts import cart_render, open_checkout, post_render, render_body, signed_headers
+from bench.figures import Figure, figures_table, markdown_table
+from bench.history import RESULTS_DIR, save_run
+from bench.latency import percentile
+from bench.machine import CpuMeter, Placement, machine_info, machine_line, node_cpu_groups
+from bench.node import stack
+from bench.profiling import Profiler, profile_table
 from workers.celery_app import SYNC_QUEUE
 
 MUTATION_PATH = "/commerce/cart-mutation"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.common import Figure, figures_table, labelled_figures_table
+from bench.figures import Figure, figures_table, labelled_figures_table
 from bench.ingest import BARE, FRESH, MUTATION, LoadResult, _figures
 
 
