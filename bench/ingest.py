@@ -25,8 +25,8 @@ round is the baseline, then each measured row right after it:
   with an order and nothing queued, so every render queues a sync job.
 
 A row's ratio is the median over the rounds of its rate ÷ the bare rate of the same round:
-this machine's speed drifts by a fifth from minute to minute, so each run is compared with
-the baseline measured seconds before it, and one round at a busy moment moves the median
+a shared machine's speed drifts from minute to minute, so each run is compared with the
+baseline measured seconds before it, and one round at a busy moment moves the median
 little. The per-round ratios are printed beside each run, their range in the figure's note.
 
 Each in two CPU placements (`bench.machine.Placement`), the same for the baseline and the
