@@ -23,7 +23,7 @@ BENCHES = {
 
 def _validation_figures(run: dict[str, Any]) -> list[Any]:
     """bench.validation reports latency rows against its ``bare`` row; one figure each."""
-    from bench.common import Figure
+    from bench.figures import Figure
 
     rows = run.get("rows") or []
     bare = next((row for row in rows if row["name"] == "bare"), None)
@@ -46,7 +46,9 @@ def _validation_figures(run: dict[str, Any]) -> list[Any]:
 
 def combined_table(names: list[str], since: str) -> str:
     """The headline figures of the runs of ``names`` made since ``since`` (ISO time)."""
-    from bench.common import Figure, labelled_figures_table, last_run, machine_line
+    from bench.figures import Figure, labelled_figures_table
+    from bench.history import last_run
+    from bench.machine import machine_line
 
     labelled: list[tuple[str | None, Figure]] = []
     host = None

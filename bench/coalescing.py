@@ -30,19 +30,12 @@ from typing import Any
 
 import requests
 
-from bench.common import (
-    Figure,
-    cart_render,
-    figures_table,
-    machine_info,
-    machine_line,
-    markdown_table,
-    open_checkout,
-    post_render,
-    save_run,
-    stack,
-    wait_until,
-)
+from bench.carts import cart_render, open_checkout, post_render
+from bench.figures import Figure, figures_table, markdown_table
+from bench.history import save_run
+from bench.machine import machine_info, machine_line
+from bench.node import stack
+from harness.waiting import wait_until
 
 TARGET_CALLS = 2
 

@@ -33,20 +33,12 @@ from typing import Any
 
 import requests
 
-from bench.common import (
-    CALLBACK_SECRET,
-    Figure,
-    cart_render,
-    figures_table,
-    machine_info,
-    machine_line,
-    markdown_table,
-    open_checkout,
-    post_render,
-    save_run,
-    stack,
-    wait_until,
-)
+from bench.carts import cart_render, open_checkout, post_render
+from bench.figures import Figure, figures_table, markdown_table
+from bench.history import save_run
+from bench.machine import machine_info, machine_line
+from bench.node import CALLBACK_SECRET, stack
+from harness.waiting import wait_until
 
 
 def paid_carts(node: Any, prefix: str, count: int) -> list[tuple[str, str]]:

@@ -27,7 +27,8 @@ from typing import Any
 import requests
 from flask import Flask, jsonify, request
 
-from bench.common import Row, quiet_logs, redis_server, report, served, time_calls
+from bench.latency import Row, report, time_calls
+from bench.node import quiet_logs, redis_server, served
 from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
 from kustom_app.settings import Settings

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.common import Figure, figures_table, labelled_figures_table
-from bench.ingest import BARE, FRESH, MUTATION, LoadResult, _figures
+from bench.figures import Figure, figures_table, labelled_figures_table
+from bench.ingest import BARE, FRESH, MUTATION, _figures
+from bench.loadgen import LoadResult
 
 
 def _run(rate: float) -> LoadResult:

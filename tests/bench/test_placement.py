@@ -1,4 +1,4 @@
-"""The ingest bench's CPU placement: the web tier on cores of its own (bench.common)."""
+"""The ingest bench's CPU placement: the web tier on cores of its own (bench.machine)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from bench import common
-from bench.common import Placement, _pin
+from bench import machine
+from bench.machine import Placement, _pin
 
 
 def test_placement_gives_the_web_the_first_half_of_the_cores(monkeypatch):
@@ -18,11 +18,11 @@ def test_placement_gives_the_web_the_first_half_of_the_cores(monkeypatch):
         ({0, 1, 2, 3}, {0, 1}, {2, 3}),
         ({2, 5, 7}, {2}, {5, 7}),
     ):
-        monkeypatch.setattr(common.os, "sched_getaffinity", lambda _pid, c=cpus: c)
+        monkeypatch.setattr(machine.os, "sched_getaffinity", lambda _pid, c=cpus: c)
         placement = Placement(node=None)  # type: ignore[arg-type]
         assert (placement.web_cpus, placement.rest_cpus) == (web, rest)
         assert placement.can_split
-    monkeypatch.setattr(common.os, "sched_getaffinity", lambda _pid: {0})
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda _pid: {0})
     assert not Placement(node=None).can_split  # type: ignore[arg-type]
 
 

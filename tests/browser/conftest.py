@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 import requests
 
+from harness.celery_worker import CeleryWorker
+from harness.redis_server import RedisServer, free_port
 from playground.commerce import CommerceDoubleState
 from playground.commerce import create_app as create_commerce
 from playground.kustom import KustomDoubleState
 from playground.kustom import create_app as create_kustom
 from playground.server import ServerThread
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET
-from tests.support.redis_server import RedisServer, free_port
-from tests.support.worker import CeleryWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("KUSTOM_CHROMIUM") or "/usr/bin/chromium")  # Debian's

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 import requests
 
+from harness.celery_worker import CeleryWorker
+from harness.redis_server import RedisServer
+from harness.waiting import wait_until  # noqa: F401  (used by the test modules)
 from kustom_app.services import reset_process_services
 from kustom_app.settings import Settings
 from playground.commerce import create_app as create_commerce_double
 from playground.kustom import create_app as create_kustom_double
 from playground.server import ServerThread
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET
-from tests.support.redis_server import RedisServer
-from tests.support.waiting import wait_until  # noqa: F401  (used by the test modules)
-from tests.support.worker import CeleryWorker
 
 pytestmark = pytest.mark.integration
 

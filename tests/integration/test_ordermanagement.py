@@ -21,14 +21,14 @@ import redis
 import requests
 from celery import Celery
 
+from harness.celery_worker import CeleryWorker
+from harness.redis_server import RedisServer
 from kustom_app.kustom import idempotency_key
 from kustom_app.services import Services
 from kustom_app.settings import Settings
 from playground.server import ServerThread
 from tests.conftest import make_render, signed_headers
 from tests.integration.conftest import LateApp, wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.worker import CeleryWorker
 from workers.celery_app import app as main_app
 from workers.celery_app import make_celery
 

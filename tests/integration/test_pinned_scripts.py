@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis
 
+from harness.redis_server import RedisServer
 from kustom_app.state import CartStore
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness.redis_server import RedisServer, free_port
 from kustom_app.services import redis_from_url
 from kustom_app.settings import Settings
 from kustom_app.state import CartStore
-from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 

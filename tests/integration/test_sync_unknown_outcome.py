@@ -24,13 +24,13 @@ import pytest
 import redis
 import requests
 
-from bench.common import Gunicorn
+from harness.celery_worker import CeleryWorker
+from harness.gunicorn import Gunicorn
+from harness.redis_server import free_port
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, make_render, signed_headers
 from tests.integration.conftest import wait_until
-from tests.support.redis_server import free_port
-from tests.support.worker import CeleryWorker
 
 pytestmark = pytest.mark.integration
 

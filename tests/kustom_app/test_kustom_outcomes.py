@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.redis_server import free_port
 from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomUnavailable
-from tests.support.redis_server import free_port
 
 
 class Listener:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import requests
 
+from harness.waiting import wait_until
 from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
 from playground.kustom import create_app
 from playground.server import ServerThread
 from tests.conftest import make_render
-from tests.support.waiting import wait_until
 
 AUTH = ("playground", "playground")
 MERCHANT_URLS = {

@@ -28,14 +28,14 @@ import pytest
 import redis
 import requests
 
+from harness.redis_server import RedisServer, free_port
+from harness.waiting import wait_until
 from kustom_app.render import load_render
 from kustom_app.settings import Settings
 from kustom_app.state import CartStore
 from kustom_app.sync import ingest_render
 from playground.server import ServerThread
 from tests.conftest import COMMERCE_SECRET, RecordingQueue, make_render
-from tests.support.redis_server import RedisServer, free_port
-from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = "http://shop.test"

@@ -1,4 +1,4 @@
-"""A real Celery worker in a subprocess, for integration tests."""
+"""A real Celery worker in a subprocess, for the integration tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class CeleryWorker:

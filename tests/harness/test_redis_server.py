@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from .redis_server import RedisServer, RedisServerNotInstalled, free_port
+from harness.redis_server import RedisServer, RedisServerNotInstalled, free_port
 
 
 def can_listen_on(port: int) -> bool:

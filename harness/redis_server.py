@@ -1,4 +1,4 @@
-"""A real `redis-server` for integration tests.
+"""A real `redis-server` for the integration tests and the benchmarks.
 
 fakeredis covers the unit tests; what it cannot show is behaviour across a real server's
 life: Lua scripts under a real scheduler, Celery on a real broker, and state surviving a
