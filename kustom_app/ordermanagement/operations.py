@@ -60,7 +60,8 @@ from kustom_app.state import CartStore, as_text, load_script
 if TYPE_CHECKING:
     from kustom_app.services import Services
 
-log = logging.getLogger(__name__)
+# The package's name, as before the split: log lines keep the logger they had.
+log = logging.getLogger("kustom_app.ordermanagement")
 
 CAPTURE, REFUND, CANCEL = "capture", "refund", "cancel"
 KINDS = (CAPTURE, REFUND, CANCEL)
