@@ -15,7 +15,7 @@ from typing import Any
 
 from kustom_app.money import NotRepresentable, to_major, to_minor
 from kustom_app.ordermanagement.errors import refuse
-from kustom_app.ordermanagement.kinds import CANCEL, CAPTURE, REFUND
+from kustom_app.ordermanagement.kinds import CANCEL, CAPTURE, EVENT_ID_FIELD, REFUND
 from kustom_app.ordermanagement.lines import (
     MAX_OM_AMOUNT,
     kustom_order_lines,
@@ -69,29 +69,24 @@ def _extras(event: dict[str, Any], amount: int, *, shipping: bool) -> dict[str, 
 
 def prepare_capture(event: dict[str, Any]) -> PaymentRequest:
     """A capture event (as the web schema loads it: Decimal amount) → a `PaymentRequest`."""
-    currency = event["currencyCode"]
-    amount = _minor_amount(event["amount"], currency, "amount")
-    return PaymentRequest(
-        CAPTURE,
-        event["captureId"],
-        event["cartId"],
-        amount,
-        currency,
-        _extras(event, amount, shipping=True),
-    )
+    return _money_request(CAPTURE, event, shipping=True)
 
 
 def prepare_refund(event: dict[str, Any]) -> PaymentRequest:
     """A refund event → a `PaymentRequest` (no shipping info: Kustom takes none)."""
+    return _money_request(REFUND, event, shipping=False)
+
+
+def _money_request(kind: str, event: dict[str, Any], *, shipping: bool) -> PaymentRequest:
     currency = event["currencyCode"]
     amount = _minor_amount(event["amount"], currency, "amount")
     return PaymentRequest(
-        REFUND,
-        event["refundId"],
+        kind,
+        event[EVENT_ID_FIELD[kind]],
         event["cartId"],
         amount,
         currency,
-        _extras(event, amount, shipping=False),
+        _extras(event, amount, shipping=shipping),
     )
 
 

@@ -24,6 +24,7 @@ The events are made requests in `events`, recorded in `store`; this module accep
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -97,6 +98,74 @@ def _by_reference(items: Any, id_field: str, reference: str) -> str | None:
         if isinstance(item, dict) and item.get("reference") == reference and item.get(id_field):
             return str(item[id_field])
     return None
+
+
+def _money(record: PaymentRecord, minor: int) -> str:
+    currency = record.currency or ""
+    return f"{to_major(minor, currency)} {currency}"
+
+
+def _capture_limit(record: PaymentRecord, order: dict[str, Any]) -> tuple[str, str] | None:
+    """A capture must fit what is left of the authorization, on an order still open."""
+    state = str(order.get("status") or "").upper()
+    if state in CLOSED_ORDER_STATES:
+        return "order_not_capturable", f"The Kustom order is {state}; nothing can be captured."
+    amount = record.amount or 0
+    remaining = int(order.get("remaining_authorized_amount") or 0)
+    if amount > remaining:
+        return (
+            "capture_exceeds_authorization",
+            f"The capture of {_money(record, amount)} exceeds the remaining "
+            f"authorized amount of {_money(record, remaining)}.",
+        )
+    return None
+
+
+def _refund_limit(record: PaymentRecord, order: dict[str, Any]) -> tuple[str, str] | None:
+    """A refund must fit what is captured and not yet refunded."""
+    amount = record.amount or 0
+    refundable = int(order.get("captured_amount") or 0) - int(order.get("refunded_amount") or 0)
+    if amount > refundable:
+        return (
+            "refund_exceeds_captured",
+            f"The refund of {_money(record, amount)} exceeds what is captured and not "
+            f"yet refunded, {_money(record, max(refundable, 0))}.",
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class _MoneyMove:
+    """What tells a capture from a refund; running either is otherwise the same."""
+
+    succeeded: str  # the outcome's status
+    listed_in: str  # the order's list of earlier ones, each with its ``reference``
+    id_field: str  # Kustom's id of one in that list
+    amount_field: str  # the amount in the POST body
+    # The client's POST (it knows the path and the header with the new id).
+    create: Callable[[KustomClient], Callable[..., str]]
+    # (code, message) when the amount does not fit the order, else None.
+    limit: Callable[[PaymentRecord, dict[str, Any]], tuple[str, str] | None]
+
+
+_MONEY_MOVES = {
+    CAPTURE: _MoneyMove(
+        CAPTURED,
+        "captures",
+        "capture_id",
+        "captured_amount",
+        lambda kustom: kustom.create_capture,
+        _capture_limit,
+    ),
+    REFUND: _MoneyMove(
+        REFUNDED,
+        "refunds",
+        "refund_id",
+        "refunded_amount",
+        lambda kustom: kustom.create_refund,
+        _refund_limit,
+    ),
+}
 
 
 class PaymentOperations:
@@ -199,11 +268,10 @@ class PaymentOperations:
         record = self.payments.load(kind, op_id)
         if record is None:  # pragma: no cover - expired between two reads
             return OperationOutcome("gone", False, False)
-        if kind == CAPTURE:
-            return self._capture(record)
-        if kind == REFUND:
-            return self._refund(record)
-        return self._cancel(record)
+        move = _MONEY_MOVES.get(kind)
+        if move is None:
+            return self._cancel(record)
+        return self._move_money(record, move)
 
     def _finish(
         self,
@@ -237,10 +305,6 @@ class PaymentOperations:
     def _fail(self, record: PaymentRecord, code: str, message: str) -> OperationOutcome:
         return self._finish(record, FAILED, error={"code": code, "message": message})
 
-    def _money(self, record: PaymentRecord, minor: int) -> str:
-        currency = record.currency or ""
-        return f"{to_major(minor, currency)} {currency}"
-
     def _om_order(self, record: PaymentRecord) -> dict[str, Any] | OperationOutcome:
         try:
             return self.kustom.get_om_order(
@@ -261,76 +325,33 @@ class PaymentOperations:
             return f"The order is in {currency or 'no currency'}, the event in {record.currency}."
         return None
 
-    def _capture(self, record: PaymentRecord) -> OperationOutcome:
+    def _move_money(self, record: PaymentRecord, move: _MoneyMove) -> OperationOutcome:
+        """A capture or a refund: what differs between the two is in ``move``."""
         order = self._om_order(record)
         if isinstance(order, OperationOutcome):
             return order
-        landed = _by_reference(order.get("captures"), "capture_id", record.op_id)
+        landed = _by_reference(order.get(move.listed_in), move.id_field, record.op_id)
         if landed:  # an earlier attempt reached Kustom; its answer never reached us
-            return self._finish(record, CAPTURED, kustom_id=landed)
+            return self._finish(record, move.succeeded, kustom_id=landed)
         mismatch = self._check_currency(record, order)
         if mismatch:
             return self._fail(record, "currency_mismatch", mismatch)
+        beyond = move.limit(record, order)
+        if beyond:
+            return self._fail(record, *beyond)
         amount = record.amount or 0
-        state = str(order.get("status") or "").upper()
-        if state in CLOSED_ORDER_STATES:
-            return self._fail(
-                record,
-                "order_not_capturable",
-                f"The Kustom order is {state}; nothing can be captured.",
-            )
-        remaining = int(order.get("remaining_authorized_amount") or 0)
-        if amount > remaining:
-            return self._fail(
-                record,
-                "capture_exceeds_authorization",
-                f"The capture of {self._money(record, amount)} exceeds the remaining "
-                f"authorized amount of {self._money(record, remaining)}.",
-            )
-        body = {"captured_amount": amount, "reference": record.op_id, **record.kustom_body}
+        body = {move.amount_field: amount, "reference": record.op_id, **record.kustom_body}
         try:
-            kustom_id = self.kustom.create_capture(
+            kustom_id = move.create(self.kustom)(
                 record.order_id,
                 body,
-                idempotency_key(CAPTURE, record.op_id),
+                idempotency_key(record.kind, record.op_id),
                 cart=record.cart_id,
-                capture=record.op_id,
+                **{record.kind: record.op_id},
             )
         except KustomRejected as e:
             return self._finish(record, FAILED, error=_kustom_error(e))
-        return self._finish(record, CAPTURED, kustom_id=kustom_id)
-
-    def _refund(self, record: PaymentRecord) -> OperationOutcome:
-        order = self._om_order(record)
-        if isinstance(order, OperationOutcome):
-            return order
-        landed = _by_reference(order.get("refunds"), "refund_id", record.op_id)
-        if landed:
-            return self._finish(record, REFUNDED, kustom_id=landed)
-        mismatch = self._check_currency(record, order)
-        if mismatch:
-            return self._fail(record, "currency_mismatch", mismatch)
-        amount = record.amount or 0
-        refundable = int(order.get("captured_amount") or 0) - int(order.get("refunded_amount") or 0)
-        if amount > refundable:
-            return self._fail(
-                record,
-                "refund_exceeds_captured",
-                f"The refund of {self._money(record, amount)} exceeds what is captured and not "
-                f"yet refunded, {self._money(record, max(refundable, 0))}.",
-            )
-        body = {"refunded_amount": amount, "reference": record.op_id, **record.kustom_body}
-        try:
-            kustom_id = self.kustom.create_refund(
-                record.order_id,
-                body,
-                idempotency_key(REFUND, record.op_id),
-                cart=record.cart_id,
-                refund=record.op_id,
-            )
-        except KustomRejected as e:
-            return self._finish(record, FAILED, error=_kustom_error(e))
-        return self._finish(record, REFUNDED, kustom_id=kustom_id)
+        return self._finish(record, move.succeeded, kustom_id=kustom_id)
 
     def _cancel(self, record: PaymentRecord) -> OperationOutcome:
         waiting = self.payments.queued_for_cart(record.cart_id, [CAPTURE])
