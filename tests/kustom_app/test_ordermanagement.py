@@ -446,6 +446,44 @@ def test_refund_is_bounded_by_what_is_captured_and_not_refunded(ops, payments, h
     }
 
 
+def test_a_refund_on_an_order_in_another_currency_fails_up_front(ops, payments, http):
+    ops.accept(prepare_refund(refund_event()))
+    http.get(OM_URL, json=om_order(purchase_currency="EUR", captured_amount=54900))
+    assert ops.execute("refund", "ref-1", token="t").status == "failed"
+    assert payments.load("refund", "ref-1").error["code"] == "currency_mismatch"
+    assert kustom_posts(http, "/refunds") == []
+
+
+def test_a_refund_that_landed_before_a_crash_is_recognised_by_its_reference(ops, payments, http):
+    ops.accept(prepare_refund(refund_event(amount="100.00")))
+    landed = {"refund_id": "kr-9", "reference": "ref-1", "refunded_amount": 10000}
+    http.get(OM_URL, json=om_order(captured_amount=54900, refunded_amount=10000, refunds=[landed]))
+    outcome = ops.execute("refund", "ref-1", token="redelivered")
+    assert outcome.status == "refunded"
+    assert payments.load("refund", "ref-1").kustom_id == "kr-9"
+    assert kustom_posts(http, "/refunds") == []
+
+
+def test_kustom_refusing_a_refund_becomes_a_failed_result_with_its_code(ops, payments, http):
+    ops.accept(prepare_refund(refund_event()))
+    http.get(OM_URL, json=om_order(captured_amount=54900))
+    http.post(
+        f"{OM_URL}/refunds",
+        status=403,
+        json={
+            "error_code": "REFUND_NOT_ALLOWED",
+            "error_messages": ["order is not captured"],
+            "correlation_id": "corr-2",
+        },
+    )
+    assert ops.execute("refund", "ref-1", token="t").status == "failed"
+    error = payments.load("refund", "ref-1").error
+    assert (error["code"], error["message"], error["correlationId"]) == (
+        "REFUND_NOT_ALLOWED", "order is not captured", "corr-2"
+    )  # fmt: skip
+    assert payments.load("refund", "ref-1").result_body()["status"] == "failed"
+
+
 def test_refund_carries_no_shipping_info():
     request = prepare_refund(refund_event(shippingInfo=[{"shippingCompany": "DHL"}]))
     assert "shipping_info" not in request.kustom_body
