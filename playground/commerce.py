@@ -44,7 +44,6 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from kustom_app.signing import InvalidSignature, verify_signature
 from playground import shop
 from playground.catalogue import json_default
 from playground.commerce_state import (
@@ -54,6 +53,7 @@ from playground.commerce_state import (
     RenderPublisher,
     ShopError,
 )
+from playground.signatures import BadSignature, check
 
 SERVICE_URL_ENV = "KUSTOM_APP_URL"
 SECRET_ENV = "COMMERCE_WEBHOOK_SECRET"  # noqa: S105 - the name of the setting, not a secret
@@ -84,8 +84,8 @@ def create_app(
             raw = request.get_data()
             if secret:
                 try:
-                    verify_signature(secret, raw, request.headers.get(SERVICE_SIGNATURE_HEADER))
-                except InvalidSignature as e:
+                    check(secret, raw, request.headers.get(SERVICE_SIGNATURE_HEADER))
+                except BadSignature as e:
                     return _answer(401, {"error": {"code": "invalid_signature", "message": str(e)}})
             body = json.loads(raw, parse_float=Decimal) if raw else None
             with state.lock:

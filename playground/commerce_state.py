@@ -22,7 +22,6 @@ from typing import Any
 
 import requests
 
-from kustom_app.signing import sign_payload
 from playground.catalogue import (
     MAX_QUANTITY,
     PRODUCTS_BY_NUMBER,
@@ -31,6 +30,7 @@ from playground.catalogue import (
     json_default,
     render_cart,
 )
+from playground.signatures import sign
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class RenderPublisher:
                 data=body,
                 headers={
                     "Content-Type": "application/json",
-                    SIGNATURE_HEADER: sign_payload(self.secret, body),
+                    SIGNATURE_HEADER: sign(self.secret, body),
                 },
                 timeout=self.timeout,
             )
