@@ -40,15 +40,12 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
-from playground.commerce import (
+from playground.catalogue import PRODUCTS, PRODUCTS_BY_NUMBER, SHIPPING_CHOICES, ShopCart
+from playground.commerce_state import (
     EXTENSION_KEY,
-    PRODUCTS,
-    PRODUCTS_BY_NUMBER,
     PUBLISHER_KEY,
-    SHIPPING_CHOICES,
     CommerceDoubleState,
     RenderPublisher,
-    ShopCart,
     ShopError,
 )
 

@@ -1,6 +1,6 @@
 """The Kustom double enforces Kustom's documented checks, and prices shipping as Kustom does.
 
-Each group cites where the rule comes from (see playground/kustom_rules.py for the full
+Each group cites where the rule comes from (see playground/kustom/rules.py for the full
 list): the Checkout API's OpenAPI description (tests/fixtures/openapi/), Klarna's and
 Kustom's tax-handling and shipping pages, and the requests krokedil recorded against
 Kustom's playground (tests/fixtures/krokedil/).
@@ -18,7 +18,7 @@ import pytest
 from flask import Flask, jsonify, request
 
 from playground.kustom import KustomDoubleState, KustomError, create_app
-from playground.kustom_rules import ORDER_LINE_TYPES, utf16_length, validate_order
+from playground.kustom.rules import ORDER_LINE_TYPES, utf16_length, validate_order
 from playground.server import ServerThread
 from tests.playground.test_kustom_double import (
     AUTH_HEADER,

@@ -24,15 +24,9 @@ from flask import Flask, jsonify, request
 from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
 from kustom_app.signing import sign_payload, verify_signature
-from playground.commerce import (
-    PRODUCTS,
-    SHIPPING_CHOICES,
-    CommerceDoubleState,
-    ShopCart,
-    render_cart,
-    vat_included,
-)
+from playground.catalogue import PRODUCTS, SHIPPING_CHOICES, ShopCart, render_cart, vat_included
 from playground.commerce import create_app as create_commerce
+from playground.commerce_state import CommerceDoubleState
 from playground.kustom import KustomDoubleState, KustomError, validate_order
 from playground.server import ServerThread
 from tests.conftest import COMMERCE_SECRET
