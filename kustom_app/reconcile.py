@@ -402,10 +402,10 @@ class Reconciler:
             report.results_resent += 1
 
     def _deadletters(self, report: ReconcileReport) -> None:
-        key = f"{self.prefix}:deadletter"
-        report.deadletters = int(self.redis.llen(key))
+        dead_letters = self.store.dead_letters
+        report.deadletters = dead_letters.count()
         tasks: Counter[str] = Counter()
-        for index, raw in enumerate(self.redis.lrange(key, 0, DEADLETTER_SAMPLE - 1)):
+        for index, raw in enumerate(dead_letters.newest(DEADLETTER_SAMPLE)):
             try:
                 entry = json.loads(raw)
                 tasks[str(entry.get("task"))] += 1

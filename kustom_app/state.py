@@ -28,6 +28,7 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
 ``{prefix}:mismatches`` (zset)             carts with a mismatch open for an operator
 ``{prefix}:order:{cartId}`` (string)       the completed order, kept for captures/refunds
 ``{prefix}:events:{cartId}`` (channel)     published on every hash or state change
+``{prefix}:deadletter`` (list)             tasks that gave up (`kustom_app.dead_letters`)
 
 Every multi-step change is one Lua script, so web and worker processes never interleave
 inside a transition. Times are epoch milliseconds passed in by the caller.
@@ -42,7 +43,7 @@ from typing import Any
 
 import redis
 
-# (kustom_app/ordermanagement.py still imports as_text and load_script from here.)
+from kustom_app.dead_letters import DeadLetters
 from kustom_app.redis_scripts import PinnedScript, ThreadConnections, as_text, load_script
 
 QUEUED_STALE_MS = 30_000
@@ -188,6 +189,8 @@ class CartStore:
         self._claim_completion = load_script(client, "claim_completion")
         self._finish_completion = load_script(client, "finish_completion")
         self._release_completion = load_script(client, "release_completion")
+        # Kept as long as a cart: what the tasks of these carts gave up on.
+        self.dead_letters = DeadLetters(client, prefix=prefix, ttl_seconds=ttl_seconds)
 
     # Keys ------------------------------------------------------------------------------
 
