@@ -28,6 +28,10 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
 ``{prefix}:mismatches`` (zset)             carts with a mismatch open for an operator
 ``{prefix}:order:{cartId}`` (string)       the completed order, kept for captures/refunds
 ``{prefix}:events:{cartId}`` (channel)     published on every hash or state change
+``{prefix}:lock:create:{cartId}`` (lock)   one Kustom order creation per cart at a time
+``{prefix}:reconcile:requeued`` (zset)     what the sweeper re-queued, by when (its spacing)
+``{prefix}:reconcile:last`` (string)       the sweeper's last run, for operators
+``{prefix}:lock:reconcile`` (lock)         one sweeper run at a time
 ``{prefix}:deadletter`` (list)             tasks that gave up (`kustom_app.dead_letters`)
 
 Every multi-step change is one Lua script, so web and worker processes never interleave
@@ -42,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.lock import Lock
 
 from kustom_app.dead_letters import DeadLetters
 from kustom_app.redis_scripts import PinnedScript, ThreadConnections, as_text, load_script
@@ -222,6 +227,14 @@ class CartStore:
 
     def events_channel(self, cart_id: str) -> str:
         return f"{self.prefix}:events:{cart_id}"
+
+    @property
+    def requeued_key(self) -> str:
+        return f"{self.prefix}:reconcile:requeued"
+
+    @property
+    def reconcile_run_key(self) -> str:
+        return f"{self.prefix}:reconcile:last"
 
     def _keys(self, cart_id: str) -> list[str]:
         return [self.cart_key(cart_id), self.syncing_key, self.events_channel(cart_id)]
@@ -688,12 +701,73 @@ class CartStore:
         return json.loads(raw) if raw else None
 
     # Sweeper support -------------------------------------------------------------------
+    # The indexes above as the sweeper (kustom_app/reconcile.py) reads and tends them, and
+    # its own records. An index is read oldest first, a page at a time: from the
+    # ``start``-th entry due, at most ``count``.
 
     def stale_syncing(self, older_than_ms: int, limit: int, *, now: int | None = None) -> list[str]:
         """Carts that have been waiting for a sync longer than ``older_than_ms``."""
         cutoff = (now_ms() if now is None else now) - older_than_ms
-        members = self.redis.zrangebyscore(self.syncing_key, "-inf", cutoff, start=0, num=limit)
+        return self.carts_syncing_since(cutoff, count=limit)
+
+    def carts_syncing_since(self, since: int, *, start: int = 0, count: int) -> list[str]:
+        """Carts whose Kustom order has been behind the cart since ``since`` (ms) or before."""
+        return self._due(self.syncing_key, since, start, count)
+
+    def claims_expired_by(self, at: int, *, start: int = 0, count: int) -> list[str]:
+        """Carts whose completion claim's lease ended at ``at`` (ms) or before."""
+        return self._due(self.claims_key, at, start, count)
+
+    def unacknowledged_since(self, since: int, *, start: int = 0, count: int) -> list[str]:
+        """Completed carts whose Kustom order has awaited its ack since ``since`` or before."""
+        return self._due(self.unacked_key, since, start, count)
+
+    def open_orders_due(self, at: int, *, count: int) -> list[str]:
+        """Carts whose Kustom order is due for the sweeper's look at ``at`` (ms)."""
+        return self._due(self.open_orders_key, at, 0, count)
+
+    def _due(self, index: str, max_score: int, start: int, count: int) -> list[str]:
+        members = self.redis.zrangebyscore(index, "-inf", max_score, start=start, num=count)
         return [as_text(m) or "" for m in members]
 
     def forget_syncing(self, cart_id: str) -> None:
         self.redis.zrem(self.syncing_key, cart_id)
+
+    def forget_claim(self, cart_id: str) -> None:
+        """Take the cart off the claims index: it expired or its completion moved on."""
+        self.redis.zrem(self.claims_key, cart_id)
+
+    def forget_unacknowledged(self, cart_id: str) -> None:
+        """Take the cart off the unacknowledged index: acknowledged, expired or moved on."""
+        self.redis.zrem(self.unacked_key, cart_id)
+
+    def forget_open_order(self, cart_id: str) -> None:
+        """Stop the sweeper asking Kustom about the cart's order."""
+        self.redis.zrem(self.open_orders_key, cart_id)
+
+    def check_open_order_at(self, cart_id: str, at: int) -> None:
+        """When (ms) the sweeper should next ask Kustom about the cart's order."""
+        self.redis.zadd(self.open_orders_key, {cart_id: at})
+
+    def reconcile_lock(self, *, timeout: float) -> Lock:
+        """One sweeper run at a time: taken without waiting, outlives the longest run."""
+        return self.redis.lock(f"{self.prefix}:lock:reconcile", timeout=timeout, blocking_timeout=0)
+
+    def mark_requeued(self, member: str, now: int, *, spacing_ms: int) -> bool:
+        """Record that the sweeper re-queues ``member`` (``kind:id``) at ``now``; False, and
+        nothing recorded, when it did so within ``spacing_ms``: that job may only be slow."""
+        last = self.redis.zscore(self.requeued_key, member)
+        if last is not None and now - int(last) < spacing_ms:
+            return False
+        self.redis.zadd(self.requeued_key, {member: now})
+        return True
+
+    def forget_requeued_before(self, before: int, *, ttl_seconds: int) -> None:
+        """Drop re-queue records older than ``before``; all of them expire when no run has
+        come for ``ttl_seconds``."""
+        self.redis.zremrangebyscore(self.requeued_key, "-inf", before)
+        self.redis.expire(self.requeued_key, ttl_seconds)
+
+    def record_reconcile_run(self, summary: dict[str, Any], *, ttl_seconds: int) -> None:
+        """Keep what the last sweeper run found and fixed, for operators."""
+        self.redis.set(self.reconcile_run_key, json.dumps(summary), ex=ttl_seconds)
