@@ -231,8 +231,7 @@ class Reconciler:
                 self.store.forget_syncing(cart_id)
                 report.forgotten += 1
                 continue
-            lease_until = int(state.fields.get("sync_lock_until") or 0)
-            if lease_until > now or not self._spaced(f"sync:{cart_id}", now):
+            if state.sync_lease_until > now or not self._spaced(f"sync:{cart_id}", now):
                 continue  # a job is pushing right now, or we queued one recently
             self.enqueue.sync(cart_id, state.pending_hash, None)
             report.resynced += 1
@@ -316,13 +315,13 @@ class Reconciler:
                 # A completer holds the claim; step 2 resumes it if its lease runs out.
                 store.check_open_order_at(cart_id, now + self.policy.open_order_check_ms)
                 continue
-            if state.fields.get("mismatch"):
+            if state.mismatch_open:
                 # Refused for a mismatch: waits for an operator (`flask kustom resolve`),
                 # completing it again would only raise the same alert.
                 report.mismatch_open += 1
                 store.check_open_order_at(cart_id, now + self.policy.open_order_check_ms)
                 continue
-            last_push = int(state.fields.get("last_push_at") or 0)
+            last_push = state.last_push_at
             if now - last_push < self.policy.open_order_check_ms:
                 # A push came lately: its completion task is on it (with retries).
                 store.check_open_order_at(cart_id, last_push + self.policy.open_order_check_ms)

@@ -154,6 +154,21 @@ class CartState:
     def acknowledged(self) -> bool:
         return bool(self.fields.get("acknowledged_at"))
 
+    @property
+    def sync_lease_until(self) -> int:
+        """When (ms) the lease of the job pushing the cart ends; 0 when none was taken."""
+        return int(self.fields.get("sync_lock_until") or 0)
+
+    @property
+    def mismatch_open(self) -> bool:
+        """A completion was refused for a mismatch and waits for an operator."""
+        return bool(self.fields.get("mismatch"))
+
+    @property
+    def last_push_at(self) -> int:
+        """When (ms) Kustom's last push for the cart's order arrived; 0 when none did."""
+        return int(self.fields.get("last_push_at") or 0)
+
     def status(self) -> dict[str, Any]:
         """The storefront's view (CONTRACT section 3, status endpoint)."""
         return {
