@@ -211,6 +211,9 @@ class CartStore:
         self._release_completion = load_script(client, "release_completion")
         # Kept as long as a cart: what the tasks of these carts gave up on.
         self.dead_letters = DeadLetters(client, prefix=prefix, ttl_seconds=ttl_seconds)
+        # The sweeper's own records: what it re-queued when, and its last run.
+        self._requeued_key = f"{prefix}:reconcile:requeued"
+        self._reconcile_run_key = f"{prefix}:reconcile:last"
 
     # Keys ------------------------------------------------------------------------------
 
@@ -242,14 +245,6 @@ class CartStore:
 
     def events_channel(self, cart_id: str) -> str:
         return f"{self.prefix}:events:{cart_id}"
-
-    @property
-    def requeued_key(self) -> str:
-        return f"{self.prefix}:reconcile:requeued"
-
-    @property
-    def reconcile_run_key(self) -> str:
-        return f"{self.prefix}:reconcile:last"
 
     def _keys(self, cart_id: str) -> list[str]:
         return [self.cart_key(cart_id), self.syncing_key, self.events_channel(cart_id)]
@@ -771,18 +766,18 @@ class CartStore:
     def mark_requeued(self, member: str, now: int, *, spacing_ms: int) -> bool:
         """Record that the sweeper re-queues ``member`` (``kind:id``) at ``now``; False, and
         nothing recorded, when it did so within ``spacing_ms``: that job may only be slow."""
-        last = self.redis.zscore(self.requeued_key, member)
+        last = self.redis.zscore(self._requeued_key, member)
         if last is not None and now - int(last) < spacing_ms:
             return False
-        self.redis.zadd(self.requeued_key, {member: now})
+        self.redis.zadd(self._requeued_key, {member: now})
         return True
 
     def forget_requeued_before(self, before: int, *, ttl_seconds: int) -> None:
         """Drop re-queue records older than ``before``; all of them expire when no run has
         come for ``ttl_seconds``."""
-        self.redis.zremrangebyscore(self.requeued_key, "-inf", before)
-        self.redis.expire(self.requeued_key, ttl_seconds)
+        self.redis.zremrangebyscore(self._requeued_key, "-inf", before)
+        self.redis.expire(self._requeued_key, ttl_seconds)
 
     def record_reconcile_run(self, summary: dict[str, Any], *, ttl_seconds: int) -> None:
         """Keep what the last sweeper run found and fixed, for operators."""
-        self.redis.set(self.reconcile_run_key, json.dumps(summary), ex=ttl_seconds)
+        self.redis.set(self._reconcile_run_key, json.dumps(summary), ex=ttl_seconds)
