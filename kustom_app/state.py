@@ -131,6 +131,9 @@ class CartState:
     order_usable: bool
     kustom_read_only: bool
     cart_state: str
+    sync_lease_until: int  # when (ms) the lease of the job pushing the cart ends; 0: none
+    last_push_at: int  # when (ms) Kustom's last push for the cart's order came; 0: none
+    mismatch_open: bool  # a completion refused for a mismatch waits for an operator
     fields: dict[str, str]
 
     @property
@@ -153,21 +156,6 @@ class CartState:
     @property
     def acknowledged(self) -> bool:
         return bool(self.fields.get("acknowledged_at"))
-
-    @property
-    def sync_lease_until(self) -> int:
-        """When (ms) the lease of the job pushing the cart ends; 0 when none was taken."""
-        return int(self.fields.get("sync_lock_until") or 0)
-
-    @property
-    def mismatch_open(self) -> bool:
-        """A completion was refused for a mismatch and waits for an operator."""
-        return bool(self.fields.get("mismatch"))
-
-    @property
-    def last_push_at(self) -> int:
-        """When (ms) Kustom's last push for the cart's order arrived; 0 when none did."""
-        return int(self.fields.get("last_push_at") or 0)
 
     def status(self) -> dict[str, Any]:
         """The storefront's view (CONTRACT section 3, status endpoint)."""
@@ -275,6 +263,9 @@ class CartStore:
             order_usable=bool(fields.get("order_id")) and fields.get("order_unusable") != "1",
             kustom_read_only=bool(fields.get("kustom_read_only")),
             cart_state=fields.get("state") or "open",
+            sync_lease_until=num("sync_lock_until") or 0,
+            last_push_at=num("last_push_at") or 0,
+            mismatch_open=bool(fields.get("mismatch")),
             fields=fields,
         )
 
