@@ -301,7 +301,7 @@ class Reconciler:
         for cart_id in carts:
             if time.monotonic() > deadline:
                 return  # Kustom is slow today: the rest waits for the next run
-            state = self.store.load(cart_id)
+            state = store.load(cart_id)
             if (
                 state is None
                 or state.cart_state == "completed"
