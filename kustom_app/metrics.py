@@ -30,6 +30,8 @@ from prometheus_client import (  # noqa: E402  (must follow the environment defa
 )
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 
+from kustom_app.dead_letters import dead_letters_key  # noqa: E402
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -114,7 +116,7 @@ class RedisStateCollector:
             pipe = self.redis.pipeline(transaction=False)
             for _, suffix in gauges.values():
                 pipe.zcard(f"{self.prefix}:{suffix}")
-            pipe.llen(f"{self.prefix}:deadletter")
+            pipe.llen(dead_letters_key(self.prefix))
             values = pipe.execute()
         except Exception:  # a scrape must not fail because Redis is away
             return

@@ -31,7 +31,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,13 +39,7 @@ from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
 from kustom_app.metrics import RECONCILE_FIXES
 from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
 from kustom_app.settings import Settings
-from kustom_app.state import (
-    OPEN_ORDER_FIRST_CHECK_MS,
-    CartState,
-    CartStore,
-    as_text,
-    open_orders_key,
-)
+from kustom_app.state import OPEN_ORDER_FIRST_CHECK_MS, CartState, CartStore, now_ms
 
 if TYPE_CHECKING:
     from kustom_app.services import Services
@@ -64,16 +58,13 @@ DEADLETTER_SAMPLE = 100
 DEADLETTER_SHOWN = 3
 DEADLETTER_ERROR_CHARS = 200
 REQUEUED_KEEP_MS = 24 * 60 * MINUTE_MS
+LAST_RUN_KEEP_SECONDS = 7 * 24 * 3600
 # How far past entries re-queued lately one run reads an index, in batches.
 SCAN_FACTOR = 5
 # Longer than a run can take (a few hundred Redis reads and at most `batch` Kustom reads).
 RUN_LOCK_SECONDS = 300
 # Kustom reads per run stop after this long (or half the task's soft time limit, if less).
 OPEN_ORDER_BUDGET_SECONDS = 60.0
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Enqueuer(Protocol):
@@ -204,31 +195,17 @@ class Reconciler:
         self.kustom = kustom
         self.enqueue = enqueue
         self.policy = policy
-        self.redis = store.redis
-        self.prefix = store.prefix
-
-    @property
-    def requeued_key(self) -> str:
-        return f"{self.prefix}:reconcile:requeued"
-
-    @property
-    def last_run_key(self) -> str:
-        return f"{self.prefix}:reconcile:last"
 
     # Spacing -------------------------------------------------------------------------------
 
     def _spaced(self, member: str, now: int) -> bool:
         """True (and remembered) unless ``member`` was re-queued within the spacing."""
-        last = self.redis.zscore(self.requeued_key, member)
-        if last is not None and now - int(last) < self.policy.requeue_spacing_ms:
-            return False
-        self.redis.zadd(self.requeued_key, {member: now})
-        return True
+        return self.store.mark_requeued(member, now, spacing_ms=self.policy.requeue_spacing_ms)
 
     # The steps -----------------------------------------------------------------------------
 
-    def _overdue(self, key: str, max_score: int) -> Iterator[str]:
-        """Members scored at or below ``max_score``, oldest first, in pages.
+    def _overdue(self, page: Callable[..., list[str]], max_score: int) -> Iterator[str]:
+        """Carts of an index (read by ``page``) due at ``max_score``, oldest first, in pages.
 
         These indexes keep their own scores (since-when, lease end, completed-at), so an
         entry re-queued lately stays at the front; reading past such entries, up to
@@ -237,17 +214,15 @@ class Reconciler:
         """
         start, limit = 0, self.policy.batch * SCAN_FACTOR
         while start < limit:
-            page = self.redis.zrangebyscore(
-                key, "-inf", max_score, start=start, num=self.policy.batch
-            )
-            if not page:
+            carts = page(max_score, start=start, count=self.policy.batch)
+            if not carts:
                 return
-            for raw in page:
-                yield (as_text(raw) or "")
-            start += len(page)
+            yield from carts
+            start += len(carts)
 
     def _stale_syncs(self, report: ReconcileReport, now: int) -> None:
-        for cart_id in self._overdue(self.store.syncing_key, now - self.policy.stale_sync_ms):
+        stale_since = now - self.policy.stale_sync_ms
+        for cart_id in self._overdue(self.store.carts_syncing_since, stale_since):
             if report.resynced >= self.policy.batch:
                 return
             report.stale_syncs += 1
@@ -256,32 +231,35 @@ class Reconciler:
                 self.store.forget_syncing(cart_id)
                 report.forgotten += 1
                 continue
-            lease_until = int(state.fields.get("sync_lock_until") or 0)
-            if lease_until > now or not self._spaced(f"sync:{cart_id}", now):
+            if state.sync_lease_until > now or not self._spaced(f"sync:{cart_id}", now):
                 continue  # a job is pushing right now, or we queued one recently
             self.enqueue.sync(cart_id, state.pending_hash, None)
             report.resynced += 1
 
     def _completion(
-        self, index: str, cart_id: str, cart_state: str, report: ReconcileReport
+        self,
+        forget: Callable[[str], None],
+        cart_id: str,
+        cart_state: str,
+        report: ReconcileReport,
     ) -> tuple[CartState, str] | None:
         """The cart and its completion's Kustom order id while the cart is ``cart_state``;
-        else None, and the cart leaves ``index``: it expired (72 h, long after Kustom
-        stopped pushing) or moved on."""
+        else None, and the cart leaves its index (``forget``): it expired (72 h, long after
+        Kustom stopped pushing) or moved on."""
         state = self.store.load(cart_id)
         order_id = state.completion_order_id if state else None
         if state is None or state.cart_state != cart_state or not order_id:
-            self.redis.zrem(index, cart_id)
+            forget(cart_id)
             report.forgotten += 1
             return None
         return state, order_id
 
     def _expired_claims(self, report: ReconcileReport, now: int) -> None:
-        for cart_id in self._overdue(self.store.claims_key, now):
+        for cart_id in self._overdue(self.store.claims_expired_by, now):
             if report.completions_resumed >= self.policy.batch:
                 return
             report.expired_claims += 1
-            found = self._completion(self.store.claims_key, cart_id, "completing", report)
+            found = self._completion(self.store.forget_claim, cart_id, "completing", report)
             if found is None:
                 continue
             _state, order_id = found
@@ -291,15 +269,17 @@ class Reconciler:
             report.completions_resumed += 1
 
     def _unacknowledged(self, report: ReconcileReport, now: int) -> None:
-        for cart_id in self._overdue(self.store.unacked_key, now - self.policy.unacked_after_ms):
+        unacked_since = now - self.policy.unacked_after_ms
+        for cart_id in self._overdue(self.store.unacknowledged_since, unacked_since):
             if report.acks_requeued >= self.policy.batch:
                 return
-            found = self._completion(self.store.unacked_key, cart_id, "completed", report)
+            forget = self.store.forget_unacknowledged
+            found = self._completion(forget, cart_id, "completed", report)
             if found is None:
                 continue
             state, order_id = found
             if state.acknowledged:
-                self.redis.zrem(self.store.unacked_key, cart_id)
+                forget(cart_id)
                 continue
             report.unacked += 1
             if not self._spaced(f"ack:{cart_id}", now):
@@ -315,14 +295,13 @@ class Reconciler:
         )
 
     def _open_orders(self, report: ReconcileReport, now: int) -> None:
-        key = open_orders_key(self.prefix)
-        members = self.redis.zrangebyscore(key, "-inf", now, start=0, num=self.policy.batch)
+        store = self.store
+        carts = store.open_orders_due(now, count=self.policy.batch)
         deadline = time.monotonic() + self.policy.open_order_budget_seconds
-        for raw in members:
+        for cart_id in carts:
             if time.monotonic() > deadline:
                 return  # Kustom is slow today: the rest waits for the next run
-            cart_id = as_text(raw) or ""
-            state = self.store.load(cart_id)
+            state = store.load(cart_id)
             if (
                 state is None
                 or state.cart_state == "completed"
@@ -330,22 +309,22 @@ class Reconciler:
                 or not state.order_usable
             ):
                 # Completed, expired, or its order was replaced (the new one is indexed).
-                self.redis.zrem(key, cart_id)
+                store.forget_open_order(cart_id)
                 continue
             if state.cart_state == "completing":
                 # A completer holds the claim; step 2 resumes it if its lease runs out.
-                self.redis.zadd(key, {cart_id: now + self.policy.open_order_check_ms})
+                store.check_open_order_at(cart_id, now + self.policy.open_order_check_ms)
                 continue
-            if state.fields.get("mismatch"):
+            if state.mismatch_open:
                 # Refused for a mismatch: waits for an operator (`flask kustom resolve`),
                 # completing it again would only raise the same alert.
                 report.mismatch_open += 1
-                self.redis.zadd(key, {cart_id: now + self.policy.open_order_check_ms})
+                store.check_open_order_at(cart_id, now + self.policy.open_order_check_ms)
                 continue
-            last_push = int(state.fields.get("last_push_at") or 0)
+            last_push = state.last_push_at
             if now - last_push < self.policy.open_order_check_ms:
                 # A push came lately: its completion task is on it (with retries).
-                self.redis.zadd(key, {cart_id: last_push + self.policy.open_order_check_ms})
+                store.check_open_order_at(cart_id, last_push + self.policy.open_order_check_ms)
                 continue
             age = now - (state.order_created_at or now)
             report.open_orders_checked += 1
@@ -355,9 +334,9 @@ class Reconciler:
                 if e.status != 404:
                     report.kustom_errors += 1
                 if age > self.policy.order_max_age_ms + self.policy.open_order_max_interval_ms:
-                    self.redis.zrem(key, cart_id)  # Kustom no longer completes it
+                    store.forget_open_order(cart_id)  # Kustom no longer completes it
                 else:
-                    self.redis.zadd(key, {cart_id: now + self._next_open_check(age)})
+                    store.check_open_order_at(cart_id, now + self._next_open_check(age))
                 continue
             except KustomUnavailable:
                 report.kustom_errors += 1
@@ -370,7 +349,7 @@ class Reconciler:
             )
             self.enqueue.complete(cart_id, state.order_id, "sweeper")
             report.missed_pushes += 1
-            self.redis.zadd(key, {cart_id: now + self.policy.open_order_check_ms})
+            store.check_open_order_at(cart_id, now + self.policy.open_order_check_ms)
 
     def _payments(self, report: ReconcileReport, now: int) -> None:
         pending = self.payments.due_pending(
@@ -402,10 +381,10 @@ class Reconciler:
             report.results_resent += 1
 
     def _deadletters(self, report: ReconcileReport) -> None:
-        key = f"{self.prefix}:deadletter"
-        report.deadletters = int(self.redis.llen(key))
+        dead_letters = self.store.dead_letters
+        report.deadletters = dead_letters.count()
         tasks: Counter[str] = Counter()
-        for index, raw in enumerate(self.redis.lrange(key, 0, DEADLETTER_SAMPLE - 1)):
+        for index, raw in enumerate(dead_letters.newest(DEADLETTER_SAMPLE)):
             try:
                 entry = json.loads(raw)
                 tasks[str(entry.get("task"))] += 1
@@ -422,9 +401,7 @@ class Reconciler:
         Returns None when another run still holds the sweeper's lock (a slow run must not
         overlap the next beat).
         """
-        lock = self.redis.lock(
-            f"{self.prefix}:lock:reconcile", timeout=RUN_LOCK_SECONDS, blocking_timeout=0
-        )
+        lock = self.store.reconcile_lock(timeout=RUN_LOCK_SECONDS)
         if not lock.acquire(blocking=False):
             log.info("kustom.reconcile.skipped reason=another_run_in_progress")
             return None
@@ -444,20 +421,18 @@ class Reconciler:
         self._open_orders(report, at)
         self._payments(report, at)
         self._deadletters(report)
-        self.redis.zremrangebyscore(self.requeued_key, "-inf", at - REQUEUED_KEEP_MS)
-        self.redis.expire(self.requeued_key, REQUEUED_KEEP_MS // 1000)
-        self.redis.set(
-            self.last_run_key,
-            json.dumps(
-                {
-                    "at": at,
-                    "fixed": report.fixed,
-                    **report.counts(),
-                    "deadletterTasks": report.deadletter_tasks,
-                    "deadletterLatest": report.deadletter_latest,
-                }
-            ),
-            ex=7 * 24 * 3600,
+        self.store.forget_requeued_before(
+            at - REQUEUED_KEEP_MS, ttl_seconds=REQUEUED_KEEP_MS // 1000
+        )
+        self.store.record_reconcile_run(
+            {
+                "at": at,
+                "fixed": report.fixed,
+                **report.counts(),
+                "deadletterTasks": report.deadletter_tasks,
+                "deadletterLatest": report.deadletter_latest,
+            },
+            ttl_seconds=LAST_RUN_KEEP_SECONDS,
         )
         for kind in RECONCILE_FIX_KINDS:
             if getattr(report, kind):

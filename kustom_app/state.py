@@ -28,6 +28,11 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
 ``{prefix}:mismatches`` (zset)             carts with a mismatch open for an operator
 ``{prefix}:order:{cartId}`` (string)       the completed order, kept for captures/refunds
 ``{prefix}:events:{cartId}`` (channel)     published on every hash or state change
+``{prefix}:lock:create:{cartId}`` (lock)   one Kustom order creation per cart at a time
+``{prefix}:reconcile:requeued`` (zset)     what the sweeper re-queued, by when (its spacing)
+``{prefix}:reconcile:last`` (string)       the sweeper's last run, for operators
+``{prefix}:lock:reconcile`` (lock)         one sweeper run at a time
+``{prefix}:deadletter`` (list)             tasks that gave up (`kustom_app.dead_letters`)
 
 Every multi-step change is one Lua script, so web and worker processes never interleave
 inside a transition. Times are epoch milliseconds passed in by the caller.
@@ -36,15 +41,15 @@ inside a transition. Times are epoch milliseconds passed in by the caller.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-import hiredis
 import redis
+from redis.lock import Lock
+
+from kustom_app.dead_letters import DeadLetters
+from kustom_app.redis_scripts import PinnedScript, ThreadConnections, as_text, load_script
 
 QUEUED_STALE_MS = 30_000
 # Defaults; the service's come from its settings (RECONCILE_OPEN_ORDER_AFTER_SECONDS,
@@ -70,78 +75,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def as_text(value: Any) -> str | None:
-    """A Redis reply as text (None stays None)."""
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _json_text(value: dict[str, Any] | str) -> str:
     """A JSON-ready value as compact JSON; text is taken to be JSON already."""
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-
-
-def load_script(client: redis.Redis, name: str) -> Any:
-    """Register ``kustom_app/lua/<name>.lua`` with the client (EVALSHA, reloaded if flushed)."""
-    source = resources.files("kustom_app").joinpath(f"lua/{name}.lua").read_text()
-    return client.register_script(source)
-
-
-class ThreadConnections:
-    """One Redis connection per thread (and per process: re-made after a fork), opened from
-    the client's connection settings but outside its pool: never checked in or out, and not
-    counted against the pool's ``max_connections``."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
-        self._local = threading.local()
-
-    def get(self) -> Any:
-        local = self._local
-        pid = os.getpid()
-        if getattr(local, "pid", None) != pid:  # a new thread, or a forked child
-            pool = self._pool
-            local.connection, local.pid = pool.connection_class(**pool.connection_kwargs), pid
-        return local.connection
-
-
-class PinnedScript:
-    """A registered Lua script run on the calling thread's own connection.
-
-    The hot paths (a cart event's ``record_render``, a sync job's lease and result) make one
-    script call each. Through the client, that call also checks a connection out of the pool
-    and back in (locks, a liveness read, fork checks) and goes through the retry wrapper and
-    command dispatch: measured in a cart event, the call cost about twice the CPU of the same
-    command sent on a held connection. Here each thread (each gunicorn thread, each Celery
-    child) sends the ``EVALSHA`` on a connection of its own (`ThreadConnections`), packed
-    by hiredis in one C call (redis-py's packer wraps that same call in a split of the
-    command name and two copies of the arguments: 6 µs against 1.6 µs for a cart event's).
-
-    Anything unusual goes to the registered script through the client, which behaves as
-    always: the script not loaded yet (``NOSCRIPT``: it loads it), and a dropped or timed-out
-    connection (it reconnects and retries under the client's retry policy; this connection
-    is closed and reopened on the next call). A script's own error is raised as is.
-    """
-
-    def __init__(self, script: Any, connections: ThreadConnections) -> None:
-        self._script = script
-        self._sha: str = script.sha
-        self._connections = connections
-
-    def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        connection = self._connections.get()
-        try:
-            connection.send_packed_command(
-                [hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))],
-                check_health=False,
-            )
-            return connection.read_response()
-        except redis.exceptions.NoScriptError:
-            pass
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            connection.disconnect()
-        return self._script(keys=keys, args=args)
 
 
 @dataclass(frozen=True)
@@ -195,6 +131,9 @@ class CartState:
     order_usable: bool
     kustom_read_only: bool
     cart_state: str
+    sync_lease_until: int  # when (ms) the lease of the job pushing the cart ends; 0: none
+    last_push_at: int  # when (ms) Kustom's last push for the cart's order came; 0: none
+    mismatch_open: bool  # a completion refused for a mismatch waits for an operator
     fields: dict[str, str]
 
     @property
@@ -258,6 +197,11 @@ class CartStore:
         self._claim_completion = load_script(client, "claim_completion")
         self._finish_completion = load_script(client, "finish_completion")
         self._release_completion = load_script(client, "release_completion")
+        # Kept as long as a cart: what the tasks of these carts gave up on.
+        self.dead_letters = DeadLetters(client, prefix=prefix, ttl_seconds=ttl_seconds)
+        # The sweeper's own records: what it re-queued when, and its last run.
+        self._requeued_key = f"{prefix}:reconcile:requeued"
+        self._reconcile_run_key = f"{prefix}:reconcile:last"
 
     # Keys ------------------------------------------------------------------------------
 
@@ -319,6 +263,9 @@ class CartStore:
             order_usable=bool(fields.get("order_id")) and fields.get("order_unusable") != "1",
             kustom_read_only=bool(fields.get("kustom_read_only")),
             cart_state=fields.get("state") or "open",
+            sync_lease_until=num("sync_lock_until") or 0,
+            last_push_at=num("last_push_at") or 0,
+            mismatch_open=bool(fields.get("mismatch")),
             fields=fields,
         )
 
@@ -755,12 +702,73 @@ class CartStore:
         return json.loads(raw) if raw else None
 
     # Sweeper support -------------------------------------------------------------------
+    # The indexes above as the sweeper (kustom_app/reconcile.py) reads and tends them, and
+    # its own records. An index is read oldest first, a page at a time: from the
+    # ``start``-th entry due, at most ``count``.
 
     def stale_syncing(self, older_than_ms: int, limit: int, *, now: int | None = None) -> list[str]:
         """Carts that have been waiting for a sync longer than ``older_than_ms``."""
         cutoff = (now_ms() if now is None else now) - older_than_ms
-        members = self.redis.zrangebyscore(self.syncing_key, "-inf", cutoff, start=0, num=limit)
+        return self.carts_syncing_since(cutoff, count=limit)
+
+    def carts_syncing_since(self, since: int, *, start: int = 0, count: int) -> list[str]:
+        """Carts whose Kustom order has been behind the cart since ``since`` (ms) or before."""
+        return self._due(self.syncing_key, since, start, count)
+
+    def claims_expired_by(self, at: int, *, start: int = 0, count: int) -> list[str]:
+        """Carts whose completion claim's lease ended at ``at`` (ms) or before."""
+        return self._due(self.claims_key, at, start, count)
+
+    def unacknowledged_since(self, since: int, *, start: int = 0, count: int) -> list[str]:
+        """Completed carts whose Kustom order has awaited its ack since ``since`` or before."""
+        return self._due(self.unacked_key, since, start, count)
+
+    def open_orders_due(self, at: int, *, count: int) -> list[str]:
+        """Carts whose Kustom order is due for the sweeper's look at ``at`` (ms)."""
+        return self._due(self.open_orders_key, at, 0, count)
+
+    def _due(self, index: str, max_score: int, start: int, count: int) -> list[str]:
+        members = self.redis.zrangebyscore(index, "-inf", max_score, start=start, num=count)
         return [as_text(m) or "" for m in members]
 
     def forget_syncing(self, cart_id: str) -> None:
         self.redis.zrem(self.syncing_key, cart_id)
+
+    def forget_claim(self, cart_id: str) -> None:
+        """Take the cart off the claims index: it expired or its completion moved on."""
+        self.redis.zrem(self.claims_key, cart_id)
+
+    def forget_unacknowledged(self, cart_id: str) -> None:
+        """Take the cart off the unacknowledged index: acknowledged, expired or moved on."""
+        self.redis.zrem(self.unacked_key, cart_id)
+
+    def forget_open_order(self, cart_id: str) -> None:
+        """Stop the sweeper asking Kustom about the cart's order."""
+        self.redis.zrem(self.open_orders_key, cart_id)
+
+    def check_open_order_at(self, cart_id: str, at: int) -> None:
+        """When (ms) the sweeper should next ask Kustom about the cart's order."""
+        self.redis.zadd(self.open_orders_key, {cart_id: at})
+
+    def reconcile_lock(self, *, timeout: float) -> Lock:
+        """One sweeper run at a time: taken without waiting, outlives the longest run."""
+        return self.redis.lock(f"{self.prefix}:lock:reconcile", timeout=timeout, blocking_timeout=0)
+
+    def mark_requeued(self, member: str, now: int, *, spacing_ms: int) -> bool:
+        """Record that the sweeper re-queues ``member`` (``kind:id``) at ``now``; False, and
+        nothing recorded, when it did so within ``spacing_ms``: that job may only be slow."""
+        last = self.redis.zscore(self._requeued_key, member)
+        if last is not None and now - int(last) < spacing_ms:
+            return False
+        self.redis.zadd(self._requeued_key, {member: now})
+        return True
+
+    def forget_requeued_before(self, before: int, *, ttl_seconds: int) -> None:
+        """Drop re-queue records older than ``before``; all of them expire when no run has
+        come for ``ttl_seconds``."""
+        self.redis.zremrangebyscore(self._requeued_key, "-inf", before)
+        self.redis.expire(self._requeued_key, ttl_seconds)
+
+    def record_reconcile_run(self, summary: dict[str, Any], *, ttl_seconds: int) -> None:
+        """Keep what the last sweeper run found and fixed, for operators."""
+        self.redis.set(self._reconcile_run_key, json.dumps(summary), ex=ttl_seconds)

@@ -61,12 +61,7 @@ def record_dead_letter(
             **context,
         }
     )
-    key = f"{services.settings.key_prefix}:deadletter"
-    pipe = services.redis.pipeline()
-    pipe.lpush(key, entry)
-    pipe.ltrim(key, 0, DEAD_LETTER_LIMIT - 1)
-    pipe.expire(key, services.settings.cart_ttl_seconds)
-    pipe.execute()
+    services.store.dead_letters.record(entry, keep=DEAD_LETTER_LIMIT)
     DEAD_LETTERS.labels(task.name).inc()
     log.error("kustom.task.dead_letter task=%s id=%s %s", task.name, task_id, context)
     # The failure handler below then skips this task. (By id: Celery may hand the handler

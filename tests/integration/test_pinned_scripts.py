@@ -1,4 +1,4 @@
-"""The hot-path scripts on each thread's own connection (kustom_app.state.PinnedScript).
+"""The hot-path scripts on each thread's own connection (kustom_app.redis_scripts.PinnedScript).
 
 On a real redis-server: what the shortcut skips (the pool, the retry wrapper, loading the
 script) must still happen when it is needed.

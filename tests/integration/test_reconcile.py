@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from kustom_app.reconcile import MINUTE_MS, ReconcilePolicy, build_reconciler, open_orders_key
-from kustom_app.state import now_ms
+from kustom_app.reconcile import MINUTE_MS, ReconcilePolicy, build_reconciler
+from kustom_app.state import now_ms, open_orders_key
 from tests.conftest import make_render
 from tests.integration.conftest import wait_until
 from tests.integration.test_ordermanagement import PaymentsStack

@@ -19,12 +19,11 @@ from kustom_app.reconcile import (
     MINUTE_MS,
     ReconcilePolicy,
     Reconciler,
-    open_orders_key,
     retry_window_ms,
 )
 from kustom_app.render import load_render
 from kustom_app.settings import Settings
-from kustom_app.state import CartStore, now_ms
+from kustom_app.state import CartStore, now_ms, open_orders_key
 from tests.conftest import make_render
 
 KUSTOM = "https://kustom.test"
