@@ -71,6 +71,9 @@ def test_metrics_count_a_checkout_sync_and_completion(
             (s := scrape(http, web))
             and value(s, "kustom_api_calls_total", operation="acknowledge", outcome="2xx")
             > value(before, "kustom_api_calls_total", operation="acknowledge", outcome="2xx")
+            # the unknown order's push is its own task: wait for its dead letter too
+            and value(s, "kustom_dead_letters_total", task="completeKustomOrder")
+            > value(before, "kustom_dead_letters_total", task="completeKustomOrder")
             and s
         )
     )

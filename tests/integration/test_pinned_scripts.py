@@ -40,6 +40,9 @@ def test_one_connection_per_thread_outside_the_pool_limit(redis_server: RedisSer
     assert _record(store, "cart-0", 1).accepted  # loads the script (through the pool)
     before = len(_clients(raw, "pinned-a"))
     errors: list[BaseException] = []
+    # The threads stay alive until their connections are counted: a finished thread's
+    # connection closes whenever the garbage collector gets to it, which made the count race.
+    done, counted = threading.Barrier(7, timeout=60), threading.Event()
 
     def work(index: int) -> None:
         try:
@@ -47,14 +50,20 @@ def test_one_connection_per_thread_outside_the_pool_limit(redis_server: RedisSer
                 assert _record(store, f"cart-{index}", version).accepted
         except BaseException as e:  # reported below
             errors.append(e)
+        finally:
+            done.wait()
+            counted.wait(60)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(1, 7)]
     for thread in threads:
         thread.start()
+    done.wait()
+    connections = len(_clients(raw, "pinned-a"))
+    counted.set()
     for thread in threads:
         thread.join()
     assert errors == []
-    assert len(_clients(raw, "pinned-a")) == before + 6  # one each, reused for 20 calls
+    assert connections == before + 6  # one each, reused for 20 calls
     assert raw.hget("pinned-a:cart:cart-5", "version") == b"21"
 
 
