@@ -28,13 +28,8 @@ from kustom_app.ordermanagement import (
 )
 from kustom_app.services import Services, process_services
 from workers.celery_app import idempotent_task
-from workers.tasks import (
-    _retry_transient,
-    enqueue_acknowledge,
-    enqueue_completion,
-    enqueue_sync,
-    record_dead_letter,
-)
+from workers.retry import record_dead_letter, retry_transient
+from workers.tasks import enqueue_acknowledge, enqueue_completion, enqueue_sync
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +63,9 @@ def _run_operation(task: Task, kind: str, op_id: str) -> str:
         )
         raise task.retry(countdown=countdown) from e
     except CancelDeferred as e:
-        raise _retry_transient(task, e, {**context, "waitingFor": e.waiting_for}) from e
+        raise retry_transient(task, e, {**context, "waitingFor": e.waiting_for}) from e
     except KustomUnavailable as e:
-        raise _retry_transient(
+        raise retry_transient(
             task, e, {**context, "status": e.status, "correlationId": e.correlation_id}
         ) from e
     if outcome.deliver:
@@ -111,7 +106,7 @@ def deliver_payment_result(self: Task, kind: str, op_id: str) -> str:
     try:
         return payment_operations().deliver_result(kind, op_id)
     except CommerceUnavailable as e:
-        raise _retry_transient(self, e, {**context, "status": e.status}) from e
+        raise retry_transient(self, e, {**context, "status": e.status}) from e
     except CommerceRejected as e:
         record_dead_letter(self, e, {**context, "status": e.status, "code": e.error_code})
         return "refused"

@@ -6,106 +6,26 @@ Arguments are ids and the prepared payload only; ``argsrepr`` keeps Flower reada
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
 import random
-import time
 from typing import Any
 
 from celery import Task
-from celery.signals import task_failure
 
 from kustom_app.commerce import CommerceRejected, CommerceUnavailable
 from kustom_app.completion import CompletionError
 from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
-from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
 from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
 from kustom_app.sync import SyncBusy, SyncOutcomeUnknown, sync_cart
 from workers.celery_app import app, idempotent_task
 from workers.messages import sync_argsrepr
+from workers.retry import RetriesExhausted, backoff_seconds, record_dead_letter, retry_transient
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_LIMIT = 1000
 # A busy sync lease is held by a live job for at most its lease; this bounds the waiting.
 SYNC_BUSY_RETRY_LIMIT = 50
-
-
-class RetriesExhausted(Exception):
-    """A task gave up after its last retry without an error of its own to record."""
-
-
-def backoff_seconds(retries: int) -> float:
-    """Exponential backoff, each delay drawn between half and all of its step (jitter that
-    spreads retries out but never retries at once), capped by TASK_RETRY_MAX_SECONDS."""
-    settings = process_services().settings
-    # (2**64 seconds is past any cap; a bigger power would not even convert to a float)
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** min(retries, 64))
-    return random.uniform(ceiling / 2, ceiling)
-
-
-def record_dead_letter(
-    task: Task, error: BaseException, context: dict[str, Any], *, task_id: str | None = None
-) -> None:
-    """Keep a failed task (after its last retry, or rejected) for operators and the sweeper."""
-    services = process_services()
-    task_id = task_id or task.request.id
-    entry = json.dumps(
-        {
-            "task": task.name,
-            "taskId": task_id,
-            "at": int(time.time()),
-            "error": f"{type(error).__name__}: {error}",
-            **context,
-        }
-    )
-    key = f"{services.settings.key_prefix}:deadletter"
-    pipe = services.redis.pipeline()
-    pipe.lpush(key, entry)
-    pipe.ltrim(key, 0, DEAD_LETTER_LIMIT - 1)
-    pipe.expire(key, services.settings.cart_ttl_seconds)
-    pipe.execute()
-    DEAD_LETTERS.labels(task.name).inc()
-    log.error("kustom.task.dead_letter task=%s id=%s %s", task.name, task_id, context)
-    # The failure handler below then skips this task. (By id: Celery may hand the handler
-    # a pickleable copy of the exception rather than the one raised.)
-    _dead_lettered.append(task_id)
-
-
-# Task ids this process dead-lettered lately; a task fails right after its own record.
-_dead_lettered: collections.deque[str | None] = collections.deque(maxlen=256)
-
-
-@task_failure.connect
-def dead_letter_unhandled_failure(
-    sender: Task | None = None,
-    task_id: str | None = None,
-    exception: BaseException | None = None,
-    args: Any = None,
-    kwargs: Any = None,
-    **_: Any,
-) -> None:
-    """A task of ours that fails on an error it does not handle itself (Redis down, its
-    soft time limit, a bug) is kept like every other give-up. Its message is acknowledged
-    (Celery acks a failed task), so the sweeper's indexes are what bring the work back."""
-    if sender is None or exception is None or sender.name.startswith("celery."):
-        return
-    if task_id in _dead_lettered:
-        return  # the task recorded it before raising
-    ids = [a for a in (args or ()) if isinstance(a, str | int) and len(str(a)) <= 255]
-    ids += [v for k, v in (kwargs or {}).items() if k != "payload" and isinstance(v, str | int)]
-    try:
-        record_dead_letter(sender, exception, {"args": ids[:4]}, task_id=task_id)
-    except Exception as e:  # Redis itself may be what failed: the log is all there is
-        log.error(
-            "kustom.task.dead_letter_lost task=%s id=%s error=%s recording=%s",
-            sender.name,
-            task_id,
-            type(exception).__name__,
-            type(e).__name__,
-        )
 
 
 @idempotent_task("syncKustomOrder")
@@ -137,9 +57,9 @@ def sync_kustom_order(
     except SyncOutcomeUnknown as e:
         context = {"cart": cart_id, "hash": e.pushed_hash, "outcome": "unknown"}
         at_least = _sync_wait_seconds(e.retry_after_ms)
-        raise _retry_transient(self, e.error, context, at_least=at_least) from e
+        raise retry_transient(self, e.error, context, at_least=at_least) from e
     except KustomUnavailable as e:
-        raise _retry_transient(self, e, {"cart": cart_id}) from e
+        raise retry_transient(self, e, {"cart": cart_id}) from e
     except KustomRejected as e:
         record_dead_letter(
             self,
@@ -158,18 +78,6 @@ def sync_kustom_order(
         self.request.id,
     )
     return result.outcome
-
-
-def _retry_transient(
-    task: Task, error: Exception, context: dict[str, Any], *, at_least: float = 0.0
-) -> Exception:
-    """Retry with backoff (not sooner than ``at_least`` seconds); after the last retry keep
-    the task in the dead-letter list."""
-    if task.request.retries >= process_services().settings.max_retries:
-        record_dead_letter(task, error, context)
-        return error
-    countdown = max(at_least, backoff_seconds(task.request.retries))
-    return task.retry(countdown=countdown, exc=error)
 
 
 def _sync_wait_seconds(retry_after_ms: int) -> float:
@@ -195,7 +103,7 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
             cart_id, order_id, path=path, token=self.request.id or "", release_on_outage=False
         )
     except (KustomUnavailable, CommerceUnavailable) as e:
-        raise _retry_transient(self, e, {"cart": cart_id, "order": order_id}) from e
+        raise retry_transient(self, e, {"cart": cart_id, "order": order_id}) from e
     except (CompletionError, KustomRejected) as e:
         record_dead_letter(self, e, {"cart": cart_id, "order": order_id})
         return "refused"
@@ -254,7 +162,7 @@ def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
             order_id, idempotency_key("acknowledge", order_id), cart=cart_id
         )
     except KustomUnavailable as e:
-        raise _retry_transient(self, e, context) from e
+        raise retry_transient(self, e, context) from e
     except KustomRejected as e:
         record_dead_letter(self, e, {**context, "kustomErrorCode": e.error_code})
         return "rejected"
@@ -287,7 +195,7 @@ def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: 
             {"kustomOrderId": order_id, "decision": event_type},
         )
     except (KustomUnavailable, CommerceUnavailable) as e:
-        raise _retry_transient(self, e, context) from e
+        raise retry_transient(self, e, context) from e
     except (KustomRejected, CommerceRejected) as e:
         record_dead_letter(self, e, context)
         return "rejected"
