@@ -96,7 +96,8 @@ app = make_celery()
 def idempotent_task(name: str, **options: Any) -> Any:
     """A task safe to run twice: acknowledged late, redelivered if its worker is lost.
 
-    Retries are bounded by each task itself (``TASK_MAX_RETRIES``, then dead-lettered).
+    Retries are declared by each task (`workers.retry.retrying`) and bounded
+    (``TASK_MAX_RETRIES``, then dead-lettered).
     """
     return app.task(
         name=name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Task
@@ -28,7 +29,7 @@ from kustom_app.ordermanagement import (
 )
 from kustom_app.services import Services, process_services
 from workers.celery_app import idempotent_task
-from workers.retry import record_dead_letter, retry_transient
+from workers.retry import retrying, wait_out
 from workers.tasks import enqueue_acknowledge, enqueue_completion, enqueue_sync
 
 log = logging.getLogger(__name__)
@@ -48,26 +49,28 @@ def payment_operations() -> PaymentOperations:
     return _cached[1]
 
 
+def _wait_for_the_twin(
+    task: Task, error: OperationBusy, context: dict[str, Any], _: Mapping[str, Any]
+) -> Any:
+    """A twin (the sweeper's, or a redelivery) holds the lease: let it finish first."""
+
+    def countdown() -> float:
+        ceiling = process_services().settings.retry_max_seconds
+        return min(error.retry_after_ms / 1000 + random.uniform(0.1, 0.5), ceiling)
+
+    raise wait_out(task, error, context, limit=BUSY_RETRY_LIMIT, countdown=countdown) from error
+
+
+@retrying(
+    context=("kind", "id"),
+    waits_on={OperationBusy: _wait_for_the_twin},
+    retry_on={
+        CancelDeferred: {"waitingFor": "waiting_for"},
+        KustomUnavailable: {"status": "status", "correlationId": "correlation_id"},
+    },
+)
 def _run_operation(task: Task, kind: str, op_id: str) -> str:
-    settings = process_services().settings
-    context: dict[str, Any] = {"kind": kind, "id": op_id}
-    try:
-        outcome = payment_operations().execute(kind, op_id, token=task.request.id or "")
-    except OperationBusy as e:
-        # A twin (the sweeper's, or a redelivery) holds the lease: let it finish first.
-        if task.request.retries >= BUSY_RETRY_LIMIT:
-            record_dead_letter(task, e, context)
-            raise
-        countdown = min(
-            e.retry_after_ms / 1000 + random.uniform(0.1, 0.5), settings.retry_max_seconds
-        )
-        raise task.retry(countdown=countdown) from e
-    except CancelDeferred as e:
-        raise retry_transient(task, e, {**context, "waitingFor": e.waiting_for}) from e
-    except KustomUnavailable as e:
-        raise retry_transient(
-            task, e, {**context, "status": e.status, "correlationId": e.correlation_id}
-        ) from e
+    outcome = payment_operations().execute(kind, op_id, token=task.request.id or "")
     if outcome.deliver:
         enqueue_delivery(kind, op_id)
     log.info(
@@ -100,16 +103,15 @@ def cancel_kustom_order(self: Task, cart_id: str) -> str:
 
 
 @idempotent_task("deliverPaymentResult")
+@retrying(
+    context=("kind", "id"),
+    retry_on={CommerceUnavailable: {"status": "status"}},
+    give_up_on={CommerceRejected: {"status": "status", "code": "error_code"}},
+    gave_up="refused",
+)
 def deliver_payment_result(self: Task, kind: str, op_id: str) -> str:
     """POST a capture's or refund's result to the commerce backend until it has it."""
-    context = {"kind": kind, "id": op_id}
-    try:
-        return payment_operations().deliver_result(kind, op_id)
-    except CommerceUnavailable as e:
-        raise retry_transient(self, e, {**context, "status": e.status}) from e
-    except CommerceRejected as e:
-        record_dead_letter(self, e, {**context, "status": e.status, "code": e.error_code})
-        return "refused"
+    return payment_operations().deliver_result(kind, op_id)
 
 
 OPERATION_TASKS = {

@@ -1,19 +1,27 @@
-"""What a task does when it fails: retry with backoff, or give up into a dead letter.
+"""What a task does when it fails: retry with backoff, wait, or give up into a dead letter.
 
-Transient errors (an outage) are retried with backoff and jitter at most TASK_MAX_RETRIES
-times, then kept as a dead letter; any error a task does not handle fails it, and the
-failure hook below keeps that as a dead letter too: every give-up ends in
-``{prefix}:deadletter``, for operators and the sweeper.
+Each task declares it with `retrying` (in the spirit of sentry's ``@retry(on=…)``):
+``retry_on`` the transient errors (an outage: retried with backoff and jitter at most
+TASK_MAX_RETRIES times, then kept as a dead letter), ``give_up_on`` the errors no retry
+mends (a 4xx: a dead letter at once, and the task returns ``gave_up``), ``waits_on`` the
+errors that say when to come back (a lease held, an answer still pending: the task says
+how it waits). Any other error fails the task, and the failure hook below keeps that as a
+dead letter too: every give-up ends in ``{prefix}:deadletter``, for operators and the
+sweeper.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
+import inspect
 import json
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 from celery import Task
 from celery.signals import task_failure
@@ -25,6 +33,14 @@ from kustom_app.services import process_services
 log = logging.getLogger("workers.tasks")
 
 DEAD_LETTER_LIMIT = 1000
+
+Fun = TypeVar("Fun", bound=Callable[..., Any])
+# A dead letter's fields read from the error: field name -> the error's attribute.
+ErrorFields = Mapping[str, str]
+Errors = tuple[type[Exception], ...] | Mapping[type[Exception], ErrorFields]
+# How a task waits out an error: (task, error, dead-letter context, the task's arguments
+# by name) -> the task's result; or it raises (a retry, or the error after the last one).
+Wait = Callable[[Task, Any, dict[str, Any], Mapping[str, Any]], Any]
 
 
 class RetriesExhausted(Exception):
@@ -112,3 +128,96 @@ def retry_transient(
         return error
     countdown = max(at_least, backoff_seconds(task.request.retries))
     return task.retry(countdown=countdown, exc=error)
+
+
+def wait_out(
+    task: Task,
+    error: Exception,
+    context: dict[str, Any],
+    *,
+    limit: int,
+    countdown: Callable[[], float],
+) -> Exception:
+    """Come back in ``countdown()`` seconds, at most ``limit`` times: what the task waits
+    for (a live job's lease) ends by itself, so this is no failure and no backoff. After
+    the last time keep the task in the dead-letter list. Returns what the caller raises."""
+    if task.request.retries >= limit:
+        record_dead_letter(task, error, context)
+        return error
+    return task.retry(countdown=countdown())
+
+
+def retrying(
+    *,
+    context: tuple[str, ...],
+    retry_on: Errors = (),
+    give_up_on: Errors = (),
+    gave_up: str | None = None,
+    waits_on: Mapping[type[Exception], Wait] | None = None,
+) -> Callable[[Fun], Fun]:
+    """Declare what a task (or a function it runs, the task its first argument) retries
+    and what it gives up on, so its body is only what it does.
+
+    ``context`` names the leading arguments after the task as its dead letters show them;
+    an error's own fields follow, as ``retry_on``/``give_up_on`` map them (field name ->
+    the error's attribute). The errors are matched in the order waits_on, retry_on,
+    give_up_on, each in the order given.
+    """
+    policy = _Policy(context, _by_error(retry_on), _by_error(give_up_on), gave_up, waits_on or {})
+
+    def declare(fun: Fun) -> Fun:
+        signature = inspect.signature(fun)
+        if len(context) >= len(signature.parameters):
+            raise TypeError(f"{fun.__name__} has fewer arguments than {context}")
+        errors = policy.errors
+
+        @functools.wraps(fun)
+        def run(task: Task, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fun(task, *args, **kwargs)
+            except errors as error:
+                arguments = signature.bind(task, *args, **kwargs)
+                arguments.apply_defaults()
+                return policy.handle(task, error, arguments.arguments)
+
+        # Celery checks a job's arguments against the task's own signature.
+        run.__signature__ = signature  # type: ignore[attr-defined]
+        return cast(Fun, run)
+
+    return declare
+
+
+@dataclass(frozen=True)
+class _Policy:
+    context: tuple[str, ...]
+    retry_on: Mapping[type[Exception], ErrorFields]
+    give_up_on: Mapping[type[Exception], ErrorFields]
+    gave_up: str | None
+    waits_on: Mapping[type[Exception], Wait]
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        return (*self.waits_on, *self.retry_on, *self.give_up_on)
+
+    def handle(self, task: Task, error: Exception, arguments: Mapping[str, Any]) -> Any:
+        leading = list(arguments.values())[1:]  # after the task
+        context = dict(zip(self.context, leading, strict=False))
+        for kind, wait in self.waits_on.items():
+            if isinstance(error, kind):
+                return wait(task, error, context, arguments)
+        for kind, fields in self.retry_on.items():
+            if isinstance(error, kind):
+                raise retry_transient(task, error, {**context, **_read(error, fields)}) from error
+        for kind, fields in self.give_up_on.items():
+            if isinstance(error, kind):
+                record_dead_letter(task, error, {**context, **_read(error, fields)})
+                return self.gave_up
+        raise error  # not reached: only the errors above are caught
+
+
+def _by_error(errors: Errors) -> Mapping[type[Exception], ErrorFields]:
+    return errors if isinstance(errors, Mapping) else {error: {} for error in errors}
+
+
+def _read(error: Exception, fields: ErrorFields) -> dict[str, Any]:
+    return {name: getattr(error, attribute) for name, attribute in fields.items()}

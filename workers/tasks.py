@@ -1,13 +1,15 @@
-"""Celery tasks: thin. Load state, call kustom_app, retry what is transient.
+"""Celery tasks: thin. Load state, call kustom_app; each declares what it retries.
 
 Task names are part of the contract (CONTRACT section 7) and are what Flower shows.
 Arguments are ids and the prepared payload only; ``argsrepr`` keeps Flower readable.
+What a task retries, waits out and gives up on is declared with `workers.retry.retrying`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Task
@@ -20,7 +22,14 @@ from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
 from kustom_app.sync import SyncBusy, SyncOutcomeUnknown, sync_cart
 from workers.celery_app import app, idempotent_task
 from workers.messages import sync_argsrepr
-from workers.retry import RetriesExhausted, backoff_seconds, record_dead_letter, retry_transient
+from workers.retry import (
+    RetriesExhausted,
+    backoff_seconds,
+    record_dead_letter,
+    retry_transient,
+    retrying,
+    wait_out,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +37,42 @@ log = logging.getLogger(__name__)
 SYNC_BUSY_RETRY_LIMIT = 50
 
 
+def _wait_for_the_lease(
+    task: Task, error: SyncBusy, context: dict[str, Any], arguments: Mapping[str, Any]
+) -> Any:
+    """The lease holder pushes what is pending now; come back once its lease is over in
+    case it died. Or (SyncUncertain) an update without an answer may still land: come back
+    when it no longer can. Bounded by the lease or Kustom's request lifetime, so this
+    cannot loop for long."""
+    context = {**context, "hash": arguments["payload_hash"]}
+    raise wait_out(
+        task,
+        error,
+        context,
+        limit=SYNC_BUSY_RETRY_LIMIT,
+        countdown=lambda: _sync_wait_seconds(error.retry_after_ms),
+    ) from error
+
+
+def _retry_after_the_unknown_outcome(
+    task: Task, error: SyncOutcomeUnknown, context: dict[str, Any], _: Mapping[str, Any]
+) -> Any:
+    """An outage like any other, but not retried before the update can no longer land."""
+    context = {**context, "hash": error.pushed_hash, "outcome": "unknown"}
+    at_least = _sync_wait_seconds(error.retry_after_ms)
+    raise retry_transient(task, error.error, context, at_least=at_least) from error
+
+
 @idempotent_task("syncKustomOrder")
+@retrying(
+    context=("cart",),
+    waits_on={SyncBusy: _wait_for_the_lease, SyncOutcomeUnknown: _retry_after_the_unknown_outcome},
+    retry_on=(KustomUnavailable,),
+    give_up_on={
+        KustomRejected: {"kustomErrorCode": "error_code", "correlationId": "correlation_id"}
+    },
+    gave_up="rejected",
+)
 def sync_kustom_order(
     self: Task, cart_id: str, payload_hash: str | None = None, payload: Any = None
 ) -> str:
@@ -41,32 +85,7 @@ def sync_kustom_order(
     """
     services = process_services()
     lifetime_ms = int(services.settings.kustom_request_lifetime_seconds * 1000)
-    try:
-        result = sync_cart(
-            services.store, services.kustom, cart_id, request_lifetime_ms=lifetime_ms
-        )
-    except SyncBusy as e:
-        # The lease holder pushes what is pending now; come back once its lease is over
-        # in case it died. Or (SyncUncertain) an update without an answer may still land:
-        # come back when it no longer can. Bounded by the lease or Kustom's request
-        # lifetime, so this cannot loop for long.
-        if self.request.retries >= SYNC_BUSY_RETRY_LIMIT:
-            record_dead_letter(self, e, {"cart": cart_id, "hash": payload_hash})
-            raise
-        raise self.retry(countdown=_sync_wait_seconds(e.retry_after_ms)) from e
-    except SyncOutcomeUnknown as e:
-        context = {"cart": cart_id, "hash": e.pushed_hash, "outcome": "unknown"}
-        at_least = _sync_wait_seconds(e.retry_after_ms)
-        raise retry_transient(self, e.error, context, at_least=at_least) from e
-    except KustomUnavailable as e:
-        raise retry_transient(self, e, {"cart": cart_id}) from e
-    except KustomRejected as e:
-        record_dead_letter(
-            self,
-            e,
-            {"cart": cart_id, "kustomErrorCode": e.error_code, "correlationId": e.correlation_id},
-        )
-        return "rejected"
+    result = sync_cart(services.store, services.kustom, cart_id, request_lifetime_ms=lifetime_ms)
     if result.outcome == "requeue":
         enqueue_sync(cart_id, result.hash, None)
     log.info(
@@ -90,6 +109,12 @@ def _sync_wait_seconds(retry_after_ms: int) -> float:
 
 
 @idempotent_task("completeKustomOrder")
+@retrying(
+    context=("cart", "order"),
+    retry_on=(KustomUnavailable, CommerceUnavailable),
+    give_up_on=(CompletionError, KustomRejected),
+    gave_up="refused",
+)
 def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "push") -> str:
     """Complete the cart from Kustom's order unless the confirm path already did; then ack.
 
@@ -98,15 +123,9 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
     services = process_services()
     if path == "push":
         services.store.record_callback_seen(cart_id, "last_push_at")
-    try:
-        outcome = services.completion.complete(
-            cart_id, order_id, path=path, token=self.request.id or "", release_on_outage=False
-        )
-    except (KustomUnavailable, CommerceUnavailable) as e:
-        raise retry_transient(self, e, {"cart": cart_id, "order": order_id}) from e
-    except (CompletionError, KustomRejected) as e:
-        record_dead_letter(self, e, {"cart": cart_id, "order": order_id})
-        return "refused"
+    outcome = services.completion.complete(
+        cart_id, order_id, path=path, token=self.request.id or "", release_on_outage=False
+    )
     if outcome.status == "completed":
         state = services.store.load(cart_id)
         if state is None or not state.acknowledged:
@@ -134,6 +153,12 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
 
 
 @idempotent_task("acknowledgeKustomOrder")
+@retrying(
+    context=("cart", "order"),
+    retry_on=(KustomUnavailable,),
+    give_up_on={KustomRejected: {"kustomErrorCode": "error_code"}},
+    gave_up="rejected",
+)
 def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
     """Record our order number on the Kustom order, then acknowledge it (pushes stop).
 
@@ -144,28 +169,22 @@ def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
     if state is None or state.cart_state != "completed" or state.completion_order_id != order_id:
         log.warning("kustom.ack.skipped cart=%s order=%s reason=not_completed", cart_id, order_id)
         return "not_completed"
-    context = {"cart": cart_id, "order": order_id}
-    try:
-        # The shop's number first, the acknowledgement last: once Kustom counts the order
-        # as acknowledged, everything this task does is done.
-        if state.order_number:
-            try:
-                services.kustom.update_merchant_references(
-                    order_id,
-                    {"merchant_reference1": cart_id, "merchant_reference2": state.order_number},
-                    idempotency_key("merchant-references", f"{order_id}:{state.order_number}"),
-                    cart=cart_id,
-                )
-            except KustomRejected as e:  # a missing reference must not block the ack
-                record_dead_letter(self, e, {**context, "kustomErrorCode": e.error_code})
-        services.kustom.acknowledge_order(
-            order_id, idempotency_key("acknowledge", order_id), cart=cart_id
-        )
-    except KustomUnavailable as e:
-        raise retry_transient(self, e, context) from e
-    except KustomRejected as e:
-        record_dead_letter(self, e, {**context, "kustomErrorCode": e.error_code})
-        return "rejected"
+    # The shop's number first, the acknowledgement last: once Kustom counts the order
+    # as acknowledged, everything this task does is done.
+    if state.order_number:
+        try:
+            services.kustom.update_merchant_references(
+                order_id,
+                {"merchant_reference1": cart_id, "merchant_reference2": state.order_number},
+                idempotency_key("merchant-references", f"{order_id}:{state.order_number}"),
+                cart=cart_id,
+            )
+        except KustomRejected as e:  # a missing reference must not block the ack
+            context = {"cart": cart_id, "order": order_id, "kustomErrorCode": e.error_code}
+            record_dead_letter(self, e, context)
+    services.kustom.acknowledge_order(
+        order_id, idempotency_key("acknowledge", order_id), cart=cart_id
+    )
     services.store.record_acknowledged(cart_id, order_id)
     log.info("kustom.ack.done cart=%s order=%s task=%s", cart_id, order_id, self.request.id)
     return "acknowledged"
@@ -175,6 +194,12 @@ FRAUD_DECISIONS = {"FRAUD_RISK_ACCEPTED", "FRAUD_RISK_REJECTED", "FRAUD_RISK_STO
 
 
 @app.task(name="forwardFraudDecision", bind=True, acks_late=True, max_retries=None)
+@retrying(
+    context=("cart", "order", "decision"),
+    retry_on=(KustomUnavailable, CommerceUnavailable),
+    give_up_on=(KustomRejected, CommerceRejected),
+    gave_up="rejected",
+)
 def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: str) -> str:
     """Pass Kustom's fraud decision on a pending order to the commerce backend (the web
     recorded it on the cart when it arrived; this records that it was forwarded)."""
@@ -183,22 +208,16 @@ def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: 
     if services.commerce is None:
         record_dead_letter(self, RuntimeError("COMMERCE_API_URL is not set"), context)
         return "not_configured"
-    try:
-        # Never trust the callback body: the order must exist and belong to the cart.
-        order = services.kustom.get_om_order(order_id, cart=cart_id)
-        if order.get("merchant_reference1") != cart_id:
-            record_dead_letter(self, RuntimeError("order belongs to another cart"), context)
-            return "wrong_cart"
-        services.commerce.post(
-            "fraud_decision",
-            f"/carts/{cart_id}/fraud-decision",
-            {"kustomOrderId": order_id, "decision": event_type},
-        )
-    except (KustomUnavailable, CommerceUnavailable) as e:
-        raise retry_transient(self, e, context) from e
-    except (KustomRejected, CommerceRejected) as e:
-        record_dead_letter(self, e, context)
-        return "rejected"
+    # Never trust the callback body: the order must exist and belong to the cart.
+    order = services.kustom.get_om_order(order_id, cart=cart_id)
+    if order.get("merchant_reference1") != cart_id:
+        record_dead_letter(self, RuntimeError("order belongs to another cart"), context)
+        return "wrong_cart"
+    services.commerce.post(
+        "fraud_decision",
+        f"/carts/{cart_id}/fraud-decision",
+        {"kustomOrderId": order_id, "decision": event_type},
+    )
     services.store.record_callback_seen(cart_id, "fraud_decision_forwarded", event_type)
     return "forwarded"
 
