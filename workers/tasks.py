@@ -1,7 +1,7 @@
 """Celery tasks: thin. Load state, call kustom_app; each declares what it retries.
 
 Task names are part of the contract (CONTRACT section 7) and are what Flower shows.
-Arguments are ids and the prepared payload only; ``argsrepr`` keeps Flower readable.
+Arguments are ids and the prepared payload only; ``shown_as`` keeps Flower readable.
 What a task retries, waits out and gives up on is declared with `workers.retry.retrying`.
 """
 
@@ -20,8 +20,8 @@ from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
 from kustom_app.services import process_services
 from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
 from kustom_app.sync import SyncBusy, SyncOutcomeUnknown, sync_cart
-from workers.celery_app import app, idempotent_task
-from workers.messages import sync_argsrepr
+from workers.celery_app import KustomTask, app, idempotent_task
+from workers.messages import SYNC_SHOWN_AS
 from workers.retry import (
     RetriesExhausted,
     backoff_seconds,
@@ -63,7 +63,7 @@ def _retry_after_the_unknown_outcome(
     raise retry_transient(task, error.error, context, at_least=at_least) from error
 
 
-@idempotent_task("syncKustomOrder")
+@idempotent_task("syncKustomOrder", shown_as=SYNC_SHOWN_AS)
 @retrying(
     context=("cart",),
     waits_on={SyncBusy: _wait_for_the_lease, SyncOutcomeUnknown: _retry_after_the_unknown_outcome},
@@ -74,7 +74,7 @@ def _retry_after_the_unknown_outcome(
     gave_up="rejected",
 )
 def sync_kustom_order(
-    self: Task, cart_id: str, payload_hash: str | None = None, payload: Any = None
+    self: KustomTask, cart_id: str, payload_hash: str | None = None, payload: Any = None
 ) -> str:
     """Push the cart's newest pending payload to its Kustom order.
 
@@ -87,7 +87,7 @@ def sync_kustom_order(
     lifetime_ms = int(services.settings.kustom_request_lifetime_seconds * 1000)
     result = sync_cart(services.store, services.kustom, cart_id, request_lifetime_ms=lifetime_ms)
     if result.outcome == "requeue":
-        enqueue_sync(cart_id, result.hash, None)
+        self.enqueue(cart_id, result.hash, None)
     log.info(
         "kustom.sync.finished cart=%s outcome=%s pushes=%s hash=%s task=%s",
         cart_id,
@@ -108,7 +108,7 @@ def _sync_wait_seconds(retry_after_ms: int) -> float:
     return min(retry_after_ms / 1000, lease) + random.uniform(0.1, SYNC_BUSY_JITTER_SECONDS)
 
 
-@idempotent_task("completeKustomOrder")
+@idempotent_task("completeKustomOrder", shown_as="(cart={!r}, order={!r}, path={!r})")
 @retrying(
     context=("cart", "order"),
     retry_on=(KustomUnavailable, CommerceUnavailable),
@@ -129,7 +129,7 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
     if outcome.status == "completed":
         state = services.store.load(cart_id)
         if state is None or not state.acknowledged:
-            enqueue_acknowledge(cart_id, order_id)
+            acknowledge_kustom_order.enqueue(cart_id, order_id)
     elif outcome.status in ("incomplete", "in_progress"):
         # Kustom pushes only after completion, but order management can lag a moment; a
         # busy claim belongs to the confirm path and is checked again after its lease.
@@ -152,7 +152,7 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
     return outcome.status
 
 
-@idempotent_task("acknowledgeKustomOrder")
+@idempotent_task("acknowledgeKustomOrder", shown_as="(cart={!r}, order={!r})")
 @retrying(
     context=("cart", "order"),
     retry_on=(KustomUnavailable,),
@@ -193,7 +193,14 @@ def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
 FRAUD_DECISIONS = {"FRAUD_RISK_ACCEPTED", "FRAUD_RISK_REJECTED", "FRAUD_RISK_STOPPED"}
 
 
-@app.task(name="forwardFraudDecision", bind=True, acks_late=True, max_retries=None)
+@app.task(
+    name="forwardFraudDecision",
+    base=KustomTask,
+    shown_as="(cart={!r}, order={!r}, decision={!r})",
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+)
 @retrying(
     context=("cart", "order", "decision"),
     retry_on=(KustomUnavailable, CommerceUnavailable),
@@ -220,40 +227,3 @@ def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: 
     )
     services.store.record_callback_seen(cart_id, "fraud_decision_forwarded", event_type)
     return "forwarded"
-
-
-@app.task(name="reconcileKustomOrders", bind=True, acks_late=True)
-def reconcile_kustom_orders(self: Task) -> dict[str, int]:
-    """Periodic sweeper: finish what crashes and outages interrupted (kustom_app.reconcile)."""
-    from kustom_app.reconcile import build_reconciler
-    from workers.ordermanagement import CeleryEnqueuer  # imports this module: import late
-
-    report = build_reconciler(process_services(), CeleryEnqueuer()).run()
-    return report.counts() if report is not None else {"skipped": 1}
-
-
-def enqueue_sync(cart_id: str, payload_hash: str | None, payload: Any) -> None:
-    """Queue a sync for the cart (called by the web layer and by tasks)."""
-    sync_kustom_order.apply_async(
-        args=(cart_id, payload_hash, payload), argsrepr=sync_argsrepr(cart_id, payload_hash)
-    )
-
-
-def enqueue_completion(cart_id: str, order_id: str, path: str = "push") -> None:
-    complete_kustom_order.apply_async(
-        args=(cart_id, order_id, path),
-        argsrepr=f"(cart={cart_id!r}, order={order_id!r}, path={path!r})",
-    )
-
-
-def enqueue_acknowledge(cart_id: str, order_id: str) -> None:
-    acknowledge_kustom_order.apply_async(
-        args=(cart_id, order_id), argsrepr=f"(cart={cart_id!r}, order={order_id!r})"
-    )
-
-
-def enqueue_fraud_decision(cart_id: str, order_id: str, event_type: str) -> None:
-    forward_fraud_decision.apply_async(
-        args=(cart_id, order_id, event_type),
-        argsrepr=f"(cart={cart_id!r}, order={order_id!r}, decision={event_type!r})",
-    )

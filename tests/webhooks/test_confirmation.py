@@ -111,7 +111,9 @@ def run_completion_task(app, monkeypatch, path: str = "push") -> tuple[str, list
     acknowledgements: list[tuple[str, str]] = []
     monkeypatch.setattr(tasks, "process_services", lambda: app.extensions["kustom"])
     monkeypatch.setattr(retry, "process_services", lambda: app.extensions["kustom"])
-    monkeypatch.setattr(tasks, "enqueue_acknowledge", lambda *a: acknowledgements.append(a))
+    monkeypatch.setattr(
+        tasks.acknowledge_kustom_order, "enqueue", lambda *a: acknowledgements.append(a)
+    )
     result = tasks.complete_kustom_order.apply(args=(CART, ORDER, path))
     return result.get(), acknowledgements
 
