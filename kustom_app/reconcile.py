@@ -33,8 +33,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from kustom_app.jobs import Jobs
 from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
 from kustom_app.metrics import RECONCILE_FIXES
 from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
@@ -65,16 +66,6 @@ SCAN_FACTOR = 5
 RUN_LOCK_SECONDS = 300
 # Kustom reads per run stop after this long (or half the task's soft time limit, if less).
 OPEN_ORDER_BUDGET_SECONDS = 60.0
-
-
-class Enqueuer(Protocol):
-    """Queues the tasks the sweeper resumes (the Celery side implements it)."""
-
-    def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None: ...
-    def complete(self, cart_id: str, order_id: str, path: str) -> None: ...
-    def acknowledge(self, cart_id: str, order_id: str) -> None: ...
-    def payment(self, kind: str, op_id: str) -> None: ...
-    def deliver(self, kind: str, op_id: str) -> None: ...
 
 
 def retry_window_ms(settings: Settings) -> int:
@@ -187,7 +178,7 @@ class Reconciler:
         store: CartStore,
         payments: PaymentStore,
         kustom: KustomClient,
-        enqueue: Enqueuer,
+        enqueue: Jobs,
         policy: ReconcilePolicy,
     ) -> None:
         self.store = store
@@ -451,7 +442,7 @@ def _deadletter_summary(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_reconciler(
-    services: Services, enqueue: Enqueuer, policy: ReconcilePolicy | None = None
+    services: Services, enqueue: Jobs, policy: ReconcilePolicy | None = None
 ) -> Reconciler:
     """The sweeper of one process, with thresholds from its settings unless given."""
     settings = services.settings

@@ -17,7 +17,6 @@ from kustom_app.commerce import CommerceClient
 from kustom_app.completion import CompletionService
 from kustom_app.kustom import KustomClient
 from kustom_app.redis_connection import redis_from_url
-from kustom_app.redis_connection import sentinel_master_name as sentinel_master_name  # re-export
 from kustom_app.settings import Settings
 from kustom_app.state import CartStore
 

@@ -30,8 +30,9 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from kustom_app.jobs import Jobs
 from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomRejected
 from kustom_app.metrics import CART_EVENTS, SYNC_LAG, SYNC_PUSHES, SYNC_UNKNOWN_OUTCOMES
 from kustom_app.payload import (
@@ -110,18 +111,6 @@ class PreparedRender:
         return stored
 
 
-class SyncJobs(Protocol):
-    """Builds the broker message of a sync job, so the render's Lua script can queue it
-    in the same atomic call that decides it is needed (one round trip per cart event)."""
-
-    def sync_job(self, cart_id: str, payload_hash: str) -> tuple[str, str] | None:
-        """``(queue key, message)``, or None when jobs cannot be queued from Redis
-        directly (a separate broker): the caller then enqueues through Celery. The
-        message has `kustom_app.state.JOB_PAYLOAD_MARKER` where the script puts the
-        payload's JSON text, escaped as a JSON string."""
-        ...
-
-
 def prepare_render(render: dict[str, Any], *, kustom_adds_shipping: bool = False) -> PreparedRender:
     """Build the Kustom payload for a loaded render and hash it (``kustom_adds_shipping``:
     see `build_order_payload`).
@@ -144,7 +133,7 @@ def prepare_render(render: dict[str, Any], *, kustom_adds_shipping: bool = False
 def ingest_render(
     store: CartStore,
     render: dict[str, Any],
-    jobs: SyncJobs | None = None,
+    jobs: Jobs | None = None,
     *,
     kustom_adds_shipping: bool = False,
 ) -> tuple[RenderOutcome, PreparedRender]:

@@ -47,12 +47,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
+from kustom_app.jobs import Jobs
 from kustom_app.money import as_decimal
 from kustom_app.payload import CartNotPayable, build_order_payload, same_order_lines
 from kustom_app.render import load_render
 from kustom_app.settings import ConfigurationError
 from kustom_app.state import CartState, CartStore
-from kustom_app.sync import SyncJobs, ingest_render
+from kustom_app.sync import ingest_render
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +430,7 @@ class OrderValidator:
         commerce: CommerceClient | None,
         *,
         started: float | None = None,
-        jobs: SyncJobs | None = None,
+        jobs: Jobs | None = None,
     ) -> ValidationOutcome:
         """Approve or reject Kustom's ``order`` for ``cart_id``, by the deadline, always.
 
@@ -439,7 +440,7 @@ class OrderValidator:
         ``approval_failed``: a shopper asked to try again is better than a wrong payment.
 
         A newer render found at the backend is stored and its sync job queued by the same
-        Redis call when ``jobs`` can (`SyncJobs`); otherwise ``outcome.sync_hash`` asks the
+        Redis call when ``jobs`` can (`Jobs`); otherwise ``outcome.sync_hash`` asks the
         caller to queue it, after answering Kustom.
         """
         started = time.monotonic() if started is None else started
@@ -483,7 +484,7 @@ class OrderValidator:
         store: CartStore,
         commerce: CommerceClient | None,
         until: float,
-        jobs: SyncJobs | None = None,
+        jobs: Jobs | None = None,
     ) -> ValidationOutcome:
         state = store.load(cart_id)
         if state is None or state.render is None:

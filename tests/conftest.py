@@ -60,11 +60,12 @@ def signed_headers(
 
 
 class RecordingQueue:
-    """Stands in for Celery in web unit tests: records what would be enqueued."""
+    """Stands in for Celery in web unit tests (a `kustom_app.jobs.Jobs`): records what
+    would be enqueued."""
 
     def __init__(self, script_queue: str | None = None) -> None:
         # With ``script_queue``, sync jobs are handed to the render script as messages
-        # (JSON of cart, hash, payload text) pushed onto that list, like CeleryTaskQueue.
+        # (JSON of cart, hash, payload text) pushed onto that list, like CeleryJobs.
         self.script_queue = script_queue
         self.syncs: list[tuple[str, str | None, Any]] = []
         self.completions: list[tuple[str, str, str]] = []
@@ -73,6 +74,7 @@ class RecordingQueue:
         self.captures: list[str] = []
         self.refunds: list[str] = []
         self.cancels: list[str] = []
+        self.deliveries: list[tuple[str, str]] = []
 
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
         self.syncs.append((cart_id, payload_hash, payload))
@@ -93,14 +95,22 @@ class RecordingQueue:
     def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None:
         self.fraud_decisions.append((cart_id, order_id, event_type))
 
+    def payment(self, kind: str, op_id: str) -> None:
+        {"capture": self.captures, "refund": self.refunds, "cancel": self.cancels}[kind].append(
+            op_id
+        )
+
     def capture(self, capture_id: str) -> None:
-        self.captures.append(capture_id)
+        self.payment("capture", capture_id)
 
     def refund(self, refund_id: str) -> None:
-        self.refunds.append(refund_id)
+        self.payment("refund", refund_id)
 
     def cancel(self, cart_id: str) -> None:
-        self.cancels.append(cart_id)
+        self.payment("cancel", cart_id)
+
+    def deliver(self, kind: str, op_id: str) -> None:
+        self.deliveries.append((kind, op_id))
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from flask import Flask, Response, g, request
 
+from kustom_app.jobs import Jobs
 from kustom_app.logs import configure_logging
 from kustom_app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from kustom_app.services import Services
@@ -16,91 +16,14 @@ from webhooks import commerce, events, kustom_callbacks, kustom_confirm, ops, pa
 from webhooks.body_limits import register_body_limits
 from webhooks.errors import register_error_handlers
 from webhooks.operators import cli as operator_commands
-
-if TYPE_CHECKING:
-    from workers.messages import SyncJobMessages
-
-
-class TaskQueue(Protocol):
-    def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None: ...
-    def sync_job(self, cart_id: str, payload_hash: str) -> tuple[str, str] | None: ...
-    def complete(self, cart_id: str, order_id: str, path: str) -> None: ...
-    def acknowledge(self, cart_id: str, order_id: str) -> None: ...
-    def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None: ...
-    def capture(self, capture_id: str) -> None: ...
-    def refund(self, refund_id: str) -> None: ...
-    def cancel(self, cart_id: str) -> None: ...
-
-
-class CeleryTaskQueue:
-    """Enqueues through the Celery app; imported lazily so the web can start without it.
-
-    ``state_redis_url`` is the Redis the cart state lives in: when the broker is that same
-    database, sync jobs are queued by the cart's Lua script (`sync_job`).
-    """
-
-    def __init__(self, state_redis_url: str | None = None) -> None:
-        self._state_redis_url = state_redis_url
-
-    @cached_property
-    def _messages(self) -> SyncJobMessages | None:
-        """The message builder, or None when the broker is not the state Redis."""
-        from workers.messages import SyncJobMessages
-        from workers.tasks import sync_kustom_order
-
-        if self._state_redis_url is None or not SyncJobMessages.usable_with(
-            sync_kustom_order.app, self._state_redis_url
-        ):
-            return None
-        return SyncJobMessages(sync_kustom_order)
-
-    def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
-        from workers.tasks import enqueue_sync
-
-        enqueue_sync(cart_id, payload_hash, payload)
-
-    def sync_job(self, cart_id: str, payload_hash: str) -> tuple[str, str] | None:
-        messages = self._messages
-        if messages is None:
-            return None
-        return messages.queue, messages.build(cart_id, payload_hash)
-
-    def complete(self, cart_id: str, order_id: str, path: str) -> None:
-        from workers.tasks import enqueue_completion
-
-        enqueue_completion(cart_id, order_id, path)
-
-    def acknowledge(self, cart_id: str, order_id: str) -> None:
-        from workers.tasks import enqueue_acknowledge
-
-        enqueue_acknowledge(cart_id, order_id)
-
-    def fraud_decision(self, cart_id: str, order_id: str, event_type: str) -> None:
-        from workers.tasks import enqueue_fraud_decision
-
-        enqueue_fraud_decision(cart_id, order_id, event_type)
-
-    def capture(self, capture_id: str) -> None:
-        from workers.ordermanagement import enqueue_capture
-
-        enqueue_capture(capture_id)
-
-    def refund(self, refund_id: str) -> None:
-        from workers.ordermanagement import enqueue_refund
-
-        enqueue_refund(refund_id)
-
-    def cancel(self, cart_id: str) -> None:
-        from workers.ordermanagement import enqueue_cancel
-
-        enqueue_cancel(cart_id)
+from workers.enqueue import CeleryJobs
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then the environment, then ``config`` overrides.
 
     ``config`` may carry ``SETTINGS`` (a `Settings`), ``REDIS`` (a client, e.g. fakeredis
-    in unit tests) and ``TASK_QUEUE`` (something with the `TaskQueue` methods).
+    in unit tests) and ``TASK_QUEUE`` (a `kustom_app.jobs.Jobs`, e.g. one that records).
     """
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
@@ -114,9 +37,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not own_redis:
         services.__dict__["redis"] = config.pop("REDIS")
     app.extensions["kustom"] = services
-    app.extensions["kustom.enqueue"] = config.pop("TASK_QUEUE", None) or CeleryTaskQueue(
+    jobs: Jobs = config.pop("TASK_QUEUE", None) or CeleryJobs(
         settings.redis_url if own_redis else None
     )
+    app.extensions["kustom.enqueue"] = jobs
     app.config.update(config)
 
     register_error_handlers(app)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import after_setup_logger
 
-from kustom_app.services import sentinel_master_name
+from kustom_app.redis_connection import sentinel_master_name
 from kustom_app.settings import Settings
 from workers.broker import transport_for
 
@@ -41,11 +41,13 @@ def broker_url_for_kombu(broker_url: str) -> str:
 
 SYNC_QUEUE = "kustom.sync"
 ORDERS_QUEUE = "kustom.orders"
+# What the worker imports: every module that defines tasks.
+TASK_MODULES = ["workers.tasks", "workers.ordermanagement", "workers.sweeper"]
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
-    app = Celery("kustom_app", include=["workers.tasks", "workers.ordermanagement"])
+    app = Celery("kustom_app", include=TASK_MODULES)
     app.conf.update(
         broker_url=broker_url_for_kombu(settings.celery_broker_url),
         broker_transport=transport_for(settings.celery_broker_url),
@@ -93,13 +95,29 @@ def _configure_logging(logger: logging.Logger, **_: object) -> None:
 app = make_celery()
 
 
-def idempotent_task(name: str, **options: Any) -> Any:
+class KustomTask(Task):
+    """A task of this service, queued with `enqueue` (by workers/enqueue.py, the one
+    implementation of `kustom_app.jobs.Jobs`, and by a task for its follow-up).
+
+    ``shown_as`` formats a job's arguments for Flower: ids only, never the payload.
+    """
+
+    shown_as: str  # given by the task's decorator
+
+    def enqueue(self, *args: Any) -> None:
+        self.apply_async(args=args, argsrepr=self.shown_as.format(*args))
+
+
+def idempotent_task(name: str, *, shown_as: str, **options: Any) -> Any:
     """A task safe to run twice: acknowledged late, redelivered if its worker is lost.
 
-    Retries are bounded by each task itself (``TASK_MAX_RETRIES``, then dead-lettered).
+    Retries are declared by each task (`workers.retry.retrying`) and bounded
+    (``TASK_MAX_RETRIES``, then dead-lettered).
     """
     return app.task(
         name=name,
+        base=KustomTask,
+        shown_as=shown_as,
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,

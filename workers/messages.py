@@ -38,9 +38,12 @@ _ID, _TAG, _BODY = "@@task-id@@", "@@delivery-tag@@", "@@body@@"
 _ARGSREPR, _ORIGIN = "@@argsrepr@@", "@@origin@@"
 
 
+# What Flower shows as a sync job's arguments: ids only (the payload is in the body).
+SYNC_SHOWN_AS = "(cart={!r}, hash={!r})"
+
+
 def sync_argsrepr(cart_id: str, payload_hash: str | None) -> str:
-    """What Flower shows as the job's arguments: ids only (the payload is in the body)."""
-    return f"(cart={cart_id!r}, hash={payload_hash!r})"
+    return SYNC_SHOWN_AS.format(cart_id, payload_hash)
 
 
 class SyncJobMessages:
@@ -153,4 +156,4 @@ def _uuid4_text() -> str:
 # The RFC 4122 variant: the top two bits of the 17th hex digit are 10.
 _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
-__all__ = ["SyncJobMessages", "sync_argsrepr"]
+__all__ = ["SYNC_SHOWN_AS", "SyncJobMessages", "sync_argsrepr"]

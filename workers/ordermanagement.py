@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Task
@@ -28,13 +29,7 @@ from kustom_app.ordermanagement import (
 )
 from kustom_app.services import Services, process_services
 from workers.celery_app import idempotent_task
-from workers.tasks import (
-    _retry_transient,
-    enqueue_acknowledge,
-    enqueue_completion,
-    enqueue_sync,
-    record_dead_letter,
-)
+from workers.retry import retrying, wait_out
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +48,30 @@ def payment_operations() -> PaymentOperations:
     return _cached[1]
 
 
+def _wait_for_the_twin(
+    task: Task, error: OperationBusy, context: dict[str, Any], _: Mapping[str, Any]
+) -> Any:
+    """A twin (the sweeper's, or a redelivery) holds the lease: let it finish first."""
+
+    def countdown() -> float:
+        ceiling = process_services().settings.retry_max_seconds
+        return min(error.retry_after_ms / 1000 + random.uniform(0.1, 0.5), ceiling)
+
+    raise wait_out(task, error, context, limit=BUSY_RETRY_LIMIT, countdown=countdown) from error
+
+
+@retrying(
+    context=("kind", "id"),
+    waits_on={OperationBusy: _wait_for_the_twin},
+    retry_on={
+        CancelDeferred: {"waitingFor": "waiting_for"},
+        KustomUnavailable: {"status": "status", "correlationId": "correlation_id"},
+    },
+)
 def _run_operation(task: Task, kind: str, op_id: str) -> str:
-    settings = process_services().settings
-    context: dict[str, Any] = {"kind": kind, "id": op_id}
-    try:
-        outcome = payment_operations().execute(kind, op_id, token=task.request.id or "")
-    except OperationBusy as e:
-        # A twin (the sweeper's, or a redelivery) holds the lease: let it finish first.
-        if task.request.retries >= BUSY_RETRY_LIMIT:
-            record_dead_letter(task, e, context)
-            raise
-        countdown = min(
-            e.retry_after_ms / 1000 + random.uniform(0.1, 0.5), settings.retry_max_seconds
-        )
-        raise task.retry(countdown=countdown) from e
-    except CancelDeferred as e:
-        raise _retry_transient(task, e, {**context, "waitingFor": e.waiting_for}) from e
-    except KustomUnavailable as e:
-        raise _retry_transient(
-            task, e, {**context, "status": e.status, "correlationId": e.correlation_id}
-        ) from e
+    outcome = payment_operations().execute(kind, op_id, token=task.request.id or "")
     if outcome.deliver:
-        enqueue_delivery(kind, op_id)
+        deliver_payment_result.enqueue(kind, op_id)
     log.info(
         "kustom.%s.task id=%s outcome=%s task=%s retries=%s",
         kind,
@@ -86,81 +83,39 @@ def _run_operation(task: Task, kind: str, op_id: str) -> str:
     return outcome.status
 
 
-@idempotent_task("captureKustomOrder")
+@idempotent_task("captureKustomOrder", shown_as="(capture={!r})")
 def capture_kustom_order(self: Task, capture_id: str) -> str:
     """Capture on the cart's Kustom order, once per captureId; then deliver the result."""
     return _run_operation(self, CAPTURE, capture_id)
 
 
-@idempotent_task("refundKustomOrder")
+@idempotent_task("refundKustomOrder", shown_as="(refund={!r})")
 def refund_kustom_order(self: Task, refund_id: str) -> str:
     """Refund on the cart's Kustom order, once per refundId; then deliver the result."""
     return _run_operation(self, REFUND, refund_id)
 
 
-@idempotent_task("cancelKustomOrder")
+@idempotent_task("cancelKustomOrder", shown_as="(cancel={!r})")
 def cancel_kustom_order(self: Task, cart_id: str) -> str:
     """Cancel the order if nothing was captured, else release the rest of the authorization."""
     return _run_operation(self, CANCEL, cart_id)
 
 
-@idempotent_task("deliverPaymentResult")
+@idempotent_task("deliverPaymentResult", shown_as="(kind={!r}, id={!r})")
+@retrying(
+    context=("kind", "id"),
+    retry_on={CommerceUnavailable: {"status": "status"}},
+    give_up_on={CommerceRejected: {"status": "status", "code": "error_code"}},
+    gave_up="refused",
+)
 def deliver_payment_result(self: Task, kind: str, op_id: str) -> str:
     """POST a capture's or refund's result to the commerce backend until it has it."""
-    context = {"kind": kind, "id": op_id}
-    try:
-        return payment_operations().deliver_result(kind, op_id)
-    except CommerceUnavailable as e:
-        raise _retry_transient(self, e, {**context, "status": e.status}) from e
-    except CommerceRejected as e:
-        record_dead_letter(self, e, {**context, "status": e.status, "code": e.error_code})
-        return "refused"
+    return payment_operations().deliver_result(kind, op_id)
 
 
+# The task that runs each kind of payment operation.
 OPERATION_TASKS = {
     CAPTURE: capture_kustom_order,
     REFUND: refund_kustom_order,
     CANCEL: cancel_kustom_order,
 }
-
-
-def enqueue_payment(kind: str, op_id: str) -> None:
-    """Queue the task that runs operation ``kind`` (capture, refund, cancel) ``op_id``."""
-    OPERATION_TASKS[kind].apply_async(args=(op_id,), argsrepr=f"({kind}={op_id!r})")
-
-
-def enqueue_capture(capture_id: str) -> None:
-    enqueue_payment(CAPTURE, capture_id)
-
-
-def enqueue_refund(refund_id: str) -> None:
-    enqueue_payment(REFUND, refund_id)
-
-
-def enqueue_cancel(cart_id: str) -> None:
-    enqueue_payment(CANCEL, cart_id)
-
-
-def enqueue_delivery(kind: str, op_id: str) -> None:
-    deliver_payment_result.apply_async(
-        args=(kind, op_id), argsrepr=f"(kind={kind!r}, id={op_id!r})"
-    )
-
-
-class CeleryEnqueuer:
-    """The sweeper's `kustom_app.reconcile.Enqueuer`, through this Celery app."""
-
-    def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:
-        enqueue_sync(cart_id, payload_hash, payload)
-
-    def complete(self, cart_id: str, order_id: str, path: str) -> None:
-        enqueue_completion(cart_id, order_id, path)
-
-    def acknowledge(self, cart_id: str, order_id: str) -> None:
-        enqueue_acknowledge(cart_id, order_id)
-
-    def payment(self, kind: str, op_id: str) -> None:
-        enqueue_payment(kind, op_id)
-
-    def deliver(self, kind: str, op_id: str) -> None:
-        enqueue_delivery(kind, op_id)

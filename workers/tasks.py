@@ -1,111 +1,80 @@
-"""Celery tasks: thin. Load state, call kustom_app, retry what is transient.
+"""Celery tasks: thin. Load state, call kustom_app; each declares what it retries.
 
 Task names are part of the contract (CONTRACT section 7) and are what Flower shows.
-Arguments are ids and the prepared payload only; ``argsrepr`` keeps Flower readable.
+Arguments are ids and the prepared payload only; ``shown_as`` keeps Flower readable.
+What a task retries, waits out and gives up on is declared with `workers.retry.retrying`.
 """
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
 import random
-import time
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Task
-from celery.signals import task_failure
 
 from kustom_app.commerce import CommerceRejected, CommerceUnavailable
 from kustom_app.completion import CompletionError
 from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
-from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
 from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
 from kustom_app.sync import SyncBusy, SyncOutcomeUnknown, sync_cart
-from workers.celery_app import app, idempotent_task
-from workers.messages import sync_argsrepr
+from workers.celery_app import KustomTask, app, idempotent_task
+from workers.messages import SYNC_SHOWN_AS
+from workers.retry import (
+    RetriesExhausted,
+    backoff_seconds,
+    record_dead_letter,
+    retry_transient,
+    retrying,
+    wait_out,
+)
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_LIMIT = 1000
 # A busy sync lease is held by a live job for at most its lease; this bounds the waiting.
 SYNC_BUSY_RETRY_LIMIT = 50
 
 
-class RetriesExhausted(Exception):
-    """A task gave up after its last retry without an error of its own to record."""
+def _wait_for_the_lease(
+    task: Task, error: SyncBusy, context: dict[str, Any], arguments: Mapping[str, Any]
+) -> Any:
+    """The lease holder pushes what is pending now; come back once its lease is over in
+    case it died. Or (SyncUncertain) an update without an answer may still land: come back
+    when it no longer can. Bounded by the lease or Kustom's request lifetime, so this
+    cannot loop for long."""
+    context = {**context, "hash": arguments["payload_hash"]}
+    raise wait_out(
+        task,
+        error,
+        context,
+        limit=SYNC_BUSY_RETRY_LIMIT,
+        countdown=lambda: _sync_wait_seconds(error.retry_after_ms),
+    ) from error
 
 
-def backoff_seconds(retries: int) -> float:
-    """Exponential backoff, each delay drawn between half and all of its step (jitter that
-    spreads retries out but never retries at once), capped by TASK_RETRY_MAX_SECONDS."""
-    settings = process_services().settings
-    # (2**64 seconds is past any cap; a bigger power would not even convert to a float)
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** min(retries, 64))
-    return random.uniform(ceiling / 2, ceiling)
+def _retry_after_the_unknown_outcome(
+    task: Task, error: SyncOutcomeUnknown, context: dict[str, Any], _: Mapping[str, Any]
+) -> Any:
+    """An outage like any other, but not retried before the update can no longer land."""
+    context = {**context, "hash": error.pushed_hash, "outcome": "unknown"}
+    at_least = _sync_wait_seconds(error.retry_after_ms)
+    raise retry_transient(task, error.error, context, at_least=at_least) from error
 
 
-def record_dead_letter(
-    task: Task, error: BaseException, context: dict[str, Any], *, task_id: str | None = None
-) -> None:
-    """Keep a failed task (after its last retry, or rejected) for operators and the sweeper."""
-    services = process_services()
-    task_id = task_id or task.request.id
-    entry = json.dumps(
-        {
-            "task": task.name,
-            "taskId": task_id,
-            "at": int(time.time()),
-            "error": f"{type(error).__name__}: {error}",
-            **context,
-        }
-    )
-    services.store.dead_letters.record(entry, keep=DEAD_LETTER_LIMIT)
-    DEAD_LETTERS.labels(task.name).inc()
-    log.error("kustom.task.dead_letter task=%s id=%s %s", task.name, task_id, context)
-    # The failure handler below then skips this task. (By id: Celery may hand the handler
-    # a pickleable copy of the exception rather than the one raised.)
-    _dead_lettered.append(task_id)
-
-
-# Task ids this process dead-lettered lately; a task fails right after its own record.
-_dead_lettered: collections.deque[str | None] = collections.deque(maxlen=256)
-
-
-@task_failure.connect
-def dead_letter_unhandled_failure(
-    sender: Task | None = None,
-    task_id: str | None = None,
-    exception: BaseException | None = None,
-    args: Any = None,
-    kwargs: Any = None,
-    **_: Any,
-) -> None:
-    """A task of ours that fails on an error it does not handle itself (Redis down, its
-    soft time limit, a bug) is kept like every other give-up. Its message is acknowledged
-    (Celery acks a failed task), so the sweeper's indexes are what bring the work back."""
-    if sender is None or exception is None or sender.name.startswith("celery."):
-        return
-    if task_id in _dead_lettered:
-        return  # the task recorded it before raising
-    ids = [a for a in (args or ()) if isinstance(a, str | int) and len(str(a)) <= 255]
-    ids += [v for k, v in (kwargs or {}).items() if k != "payload" and isinstance(v, str | int)]
-    try:
-        record_dead_letter(sender, exception, {"args": ids[:4]}, task_id=task_id)
-    except Exception as e:  # Redis itself may be what failed: the log is all there is
-        log.error(
-            "kustom.task.dead_letter_lost task=%s id=%s error=%s recording=%s",
-            sender.name,
-            task_id,
-            type(exception).__name__,
-            type(e).__name__,
-        )
-
-
-@idempotent_task("syncKustomOrder")
+@idempotent_task("syncKustomOrder", shown_as=SYNC_SHOWN_AS)
+@retrying(
+    context=("cart",),
+    waits_on={SyncBusy: _wait_for_the_lease, SyncOutcomeUnknown: _retry_after_the_unknown_outcome},
+    retry_on=(KustomUnavailable,),
+    give_up_on={
+        KustomRejected: {"kustomErrorCode": "error_code", "correlationId": "correlation_id"}
+    },
+    gave_up="rejected",
+)
 def sync_kustom_order(
-    self: Task, cart_id: str, payload_hash: str | None = None, payload: Any = None
+    self: KustomTask, cart_id: str, payload_hash: str | None = None, payload: Any = None
 ) -> str:
     """Push the cart's newest pending payload to its Kustom order.
 
@@ -116,34 +85,9 @@ def sync_kustom_order(
     """
     services = process_services()
     lifetime_ms = int(services.settings.kustom_request_lifetime_seconds * 1000)
-    try:
-        result = sync_cart(
-            services.store, services.kustom, cart_id, request_lifetime_ms=lifetime_ms
-        )
-    except SyncBusy as e:
-        # The lease holder pushes what is pending now; come back once its lease is over
-        # in case it died. Or (SyncUncertain) an update without an answer may still land:
-        # come back when it no longer can. Bounded by the lease or Kustom's request
-        # lifetime, so this cannot loop for long.
-        if self.request.retries >= SYNC_BUSY_RETRY_LIMIT:
-            record_dead_letter(self, e, {"cart": cart_id, "hash": payload_hash})
-            raise
-        raise self.retry(countdown=_sync_wait_seconds(e.retry_after_ms)) from e
-    except SyncOutcomeUnknown as e:
-        context = {"cart": cart_id, "hash": e.pushed_hash, "outcome": "unknown"}
-        at_least = _sync_wait_seconds(e.retry_after_ms)
-        raise _retry_transient(self, e.error, context, at_least=at_least) from e
-    except KustomUnavailable as e:
-        raise _retry_transient(self, e, {"cart": cart_id}) from e
-    except KustomRejected as e:
-        record_dead_letter(
-            self,
-            e,
-            {"cart": cart_id, "kustomErrorCode": e.error_code, "correlationId": e.correlation_id},
-        )
-        return "rejected"
+    result = sync_cart(services.store, services.kustom, cart_id, request_lifetime_ms=lifetime_ms)
     if result.outcome == "requeue":
-        enqueue_sync(cart_id, result.hash, None)
+        self.enqueue(cart_id, result.hash, None)
     log.info(
         "kustom.sync.finished cart=%s outcome=%s pushes=%s hash=%s task=%s",
         cart_id,
@@ -155,18 +99,6 @@ def sync_kustom_order(
     return result.outcome
 
 
-def _retry_transient(
-    task: Task, error: Exception, context: dict[str, Any], *, at_least: float = 0.0
-) -> Exception:
-    """Retry with backoff (not sooner than ``at_least`` seconds); after the last retry keep
-    the task in the dead-letter list."""
-    if task.request.retries >= process_services().settings.max_retries:
-        record_dead_letter(task, error, context)
-        return error
-    countdown = max(at_least, backoff_seconds(task.request.retries))
-    return task.retry(countdown=countdown, exc=error)
-
-
 def _sync_wait_seconds(retry_after_ms: int) -> float:
     """The countdown of a sync job waiting for a lease or an unknown outcome to end: at most
     a lease (a longer wait is done in steps, each job coming back to look), plus jitter
@@ -176,7 +108,13 @@ def _sync_wait_seconds(retry_after_ms: int) -> float:
     return min(retry_after_ms / 1000, lease) + random.uniform(0.1, SYNC_BUSY_JITTER_SECONDS)
 
 
-@idempotent_task("completeKustomOrder")
+@idempotent_task("completeKustomOrder", shown_as="(cart={!r}, order={!r}, path={!r})")
+@retrying(
+    context=("cart", "order"),
+    retry_on=(KustomUnavailable, CommerceUnavailable),
+    give_up_on=(CompletionError, KustomRejected),
+    gave_up="refused",
+)
 def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "push") -> str:
     """Complete the cart from Kustom's order unless the confirm path already did; then ack.
 
@@ -185,19 +123,13 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
     services = process_services()
     if path == "push":
         services.store.record_callback_seen(cart_id, "last_push_at")
-    try:
-        outcome = services.completion.complete(
-            cart_id, order_id, path=path, token=self.request.id or "", release_on_outage=False
-        )
-    except (KustomUnavailable, CommerceUnavailable) as e:
-        raise _retry_transient(self, e, {"cart": cart_id, "order": order_id}) from e
-    except (CompletionError, KustomRejected) as e:
-        record_dead_letter(self, e, {"cart": cart_id, "order": order_id})
-        return "refused"
+    outcome = services.completion.complete(
+        cart_id, order_id, path=path, token=self.request.id or "", release_on_outage=False
+    )
     if outcome.status == "completed":
         state = services.store.load(cart_id)
         if state is None or not state.acknowledged:
-            enqueue_acknowledge(cart_id, order_id)
+            acknowledge_kustom_order.enqueue(cart_id, order_id)
     elif outcome.status in ("incomplete", "in_progress"):
         # Kustom pushes only after completion, but order management can lag a moment; a
         # busy claim belongs to the confirm path and is checked again after its lease.
@@ -220,7 +152,13 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
     return outcome.status
 
 
-@idempotent_task("acknowledgeKustomOrder")
+@idempotent_task("acknowledgeKustomOrder", shown_as="(cart={!r}, order={!r})")
+@retrying(
+    context=("cart", "order"),
+    retry_on=(KustomUnavailable,),
+    give_up_on={KustomRejected: {"kustomErrorCode": "error_code"}},
+    gave_up="rejected",
+)
 def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
     """Record our order number on the Kustom order, then acknowledge it (pushes stop).
 
@@ -231,28 +169,22 @@ def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
     if state is None or state.cart_state != "completed" or state.completion_order_id != order_id:
         log.warning("kustom.ack.skipped cart=%s order=%s reason=not_completed", cart_id, order_id)
         return "not_completed"
-    context = {"cart": cart_id, "order": order_id}
-    try:
-        # The shop's number first, the acknowledgement last: once Kustom counts the order
-        # as acknowledged, everything this task does is done.
-        if state.order_number:
-            try:
-                services.kustom.update_merchant_references(
-                    order_id,
-                    {"merchant_reference1": cart_id, "merchant_reference2": state.order_number},
-                    idempotency_key("merchant-references", f"{order_id}:{state.order_number}"),
-                    cart=cart_id,
-                )
-            except KustomRejected as e:  # a missing reference must not block the ack
-                record_dead_letter(self, e, {**context, "kustomErrorCode": e.error_code})
-        services.kustom.acknowledge_order(
-            order_id, idempotency_key("acknowledge", order_id), cart=cart_id
-        )
-    except KustomUnavailable as e:
-        raise _retry_transient(self, e, context) from e
-    except KustomRejected as e:
-        record_dead_letter(self, e, {**context, "kustomErrorCode": e.error_code})
-        return "rejected"
+    # The shop's number first, the acknowledgement last: once Kustom counts the order
+    # as acknowledged, everything this task does is done.
+    if state.order_number:
+        try:
+            services.kustom.update_merchant_references(
+                order_id,
+                {"merchant_reference1": cart_id, "merchant_reference2": state.order_number},
+                idempotency_key("merchant-references", f"{order_id}:{state.order_number}"),
+                cart=cart_id,
+            )
+        except KustomRejected as e:  # a missing reference must not block the ack
+            context = {"cart": cart_id, "order": order_id, "kustomErrorCode": e.error_code}
+            record_dead_letter(self, e, context)
+    services.kustom.acknowledge_order(
+        order_id, idempotency_key("acknowledge", order_id), cart=cart_id
+    )
     services.store.record_acknowledged(cart_id, order_id)
     log.info("kustom.ack.done cart=%s order=%s task=%s", cart_id, order_id, self.request.id)
     return "acknowledged"
@@ -261,7 +193,20 @@ def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
 FRAUD_DECISIONS = {"FRAUD_RISK_ACCEPTED", "FRAUD_RISK_REJECTED", "FRAUD_RISK_STOPPED"}
 
 
-@app.task(name="forwardFraudDecision", bind=True, acks_late=True, max_retries=None)
+@app.task(
+    name="forwardFraudDecision",
+    base=KustomTask,
+    shown_as="(cart={!r}, order={!r}, decision={!r})",
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+)
+@retrying(
+    context=("cart", "order", "decision"),
+    retry_on=(KustomUnavailable, CommerceUnavailable),
+    give_up_on=(KustomRejected, CommerceRejected),
+    gave_up="rejected",
+)
 def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: str) -> str:
     """Pass Kustom's fraud decision on a pending order to the commerce backend (the web
     recorded it on the cart when it arrived; this records that it was forwarded)."""
@@ -270,58 +215,15 @@ def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: 
     if services.commerce is None:
         record_dead_letter(self, RuntimeError("COMMERCE_API_URL is not set"), context)
         return "not_configured"
-    try:
-        # Never trust the callback body: the order must exist and belong to the cart.
-        order = services.kustom.get_om_order(order_id, cart=cart_id)
-        if order.get("merchant_reference1") != cart_id:
-            record_dead_letter(self, RuntimeError("order belongs to another cart"), context)
-            return "wrong_cart"
-        services.commerce.post(
-            "fraud_decision",
-            f"/carts/{cart_id}/fraud-decision",
-            {"kustomOrderId": order_id, "decision": event_type},
-        )
-    except (KustomUnavailable, CommerceUnavailable) as e:
-        raise _retry_transient(self, e, context) from e
-    except (KustomRejected, CommerceRejected) as e:
-        record_dead_letter(self, e, context)
-        return "rejected"
+    # Never trust the callback body: the order must exist and belong to the cart.
+    order = services.kustom.get_om_order(order_id, cart=cart_id)
+    if order.get("merchant_reference1") != cart_id:
+        record_dead_letter(self, RuntimeError("order belongs to another cart"), context)
+        return "wrong_cart"
+    services.commerce.post(
+        "fraud_decision",
+        f"/carts/{cart_id}/fraud-decision",
+        {"kustomOrderId": order_id, "decision": event_type},
+    )
     services.store.record_callback_seen(cart_id, "fraud_decision_forwarded", event_type)
     return "forwarded"
-
-
-@app.task(name="reconcileKustomOrders", bind=True, acks_late=True)
-def reconcile_kustom_orders(self: Task) -> dict[str, int]:
-    """Periodic sweeper: finish what crashes and outages interrupted (kustom_app.reconcile)."""
-    from kustom_app.reconcile import build_reconciler
-    from workers.ordermanagement import CeleryEnqueuer  # imports this module: import late
-
-    report = build_reconciler(process_services(), CeleryEnqueuer()).run()
-    return report.counts() if report is not None else {"skipped": 1}
-
-
-def enqueue_sync(cart_id: str, payload_hash: str | None, payload: Any) -> None:
-    """Queue a sync for the cart (called by the web layer and by tasks)."""
-    sync_kustom_order.apply_async(
-        args=(cart_id, payload_hash, payload), argsrepr=sync_argsrepr(cart_id, payload_hash)
-    )
-
-
-def enqueue_completion(cart_id: str, order_id: str, path: str = "push") -> None:
-    complete_kustom_order.apply_async(
-        args=(cart_id, order_id, path),
-        argsrepr=f"(cart={cart_id!r}, order={order_id!r}, path={path!r})",
-    )
-
-
-def enqueue_acknowledge(cart_id: str, order_id: str) -> None:
-    acknowledge_kustom_order.apply_async(
-        args=(cart_id, order_id), argsrepr=f"(cart={cart_id!r}, order={order_id!r})"
-    )
-
-
-def enqueue_fraud_decision(cart_id: str, order_id: str, event_type: str) -> None:
-    forward_fraud_decision.apply_async(
-        args=(cart_id, order_id, event_type),
-        argsrepr=f"(cart={cart_id!r}, order={order_id!r}, decision={event_type!r})",
-    )

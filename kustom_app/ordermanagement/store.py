@@ -15,7 +15,8 @@ import redis
 
 from kustom_app.ordermanagement.events import PaymentRequest
 from kustom_app.ordermanagement.kinds import EVENT_ID_FIELD, KUSTOM_ID_FIELD, QUEUED
-from kustom_app.state import as_text, load_script, now_ms
+from kustom_app.redis_scripts import as_text, load_script
+from kustom_app.state import now_ms
 
 
 @dataclass(frozen=True)

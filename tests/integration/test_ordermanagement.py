@@ -52,9 +52,9 @@ BELOW_VISIBILITY = {
 
 
 class SendQueue:
-    """The web app's `TaskQueue` and the sweeper's `Enqueuer`, through a private Celery app.
+    """The `kustom_app.jobs.Jobs` of the web app and the sweeper, through a private Celery app.
 
-    Sends by task name, exactly as the production enqueue helpers route them.
+    Sends by task name, exactly as workers.enqueue routes them.
     """
 
     def __init__(self, celery: Celery) -> None:

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from harness.redis_server import RedisServer, free_port
-from kustom_app.services import redis_from_url
+from kustom_app.redis_connection import redis_from_url
 from kustom_app.settings import Settings
 from kustom_app.state import CartStore
 

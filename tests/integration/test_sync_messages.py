@@ -100,12 +100,12 @@ def test_the_web_queues_sync_jobs_from_the_script_when_the_broker_is_its_redis(
     http, web, worker, kustom_double
 ):
     """The production path: the job arrives through the Lua script and a real worker runs it."""
-    from webhooks.app import CeleryTaskQueue
+    from workers.enqueue import CeleryJobs
 
     state = kustom_double[1]
     late_app = web_app(web)
     queue = late_app.extensions["kustom.enqueue"]
-    assert isinstance(queue, CeleryTaskQueue)
+    assert isinstance(queue, CeleryJobs)
     assert queue.sync_job("cart-x", "h") is not None, "script path not in use"
 
     cart = new_cart()

@@ -105,11 +105,15 @@ def kustom_writes(http) -> list[Any]:
 
 def run_completion_task(app, monkeypatch, path: str = "push") -> tuple[str, list]:
     """Run the completeKustomOrder the push queued, in this process, on the app's services."""
+    import workers.retry as retry
     import workers.tasks as tasks
 
     acknowledgements: list[tuple[str, str]] = []
     monkeypatch.setattr(tasks, "process_services", lambda: app.extensions["kustom"])
-    monkeypatch.setattr(tasks, "enqueue_acknowledge", lambda *a: acknowledgements.append(a))
+    monkeypatch.setattr(retry, "process_services", lambda: app.extensions["kustom"])
+    monkeypatch.setattr(
+        tasks.acknowledge_kustom_order, "enqueue", lambda *a: acknowledgements.append(a)
+    )
     result = tasks.complete_kustom_order.apply(args=(CART, ORDER, path))
     return result.get(), acknowledgements
 
@@ -223,9 +227,11 @@ def notify(client, event_type: str, order_id: str = ORDER):
 
 
 def run_fraud_task(app, monkeypatch, event_type: str) -> str:
+    import workers.retry as retry
     import workers.tasks as tasks
 
     monkeypatch.setattr(tasks, "process_services", lambda: app.extensions["kustom"])
+    monkeypatch.setattr(retry, "process_services", lambda: app.extensions["kustom"])
     return tasks.forward_fraud_decision.apply(args=(CART, ORDER, event_type)).get()
 
 

@@ -18,7 +18,7 @@ from kustom_app.services import Services
 from kustom_app.settings import Settings
 from kustom_app.sync import prepare_render
 from tests.conftest import make_render
-from workers import tasks
+from workers import retry, tasks
 from workers.tasks import sync_kustom_order
 
 CART, ORDER = "cart-w", "order-w"
@@ -41,6 +41,7 @@ def services(fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -
     )
     services.__dict__["redis"] = fake_redis
     monkeypatch.setattr(tasks, "process_services", lambda: services)
+    monkeypatch.setattr(retry, "process_services", lambda: services)
     store = services.store
     for version in (1, 2):
         p = prepare_render(load_render(make_render(CART, version, quantity=version)))

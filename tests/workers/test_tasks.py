@@ -16,7 +16,7 @@ from kustom_app.completion import CompletionOutcome
 from kustom_app.services import Services
 from kustom_app.settings import Settings
 from kustom_app.sync import SyncBusy
-from workers import tasks
+from workers import retry, tasks
 from workers.tasks import SYNC_BUSY_RETRY_LIMIT, complete_kustom_order, sync_kustom_order
 
 MAX_RETRIES = 3
@@ -27,6 +27,7 @@ def services(fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -
     services = Services(Settings(max_retries=MAX_RETRIES, retry_base_seconds=0.01))
     services.__dict__["redis"] = fake_redis
     monkeypatch.setattr(tasks, "process_services", lambda: services)
+    monkeypatch.setattr(retry, "process_services", lambda: services)
     return services
 
 
