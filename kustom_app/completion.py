@@ -25,7 +25,7 @@ from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavai
 from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomRejected
 from kustom_app.metrics import COMPLETION_MISMATCHES, COMPLETIONS
-from kustom_app.payload import same_order_lines, with_kustom_added_shipping
+from kustom_app.order_match import same_order_lines, with_kustom_added_shipping
 from kustom_app.state import CartState, CartStore, now_ms
 
 log = logging.getLogger(__name__)

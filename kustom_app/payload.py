@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
-from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -513,85 +511,3 @@ def _total_mismatch(
 
 def _fmt(minor: int, currency: str) -> str:
     return str(to_major(minor, currency))
-
-
-# Fields that decide what the shopper pays for, and Kustom's defaults where it leaves one out.
-_COMPARED_LINE_FIELDS = {
-    "type": "physical",
-    "reference": None,
-    "quantity": None,
-    "unit_price": None,
-    "tax_rate": 0,
-    "total_amount": None,
-    "total_discount_amount": 0,
-    "total_tax_amount": 0,
-}
-
-
-def _line_key(line: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(
-        line[name] if line.get(name) is not None else default
-        for name, default in _COMPARED_LINE_FIELDS.items()
-    )
-
-
-def same_order_lines(
-    theirs: Iterable[Mapping[str, Any]], ours: Iterable[Mapping[str, Any]]
-) -> bool:
-    """Whether Kustom's order lines are the payload's, in any order (names may differ)."""
-    return Counter(map(_line_key, theirs)) == Counter(map(_line_key, ours))
-
-
-def _price_key(line: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What a shipping line costs, whatever Kustom names or references it."""
-    key = _line_key(line)
-    return key[:1] + key[2:]
-
-
-def _option_line(option: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "shipping_fee",
-        "reference": option["id"],
-        "name": option["name"],
-        "quantity": 1,
-        "unit_price": option["price"],
-        "tax_rate": option["tax_rate"],
-        "total_amount": option["price"],
-        "total_discount_amount": 0,
-        "total_tax_amount": option["tax_amount"],
-    }
-
-
-def with_kustom_added_shipping(
-    payload: dict[str, Any], kustom_lines: Iterable[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """The payload as Kustom holds it when it added the shopper's shipping option itself.
-
-    An order created without a ``shipping_option_update`` callback gets the selected
-    option's price added by Kustom (docs.kustom.co checkout/use-cases/shipping), and the
-    shopper may pick another of the offered options in the iframe. So when the payload
-    carries no line for any offered option and Kustom's lines are the payload's plus exactly
-    one shipping line at the price of an offered option, that is the order the cart meant:
-    the payload with that line and amounts. Otherwise the payload unchanged.
-    """
-    options = payload.get("shipping_options") or []
-    ours = payload["order_lines"]
-    offered = {option["id"] for option in options}
-    if not options or any(
-        line["type"] == "shipping_fee" and line["reference"] in offered for line in ours
-    ):
-        return payload
-    theirs = list(kustom_lines)
-    extra = Counter(map(_line_key, theirs)) - Counter(map(_line_key, ours))
-    if sum(extra.values()) != 1 or len(theirs) != len(ours) + 1:
-        return payload
-    (added_key,) = extra
-    added = next(line for line in theirs if _line_key(line) == added_key)
-    if not any(_price_key(_option_line(option)) == _price_key(added) for option in options):
-        return payload
-    return {
-        **payload,
-        "order_lines": [*ours, dict(added)],
-        "order_amount": payload["order_amount"] + int(added["total_amount"]),
-        "order_tax_amount": payload["order_tax_amount"] + int(added.get("total_tax_amount") or 0),
-    }

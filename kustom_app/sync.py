@@ -28,20 +28,18 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kustom_app.jobs import Jobs
 from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomRejected
 from kustom_app.metrics import CART_EVENTS, SYNC_LAG, SYNC_PUSHES, SYNC_UNKNOWN_OUTCOMES
+from kustom_app.order_match import order_has_payload
 from kustom_app.payload import (
     CartNotPayable,
     build_order_payload,
     canonical_json,
     hash_canonical,
-    same_order_lines,
-    with_kustom_added_shipping,
 )
 from kustom_app.render import render_json
 from kustom_app.state import CartStore, RenderOutcome, SyncStep, now_ms
@@ -61,8 +59,6 @@ UNPAYABLE_PREFIX = "unpayable-"
 # returned" (https://docs.kustom.co/v3/checkout/additional-resources/errors). The service's
 # comes from KUSTOM_REQUEST_LIFETIME_SECONDS.
 REQUEST_LIFETIME_MS = 30_000
-# Order fields that are codes, compared without regard to case when read back.
-_CODE_FIELDS = frozenset({"purchase_country", "purchase_currency", "locale"})
 
 
 class SyncBusy(Exception):
@@ -188,54 +184,6 @@ class SyncResult:
     outcome: str
     pushes: int
     hash: str | None = None
-
-
-def order_has_payload(order: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
-    """Whether Kustom's order, as read back, holds every field of ``payload`` as it was sent.
-
-    This decides that an update whose answer never came need not be pushed again. Lines
-    compare on what the shopper pays (`same_order_lines`, with Kustom's defaults for fields
-    left out) and on every field sent (names, URLs too); shipping options on every field
-    sent; both in any order, Kustom's own extra fields ignored. Codes (country, currency,
-    locale) ignore case. When in doubt this says no: a needless push costs one call. An
-    order Kustom added the shopper's shipping option to itself holds the payload too
-    (`with_kustom_added_shipping`).
-    """
-    payload = with_kustom_added_shipping(dict(payload), order.get("order_lines") or ())
-    for name, ours in payload.items():
-        theirs = order.get(name)
-        if name == "order_lines":
-            same = (
-                isinstance(theirs, list)
-                and same_order_lines(theirs, ours)
-                and _pairs_off(theirs, ours)
-            )
-        elif name == "shipping_options":
-            same = isinstance(theirs, list) and _pairs_off(theirs, ours)
-        elif name in _CODE_FIELDS:
-            same = isinstance(theirs, str) and theirs.lower() == str(ours).lower()
-        else:
-            same = theirs == ours
-        if not same:
-            return False
-    return True
-
-
-def _pairs_off(theirs: Sequence[Any], ours: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether each of ``ours`` has its own item in ``theirs`` holding all of its fields."""
-    if len(theirs) != len(ours):
-        return False
-    left = list(theirs)
-    for item in sorted(ours, key=len, reverse=True):  # the most specific first
-        for i, candidate in enumerate(left):
-            if isinstance(candidate, Mapping) and all(
-                candidate.get(k) == v for k, v in item.items()
-            ):
-                del left[i]
-                break
-        else:
-            return False
-    return True
 
 
 def _newest_after_burst(store: CartStore, cart_id: str, step: SyncStep, gap_ms: int) -> SyncStep:

@@ -49,7 +49,8 @@ from typing import Any
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.jobs import Jobs
 from kustom_app.money import as_decimal
-from kustom_app.payload import CartNotPayable, build_order_payload, same_order_lines
+from kustom_app.order_match import same_order_lines
+from kustom_app.payload import CartNotPayable, build_order_payload
 from kustom_app.render import load_render
 from kustom_app.settings import ConfigurationError
 from kustom_app.state import CartState, CartStore

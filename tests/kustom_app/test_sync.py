@@ -12,6 +12,7 @@ import requests
 import responses
 
 from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomRejected, KustomUnavailable
+from kustom_app.order_match import order_has_payload
 from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
 from kustom_app.state import UNVERIFIED_PREFIX, CartStore, now_ms
@@ -19,7 +20,6 @@ from kustom_app.sync import (
     SyncBusy,
     SyncOutcomeUnknown,
     SyncUncertain,
-    order_has_payload,
     prepare_render,
     sync_cart,
 )

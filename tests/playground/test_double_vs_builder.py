@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from kustom_app.money import currency_exponent, to_major, to_minor
-from kustom_app.payload import CartNotPayable, build_order_payload, same_order_lines
+from kustom_app.order_match import same_order_lines
+from kustom_app.payload import CartNotPayable, build_order_payload
 from kustom_app.render import NEGATIVE_LINE_TYPES, load_render
 from playground.kustom import validate_order
 from tests.conftest import FIXTURES
