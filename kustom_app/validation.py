@@ -34,13 +34,11 @@ copy, so a rule cannot change what the next one sees.
 from __future__ import annotations
 
 import copy
-import functools
-import importlib.metadata
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -52,14 +50,13 @@ from kustom_app.money import as_decimal
 from kustom_app.order_match import same_order_lines
 from kustom_app.payload import CartNotPayable, build_order_payload
 from kustom_app.render import load_render
-from kustom_app.settings import ConfigurationError
+from kustom_app.rule_loading import ENTRY_POINT_GROUP, NamedRule, load_rules, process_rules
 from kustom_app.state import CartState, CartStore
 from kustom_app.sync import ingest_render
 
 log = logging.getLogger(__name__)
 
 HOOK = "OnKustomValidation"
-ENTRY_POINT_GROUP = "kustom_app.validation_rules"
 VALIDATION_ERROR = "validationError"
 APPROVAL_FAILED = "approval_failed"
 ALLOWED_CODES = frozenset({"address_error", "unsupported_shipping_address", APPROVAL_FAILED})
@@ -77,8 +74,6 @@ CHANGED_TEXT = "Your cart changed while you were paying. Please review your orde
 NOT_PAYABLE_TEXT = "This order can no longer be paid for. Please return to the cart."
 TRY_AGAIN_TEXT = "We could not approve the order right now. Please try again."
 
-Rule = Callable[[dict[str, Any]], Any]
-
 __all__ = [
     "ALLOWED_CODES",
     "ENTRY_POINT_GROUP",
@@ -94,14 +89,6 @@ __all__ = [
     "process_rules",
     "run_rules",
 ]
-
-
-@dataclass(frozen=True)
-class NamedRule:
-    """A merchant rule and the name it is logged under (``module:function``)."""
-
-    name: str
-    func: Rule
 
 
 @dataclass(frozen=True)
@@ -162,85 +149,6 @@ def build_hook_input(render: Mapping[str, Any]) -> dict[str, Any]:
         "orderTaxTotal": as_decimal(render["cartTaxTotal"]),
         "orderLines": lines,
     }
-
-
-# -- rule loading ---------------------------------------------------------------------------
-
-
-def _check_configuration(rule: NamedRule) -> None:
-    # A rule object may carry its own configuration check (see kustom_app.rules): a rule
-    # switched on with a malformed setting must stop the process at start, not reject every
-    # checkout at run time.
-    check = getattr(rule.func, "check_configuration", None)
-    if not callable(check):
-        return
-    try:
-        check()
-    except ConfigurationError as e:
-        raise ConfigurationError(f"validation rule {rule.name}: {e}") from e
-    except Exception as e:
-        raise ConfigurationError(
-            f"validation rule {rule.name}: configuration check failed: {e}"
-        ) from e
-
-
-def _load_entry_point(entry_point: importlib.metadata.EntryPoint, origin: str) -> NamedRule:
-    name = entry_point.value if origin == "KUSTOM_VALIDATION_RULES" else entry_point.name
-    try:
-        func = entry_point.load()
-    except Exception as e:  # ImportError, AttributeError, or the module failing to import
-        raise ConfigurationError(
-            f"validation rule {name!r} ({origin}) cannot be loaded: {type(e).__name__}: {e}"
-        ) from e
-    if not callable(func):
-        raise ConfigurationError(f"validation rule {name!r} ({origin}) is not callable")
-    rule = NamedRule(name, func)
-    _check_configuration(rule)
-    return rule
-
-
-def load_rules(specs: Iterable[str] = ()) -> tuple[NamedRule, ...]:
-    """Load the merchant rules: the entry-point group first, then ``specs`` in order.
-
-    ``specs`` are ``module:function`` strings (``module:Class.attr`` works too), usually
-    ``Settings.validation_rules`` from ``KUSTOM_VALIDATION_RULES``. The same callable named
-    twice runs once. Raises `ConfigurationError` for a malformed spec, a module or name
-    that does not import, something not callable, or a failed configuration check, so a
-    mistake stops the process at start.
-    """
-    rules: list[NamedRule] = []
-    seen: set[int] = set()
-
-    def add(rule: NamedRule) -> None:
-        if id(rule.func) not in seen:
-            seen.add(id(rule.func))
-            rules.append(rule)
-
-    discovered = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for entry_point in sorted(discovered, key=lambda ep: ep.name):
-        add(_load_entry_point(entry_point, f"entry point in {ENTRY_POINT_GROUP}"))
-    for raw in specs:
-        spec = raw.strip()
-        module, sep, attr = spec.partition(":")
-        if not sep or not module.strip() or not attr.strip():
-            raise ConfigurationError(
-                f"KUSTOM_VALIDATION_RULES entry {raw!r} is not of the form module:function"
-            )
-        entry_point = importlib.metadata.EntryPoint(name=spec, value=spec, group="")
-        add(_load_entry_point(entry_point, "KUSTOM_VALIDATION_RULES"))
-    return tuple(rules)
-
-
-@functools.cache
-def process_rules(specs: tuple[str, ...]) -> tuple[NamedRule, ...]:
-    """`load_rules` once per process (and per set of specs); the web app calls this at start."""
-    rules = load_rules(specs)
-    log.info(
-        "kustom.validation.rules_loaded count=%d rules=%s",
-        len(rules),
-        ",".join(rule.name for rule in rules) or "-",
-    )
-    return rules
 
 
 # -- running rules --------------------------------------------------------------------------

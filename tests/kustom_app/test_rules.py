@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-import kustom_app.validation as validation
 from kustom_app.render import load_render
 from kustom_app.rules import (
     AllowedChannels,
@@ -110,7 +110,7 @@ def test_minimum_total_misconfigured_fails_at_start(
 ) -> None:
     monkeypatch.setenv("KUSTOM_MIN_ORDER_TOTAL", raw)
     monkeypatch.setenv("KUSTOM_ALLOWED_CHANNELS", "retail-se")
-    monkeypatch.setattr(validation.importlib.metadata, "entry_points", lambda **kw: [])
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [])
     with pytest.raises(ConfigurationError, match="KUSTOM_MIN_ORDER_TOTAL"):
         load_rules(ALL_THREE)
 
@@ -146,7 +146,7 @@ def test_allowed_channels_misconfigured_fails_at_start(
     monkeypatch: pytest.MonkeyPatch, raw: str
 ) -> None:
     monkeypatch.setenv("KUSTOM_ALLOWED_CHANNELS", raw)
-    monkeypatch.setattr(validation.importlib.metadata, "entry_points", lambda **kw: [])
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [])
     with pytest.raises(ConfigurationError, match="KUSTOM_ALLOWED_CHANNELS"):
         load_rules(["kustom_app.rules:allowed_channels"])
 
@@ -157,7 +157,7 @@ def test_allowed_channels_misconfigured_fails_at_start(
 def test_the_three_switched_on_by_name_run_in_order(
     configured: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(validation.importlib.metadata, "entry_points", lambda **kw: [])
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [])
     rules = load_rules(ALL_THREE)
     assert [r.name for r in rules] == list(ALL_THREE)
     assert run_rules(rules, hook_input()) is None

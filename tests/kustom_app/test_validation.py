@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 import logging
 import sys
@@ -158,7 +159,7 @@ def test_hook_input_optional_fields_are_none_and_reserved_defaults_to_quantity()
 
 
 def no_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(validation.importlib.metadata, "entry_points", lambda **kw: [])
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [])
 
 
 def test_env_specs_load_in_the_order_given(monkeypatch: pytest.MonkeyPatch) -> None:
