@@ -36,6 +36,7 @@ from kustom_app.state import CartStore
 from kustom_app.sync import ingest_render
 from playground.server import ServerThread
 from tests.conftest import COMMERCE_SECRET, RecordingQueue, make_render
+from tests.domain import cart_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = "http://shop.test"
@@ -414,7 +415,7 @@ def test_gunicorn_gthread_serves_streams_beside_other_requests(
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(f"{url}/healthz"), timeout=20, interval=0.02)
-        store = CartStore(redis_client)
+        store = cart_store(redis_client)
         render(store, "cart-gthread", 1, 1)
         for _ in range(2):
             opened.append(EventStream(f"{url}/carts/cart-gthread/kustom/events"))
