@@ -3,8 +3,8 @@ here from its `Settings` and nowhere else.
 
 Built lazily, once per process, so gunicorn and Celery prefork children each get their
 own connections after forking, and no request pays for client set-up. The web holds one
-`Services` per app (`webhooks.app.create_app`); the worker's and beat's tasks use
-`process_services`.
+`Services` per app (`webhooks.app.create_app`, fetched through `webhooks.extension`); the
+worker's and beat's tasks use `process_services`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from kustom_app.kustom import KustomClient
 from kustom_app.ordermanagement import PaymentOperations, PaymentStore
 from kustom_app.reconcile import ReconcilePolicy, Reconciler
 from kustom_app.redis_connection import redis_from_url
+from kustom_app.rule_loading import process_rules
 from kustom_app.settings import Settings
 from kustom_app.state import CartStore
+from kustom_app.validation import OrderValidator
 
 
 def _ms(seconds: float) -> int:
@@ -121,6 +123,12 @@ class Services:
             lease_ms=_ms(s.payment_lease_seconds),
             stuck_queued_ms=_ms(s.payment_requeue_after_seconds),
         )
+
+    @cached_property
+    def validator(self) -> OrderValidator:
+        """The validation callback's rules, loaded on first use: the web asks at start, so
+        a bad KUSTOM_VALIDATION_RULES (or a ready rule's setting) stops it there."""
+        return OrderValidator(process_rules(self.settings.validation_rules))
 
     def reconciler(self, jobs: Jobs, policy: ReconcilePolicy | None = None) -> Reconciler:
         """The sweeper, queueing through ``jobs``, with thresholds from the settings unless

@@ -15,12 +15,14 @@ from kustom_app.settings import Settings
 from webhooks import commerce, events, kustom_callbacks, kustom_confirm, ops, payments, storefront
 from webhooks.body_limits import register_body_limits
 from webhooks.errors import register_error_handlers
+from webhooks.extension import install
 from webhooks.operators import cli as operator_commands
 from workers.enqueue import CeleryJobs
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then the environment, then ``config`` overrides.
+    """Build the app: its settings (``SETTINGS``, else the environment), the domain objects
+    built from them, then ``config`` overrides.
 
     ``config`` may carry ``SETTINGS`` (a `Settings`), ``REDIS`` (a client, e.g. fakeredis
     in unit tests) and ``TASK_QUEUE`` (a `kustom_app.jobs.Jobs`, e.g. one that records).
@@ -28,19 +30,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app = Flask(__name__, static_folder="static", static_url_path="/static")
-    app.config.update(
-        JSON_SORT_KEYS=False,
-        KUSTOM_EVENTS_MAX_STREAMS=settings.events_max_streams,
-    )
-    services = Services(settings)
+    app.config.update(JSON_SORT_KEYS=False)
     own_redis = "REDIS" not in config  # a given client (tests) is not the broker's Redis
-    if not own_redis:
-        services.__dict__["redis"] = config.pop("REDIS")
-    app.extensions["kustom"] = services
+    services = Services(settings, config.pop("REDIS", None))
     jobs: Jobs = config.pop("TASK_QUEUE", None) or CeleryJobs(
         settings.redis_url if own_redis else None
     )
-    app.extensions["kustom.enqueue"] = jobs
+    install(app, services, jobs)
+    # The merchant rules load now: a bad KUSTOM_VALIDATION_RULES stops the process at start.
+    services.validator  # noqa: B018 (built for what building it checks)
     app.config.update(config)
 
     register_error_handlers(app)

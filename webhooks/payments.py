@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
 from kustom_app.ordermanagement import (
@@ -22,6 +22,7 @@ from kustom_app.ordermanagement import (
     prepare_refund,
 )
 from kustom_app.render import Code, Money
+from webhooks import extension
 from webhooks.commerce import verify_commerce_signature
 from webhooks.errors import parse_json_object
 from webhooks.schemas import CART_ID_PATTERN
@@ -76,9 +77,9 @@ class CancelEventSchema(Schema):
 
 
 def _accept(request: PaymentRequest) -> Response:
-    accepted: Accepted = current_app.extensions["kustom"].payment_operations.accept(request)
+    accepted: Accepted = extension.services().payment_operations.accept(request)
     if accepted.enqueue:
-        queue = current_app.extensions["kustom.enqueue"]
+        queue = extension.jobs()
         {CAPTURE: queue.capture, REFUND: queue.refund, CANCEL: queue.cancel}[request.kind](
             request.op_id
         )
