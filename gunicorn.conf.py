@@ -1,8 +1,17 @@
-"""gunicorn settings read from the working directory (the Procfile's web line)."""
+"""gunicorn settings read from the working directory (the Procfile's web line).
+
+gunicorn runs this in its master before it starts any worker: the metrics directory is set
+up here first (prometheus_client reads it when first imported), so the workers inherit it
+and the master's `child_exit` finds the same directory.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from kustom_app.settings import share_metrics_directory
+
+share_metrics_directory()
 
 
 def child_exit(server: Any, worker: Any) -> None:

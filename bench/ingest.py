@@ -152,10 +152,11 @@ def _fresh_carts(node: Any, count: int, *, first: int = 0) -> list[str]:
     worker's sync jobs update real orders, as in a shop.
     """
     from kustom_app.render import load_render
-    from kustom_app.state import CartStore
+    from kustom_app.services import Services
+    from kustom_app.settings import Settings
     from kustom_app.sync import prepare_render
 
-    store = CartStore(node.redis_client())
+    store = Services(Settings(), node.redis_client()).store
     prepared = prepare_render(load_render(cart_render("fresh", 1, 1)))
     cart_ids = [f"fresh-{i:06d}" for i in range(first, first + count)]
 

@@ -118,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     detail: list[dict[str, Any]] = []
     figures: list[Figure] = []
     with stack(workers=1) as node:
-        from kustom_app.kustom import KustomClient
         from kustom_app.payload import build_order_payload
         from kustom_app.render import load_render
+        from kustom_app.services import Services
+        from kustom_app.settings import Settings
 
         session = requests.Session()
         carts = [f"lag-{i:03d}" for i in range(args.carts)]
@@ -129,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             post_render(session, node.url, cart_render(cart_id, 1, 1))
             orders[cart_id] = open_checkout(session, node.url, cart_id)
         watcher = SyncWatcher(node.redis_client())
-        direct_client = KustomClient(node.kustom_url, "playground", "playground")
+        direct_client = Services(
+            Settings(
+                kustom_api_url=node.kustom_url,
+                kustom_username="playground",
+                kustom_password="playground",  # noqa: S106 (the local double's)
+            )
+        ).kustom
         version = 1
         try:
             for latency_ms in latencies:

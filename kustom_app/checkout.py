@@ -121,7 +121,7 @@ class CheckoutService:
         public_base_url: str,
         callback_secret: str,
         kustom_api_url: str,
-        order_max_age_seconds: int = 48 * 3600,
+        order_max_age_seconds: int,
     ) -> None:
         self.store = store
         self.kustom = kustom

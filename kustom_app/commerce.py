@@ -56,14 +56,15 @@ class CommerceClient:
         base_url: str,
         secret: str | None,
         *,
-        connect_timeout: float = 3.05,
-        read_timeout: float = 10.0,
+        connect_timeout: float,
+        read_timeout: float,
+        ca_bundle: str | None,
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.secret = secret
         self.timeout = (connect_timeout, read_timeout)
-        self.session = session or http_session(self.base_url)
+        self.session = session or http_session(self.base_url, ca_bundle)
 
     def __repr__(self) -> str:
         return f"CommerceClient({self.base_url!r})"

@@ -115,15 +115,11 @@ class CompletionService:
         store: CartStore,
         kustom: KustomClient,
         commerce: CommerceClient | None,
-        *,
-        record_ttl_seconds: int = 180 * 86400,
-        lease_ms: int = 60_000,
     ) -> None:
-        self.lease_ms = lease_ms
+        # The completion lease and the order record's TTL are the store's (its settings).
         self.store = store
         self.kustom = kustom
         self.commerce = commerce
-        self.record_ttl_seconds = record_ttl_seconds
 
     def fetch_completed_order(self, cart_id: str, order_id: str) -> dict[str, Any] | None:
         """The order from order management, or None while Kustom has not completed it.
@@ -199,7 +195,7 @@ class CompletionService:
                 "COMMERCE_API_URL is not set; the cart cannot be completed."
             )
 
-        claim = self.store.claim_completion(cart_id, token, order_id, path, lease_ms=self.lease_ms)
+        claim = self.store.claim_completion(cart_id, token, order_id, path)
         if claim.action == "completed":
             return CompletionOutcome("completed", order_id, claim.order_number)
         if claim.action == "busy":
@@ -238,7 +234,6 @@ class CompletionService:
             order_number,
             path,
             fraud_status=str(order.get("fraud_status") or ""),
-            record_ttl_seconds=self.record_ttl_seconds,
         )
         if finished.action == "completed":
             COMPLETIONS.labels(path).inc()

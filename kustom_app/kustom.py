@@ -142,14 +142,15 @@ class KustomClient:
         username: str,
         password: str,
         *,
-        connect_timeout: float = 3.05,
-        read_timeout: float = 10.0,
+        connect_timeout: float,
+        read_timeout: float,
+        ca_bundle: str | None,
         session: requests.Session | None = None,
         user_agent: str = "kustom-app/0.1",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
-        self.session = session or http_session(self.base_url)
+        self.session = session or http_session(self.base_url, ca_bundle)
         self.session.auth = (username, password)
         self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 
@@ -40,10 +39,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Install the service's log format on the root logger (idempotent)."""
+def configure_logging(log_format: str, level: int = logging.INFO) -> None:
+    """Install the service's log format (`Settings.log_format`: ``json``, else text) on the
+    root logger (idempotent)."""
     handler = logging.StreamHandler()
-    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+    if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))

@@ -1,26 +1,18 @@
 """Prometheus metrics, safe across gunicorn workers and Celery prefork children.
 
 prometheus_client chooses multiprocess mode when it is first imported, from
-``PROMETHEUS_MULTIPROC_DIR``; this module sets a default directory before importing it,
-so every process of one node (web, worker, beat) writes its samples there and
-``GET /metrics`` on the web process sums them. Import this module before anything else
-imports prometheus_client.
+``PROMETHEUS_MULTIPROC_DIR``: the process entry points set it (and make the directory)
+before anything imports this module (`kustom_app.settings.share_metrics_directory`), so
+every process of one node (web, worker, beat) writes its samples there and
+``GET /metrics`` on the web process sums them.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-DEFAULT_MULTIPROC_DIR = Path(tempfile.gettempdir()) / f"kustom-app-metrics-{os.getuid()}"
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # empty means unset, as for every setting
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(DEFAULT_MULTIPROC_DIR)
-Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
-
-from prometheus_client import (  # noqa: E402  (must follow the environment default)
+from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
@@ -28,9 +20,9 @@ from prometheus_client import (  # noqa: E402  (must follow the environment defa
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+from prometheus_client.core import GaugeMetricFamily
 
-from kustom_app.dead_letters import dead_letters_key  # noqa: E402
+from kustom_app.dead_letters import dead_letters_key
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -127,12 +119,11 @@ class RedisStateCollector:
         )
 
 
-def render_metrics(redis_client: Any = None, prefix: str = "kustom") -> tuple[bytes, str]:
+def render_metrics(redis_client: Any, prefix: str) -> tuple[bytes, str]:
     """The text exposition of every process's samples on this node, plus Redis gauges."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    if redis_client is not None:
-        registry.register(RedisStateCollector(redis_client, prefix))
+    registry.register(RedisStateCollector(redis_client, prefix))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -33,27 +33,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kustom_app.jobs import Jobs
 from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
 from kustom_app.metrics import RECONCILE_FIXES
 from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
 from kustom_app.settings import Settings
-from kustom_app.state import OPEN_ORDER_FIRST_CHECK_MS, CartState, CartStore, now_ms
-
-if TYPE_CHECKING:
-    from kustom_app.services import Services
+from kustom_app.state import CartState, CartStore, now_ms
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
-# Defaults of the thresholds below; the service's come from its settings (`from_settings`).
-# Kustom pushes about 2 minutes after the purchase; an order quiet for longer than this
-# (no push, no confirmation) is worth asking Kustom about.
-OPEN_ORDER_CHECK_MS = OPEN_ORDER_FIRST_CHECK_MS
-# Checks of a still-unpaid order back off like Kustom's own push retries, up to this.
-OPEN_ORDER_MAX_INTERVAL_MS = 4 * 60 * MINUTE_MS
 DEADLETTER_SAMPLE = 100
 # The run log shows the newest dead letters' errors: this many, each cut to this length.
 DEADLETTER_SHOWN = 3
@@ -79,18 +70,19 @@ def retry_window_ms(settings: Settings) -> int:
 
 @dataclass(frozen=True)
 class ReconcilePolicy:
-    """Thresholds of one run; `from_settings` derives them from the service settings."""
+    """Thresholds of one run; `from_settings` derives them from the service settings
+    (the sweeper's steps 1, 3 and 4 from SYNC_STALE_SECONDS and RECONCILE_*_SECONDS)."""
 
-    batch: int = 200
-    stale_sync_ms: int = MINUTE_MS
-    unacked_after_ms: int = 5 * MINUTE_MS
-    open_order_check_ms: int = OPEN_ORDER_CHECK_MS
-    open_order_max_interval_ms: int = OPEN_ORDER_MAX_INTERVAL_MS
-    order_max_age_ms: int = 48 * 60 * MINUTE_MS
-    payment_stale_ms: int = 30 * MINUTE_MS
-    result_stale_ms: int = 30 * MINUTE_MS
-    requeue_spacing_ms: int = 30 * MINUTE_MS
-    open_order_budget_seconds: float = OPEN_ORDER_BUDGET_SECONDS
+    batch: int
+    stale_sync_ms: int
+    unacked_after_ms: int
+    open_order_check_ms: int
+    open_order_max_interval_ms: int
+    order_max_age_ms: int
+    payment_stale_ms: int
+    result_stale_ms: int
+    requeue_spacing_ms: int
+    open_order_budget_seconds: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReconcilePolicy:
@@ -439,22 +431,3 @@ def _deadletter_summary(entry: dict[str, Any]) -> dict[str, Any]:
         for name, value in entry.items()
         if isinstance(value, str | int | float | bool) or value is None
     }
-
-
-def build_reconciler(
-    services: Services, enqueue: Jobs, policy: ReconcilePolicy | None = None
-) -> Reconciler:
-    """The sweeper of one process, with thresholds from its settings unless given."""
-    settings = services.settings
-    payments = PaymentStore(
-        services.redis,
-        prefix=settings.key_prefix,
-        ttl_seconds=settings.order_record_ttl_seconds,
-    )
-    return Reconciler(
-        services.store,
-        payments,
-        services.kustom,
-        enqueue,
-        policy or ReconcilePolicy.from_settings(settings),
-    )

@@ -5,11 +5,11 @@
     KUSTOM_MIN_ORDER_TOTAL=SEK:100,EUR:10      # or per currency (others: no minimum)
     KUSTOM_ALLOWED_CHANNELS=retail-se,retail-no
 
-The settings are read from the environment each time the rule runs, and checked once when
-the rules are loaded (`check_configuration`): a rule switched on with its setting missing
-or malformed stops the process at start instead of rejecting every checkout. For other
-values in code, build a rule with `MinimumOrderTotal(...)` or `AllowedChannels(...)` and
-register that object.
+The settings (`Settings.min_order_total`, `Settings.allowed_channels`) are read from the
+environment each time the rule runs, and checked once when the rules are loaded
+(`check_configuration`): a rule switched on with its setting missing or malformed stops the
+process at start instead of rejecting every checkout. For other values in code, build a
+rule with `MinimumOrderTotal(...)` or `AllowedChannels(...)` and register that object.
 
 Every rule takes the hook input (see `kustom_app.validation`) and returns a list of
 effects, empty when the order may go ahead.
@@ -17,12 +17,11 @@ effects, empty when the order may go ahead.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from kustom_app.settings import ConfigurationError
+from kustom_app.settings import ConfigurationError, Settings
 
 __all__ = [
     "AllowedChannels",
@@ -34,8 +33,8 @@ __all__ = [
 
 Effect = dict[str, Any]
 
-MIN_ORDER_TOTAL_ENV = "KUSTOM_MIN_ORDER_TOTAL"
-ALLOWED_CHANNELS_ENV = "KUSTOM_ALLOWED_CHANNELS"
+MIN_ORDER_TOTAL_ENV = Settings.env_name("min_order_total")
+ALLOWED_CHANNELS_ENV = Settings.env_name("allowed_channels")
 
 
 def _error(code: str, message: str) -> Effect:
@@ -102,7 +101,7 @@ class MinimumOrderTotal:
     def minimum(self, currency: str) -> Decimal | None:
         configured = self._minimum
         if configured is None:
-            raw = os.environ.get(MIN_ORDER_TOTAL_ENV, "").strip()
+            raw: str = Settings.read("min_order_total").strip()
             if not raw:
                 raise ConfigurationError(
                     f"{MIN_ORDER_TOTAL_ENV} must be set to use the minimum_order_total rule"
@@ -139,8 +138,7 @@ class AllowedChannels:
     def channels(self) -> frozenset[str]:
         if self._channels is not None:
             return self._channels
-        raw = os.environ.get(ALLOWED_CHANNELS_ENV, "")
-        channels = frozenset(part.strip() for part in raw.split(",") if part.strip())
+        channels = frozenset(Settings.read("allowed_channels"))
         if not channels:
             raise ConfigurationError(
                 f"{ALLOWED_CHANNELS_ENV} must list at least one channel key to use the "

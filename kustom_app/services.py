@@ -1,7 +1,10 @@
-"""Wiring of the domain objects for one process (web or worker).
+"""The composition root: every domain object of one process (web, worker or beat), built
+here from its `Settings` and nowhere else.
 
 Built lazily, once per process, so gunicorn and Celery prefork children each get their
-own connections after forking, and no request pays for client set-up.
+own connections after forking, and no request pays for client set-up. The web holds one
+`Services` per app (`webhooks.app.create_app`, fetched through `webhooks.extension`); the
+worker's and beat's tasks use `process_services`.
 """
 
 from __future__ import annotations
@@ -15,18 +18,33 @@ import redis
 from kustom_app.checkout import CheckoutService
 from kustom_app.commerce import CommerceClient
 from kustom_app.completion import CompletionService
+from kustom_app.jobs import Jobs
 from kustom_app.kustom import KustomClient
+from kustom_app.ordermanagement import PaymentOperations, PaymentStore
+from kustom_app.reconcile import ReconcilePolicy, Reconciler
 from kustom_app.redis_connection import redis_from_url
+from kustom_app.rule_loading import process_rules
 from kustom_app.settings import Settings
 from kustom_app.state import CartStore
+from kustom_app.validation import OrderValidator
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
 
 
 class Services:
-    def __init__(self, settings: Settings) -> None:
+    """``redis_client`` replaces the connection to ``settings.redis_url`` (a test's
+    fakeredis, say)."""
+
+    def __init__(self, settings: Settings, redis_client: redis.Redis | None = None) -> None:
         self.settings = settings
+        self._given_redis = redis_client
 
     @cached_property
     def redis(self) -> redis.Redis:
+        if self._given_redis is not None:
+            return self._given_redis
         return redis_from_url(
             self.settings.redis_url,
             socket_connect_timeout=2,
@@ -41,9 +59,16 @@ class Services:
             self.redis,
             prefix=s.key_prefix,
             ttl_seconds=s.cart_ttl_seconds,
-            sync_lease_ms=int(s.sync_lease_seconds * 1000),
-            open_order_check_ms=int(s.reconcile_open_order_after_seconds * 1000),
+            order_record_ttl_seconds=s.order_record_ttl_seconds,
+            sync_lease_ms=_ms(s.sync_lease_seconds),
+            completion_lease_ms=_ms(s.completion_lease_seconds),
+            open_order_check_ms=_ms(s.reconcile_open_order_after_seconds),
         )
+
+    @cached_property
+    def payments(self) -> PaymentStore:
+        s = self.settings
+        return PaymentStore(self.redis, prefix=s.key_prefix, ttl_seconds=s.order_record_ttl_seconds)
 
     @cached_property
     def kustom(self) -> KustomClient:
@@ -54,6 +79,7 @@ class Services:
             s.kustom_password or "",
             connect_timeout=s.kustom_connect_timeout,
             read_timeout=s.kustom_read_timeout,
+            ca_bundle=s.ca_bundle,
         )
 
     @cached_property
@@ -66,6 +92,7 @@ class Services:
             s.commerce_webhook_secret,
             connect_timeout=s.commerce_connect_timeout,
             read_timeout=s.commerce_read_timeout,
+            ca_bundle=s.ca_bundle,
         )
 
     @cached_property
@@ -83,12 +110,35 @@ class Services:
 
     @cached_property
     def completion(self) -> CompletionService:
-        return CompletionService(
+        return CompletionService(self.store, self.kustom, self.commerce)
+
+    @cached_property
+    def payment_operations(self) -> PaymentOperations:
+        s = self.settings
+        return PaymentOperations(
             self.store,
+            self.payments,
             self.kustom,
             self.commerce,
-            record_ttl_seconds=self.settings.order_record_ttl_seconds,
-            lease_ms=int(self.settings.completion_lease_seconds * 1000),
+            lease_ms=_ms(s.payment_lease_seconds),
+            stuck_queued_ms=_ms(s.payment_requeue_after_seconds),
+        )
+
+    @cached_property
+    def validator(self) -> OrderValidator:
+        """The validation callback's rules, loaded on first use: the web asks at start, so
+        a bad KUSTOM_VALIDATION_RULES (or a ready rule's setting) stops it there."""
+        return OrderValidator(process_rules(self.settings.validation_rules))
+
+    def reconciler(self, jobs: Jobs, policy: ReconcilePolicy | None = None) -> Reconciler:
+        """The sweeper, queueing through ``jobs``, with thresholds from the settings unless
+        ``policy`` is given."""
+        return Reconciler(
+            self.store,
+            self.payments,
+            self.kustom,
+            jobs,
+            policy or ReconcilePolicy.from_settings(self.settings),
         )
 
 

@@ -1,34 +1,63 @@
-"""Service settings, read from the environment in exactly one place.
+"""Service settings: one table, read from the environment in exactly one place.
 
-Every process (web, worker, beat, flower) builds one `Settings` at start. Secrets that
-production cannot run without fail loudly here rather than on the first request.
+Each setting is a field of `Settings` with its environment name and its default beside it
+(`setting`); a field without an environment name is a tunable set in code only. Every
+process (web, worker, beat, flower) builds one `Settings` at start (`Settings.from_env`).
+Secrets that production cannot run without fail loudly here rather than on the first
+request, and so does every malformed value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 LIVE_KUSTOM_API_URL = "https://api.kustom.co"
 PLAYGROUND_KUSTOM_API_URL = "https://api.playground.kustom.co"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_PORT = 8000
+DEFAULT_WEB_THREADS = 16
 # Used only outside production mode so a local run works without configuration.
 DEVELOPMENT_CALLBACK_SECRET = "kustom-app-development-callback-secret"  # noqa: S105
 # A syncKustomOrder job that finds the cart's push lease held comes back when the lease is
 # over plus up to this much jitter (workers/tasks.py): its longest countdown.
 SYNC_BUSY_JITTER_SECONDS = 0.5
 
+# A reader turns one environment value into a setting: (environment, name, default).
+Reader = Callable[[Mapping[str, str], str, Any], Any]
+_ENV = "env"  # field metadata: the environment names, first set wins
+_READ = "read"  # field metadata: the Reader
+_UNSET = "unset"  # field metadata: the value when unset, from the settings read before it
+
 
 class ConfigurationError(RuntimeError):
     """A setting is missing or malformed; the process must not start."""
 
 
-def _csv(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+def _text(env: Mapping[str, str], name: str, default: Any) -> Any:
+    return env.get(name) or default
+
+
+def _lower(env: Mapping[str, str], name: str, default: Any) -> Any:
+    return (env.get(name) or default).lower()
+
+
+def _url(env: Mapping[str, str], name: str, default: Any) -> Any:
+    return (env.get(name) or "").rstrip("/") or default
+
+
+def _csv(env: Mapping[str, str], name: str, default: Any) -> Any:
+    parts = tuple(part.strip() for part in (env.get(name) or "").split(","))
+    return tuple(part for part in parts if part) or default
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -48,6 +77,10 @@ def _count(env: Mapping[str, str], name: str, default: int, *, allow_zero: bool 
         rule = "non-negative" if allow_zero else "positive"
         raise ConfigurationError(f"{name} must be a {rule} whole number, got {env[name]!r}")
     return value
+
+
+def _count_or_zero(env: Mapping[str, str], name: str, default: int) -> int:
+    return _count(env, name, default, allow_zero=True)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -72,6 +105,10 @@ def _seconds(
     return value
 
 
+def _seconds_or_zero(env: Mapping[str, str], name: str, default: float) -> float:
+    return _seconds(env, name, default, allow_zero=True)
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     value = _int(env, name, default)
     if not 1 <= value <= 65535:
@@ -81,53 +118,144 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _reject(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value not in (400, 303):
+        raise ConfigurationError(f"{name} must be 400 or 303")
+    return value
+
+
+def setting(
+    env: str | tuple[str, ...],
+    default: Any = None,
+    read: Reader = _text,
+    *,
+    unset: Callable[[Mapping[str, Any]], Any] | None = None,
+    secret: bool = False,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A field of `Settings` read from the environment variable ``env`` (or the first set
+    of several) by ``read``. An empty value means unset: the field is then ``default`` (or
+    ``default_factory()``), or ``unset(the settings read so far)`` where the default
+    follows another setting."""
+    metadata = {_ENV: (env,) if isinstance(env, str) else env, _READ: read, _UNSET: unset}
+    if default_factory is not None:
+        return field(default_factory=default_factory, repr=not secret, metadata=metadata)
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+def default_metrics_dir() -> str:
+    """Where a node's processes share metric samples when PROMETHEUS_MULTIPROC_DIR is unset:
+    one directory per user, so two users' services on one host never mix."""
+    return str(Path(tempfile.gettempdir()) / f"kustom-app-metrics-{os.getuid()}")
+
+
+def _streams_beside(web_threads: int) -> int:
+    # Server-Sent Event streams each hold a gunicorn thread: leave some for other requests.
+    return max(1, web_threads - 4)
+
+
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str = "redis://localhost:6379/0"
-    celery_broker_url: str = "redis://localhost:6379/0"
-    kustom_api_url: str = PLAYGROUND_KUSTOM_API_URL
-    kustom_username: str | None = None
-    kustom_password: str | None = field(default=None, repr=False)
-    public_base_url: str = "http://localhost:8000"
-    commerce_api_url: str | None = None
-    commerce_webhook_secret: str | None = field(default=None, repr=False)
-    callback_secret: str = field(default=DEVELOPMENT_CALLBACK_SECRET, repr=False)
-    validation_rules: tuple[str, ...] = ()
-    validation_reject: int = 400
-    cors_allowed_origins: tuple[str, ...] = ()
+    """The settings table: a field a setting, its environment name and default beside it."""
+
+    # CONTRACT section 2, and the processes of the Procfile.
+    redis_url: str = setting("REDIS_URL", DEFAULT_REDIS_URL)
+    celery_broker_url: str = setting(
+        "CELERY_BROKER_URL", DEFAULT_REDIS_URL, unset=lambda read: read["redis_url"]
+    )
+    kustom_api_url: str = setting("KUSTOM_API_URL", PLAYGROUND_KUSTOM_API_URL, _url)
+    kustom_username: str | None = setting("KUSTOM_USERNAME")
+    kustom_password: str | None = setting("KUSTOM_PASSWORD", secret=True)
+    # Read by gunicorn and Flower (Procfile), checked here so a bad value stops them too.
+    port: int = setting("PORT", DEFAULT_PORT, _port)
+    flower_port: int = setting("FLOWER_PORT", 5555, _port)
+    web_concurrency: int = setting("WEB_CONCURRENCY", 2, _count)
+    web_threads: int = setting("WEB_THREADS", DEFAULT_WEB_THREADS, _count)
+    public_base_url: str = setting(
+        "PUBLIC_BASE_URL",
+        f"http://localhost:{DEFAULT_PORT}",
+        _url,
+        unset=lambda read: f"http://localhost:{read['port']}",
+    )
+    commerce_api_url: str | None = setting("COMMERCE_API_URL", None, _url)
+    commerce_webhook_secret: str | None = setting("COMMERCE_WEBHOOK_SECRET", secret=True)
+    # Required in production mode (`from_env`).
+    callback_secret: str = setting("CALLBACK_SECRET", DEVELOPMENT_CALLBACK_SECRET, secret=True)
+    validation_rules: tuple[str, ...] = setting("KUSTOM_VALIDATION_RULES", (), _csv)
+    validation_reject: int = setting("KUSTOM_VALIDATION_REJECT", 400, _reject)
+    # The ready rules' settings (kustom_app.rules): checked when such a rule is switched on,
+    # and read again each time it runs.
+    min_order_total: str = setting("KUSTOM_MIN_ORDER_TOTAL", "")
+    allowed_channels: tuple[str, ...] = setting("KUSTOM_ALLOWED_CHANNELS", (), _csv)
+    cors_allowed_origins: tuple[str, ...] = setting("CORS_ALLOWED_ORIGINS", (), _csv)
+    # APP_ENV=production, or the live Kustom API (`from_env`).
     production: bool = False
-    # Tunables (documented in the README; defaults chosen for Kustom's limits).
-    key_prefix: str = "kustom"
+    log_format: str = setting("LOG_FORMAT", "text", _lower)
+    # Where the processes of one node share metric samples (`share_metrics_directory`).
+    metrics_dir: str = setting("PROMETHEUS_MULTIPROC_DIR", default_factory=default_metrics_dir)
+    # requests' own variables, read once at start rather than on every call (kustom_app.http).
+    ca_bundle: str | None = setting(("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))
+    # Tunables (docs/configuration.md; defaults chosen for Kustom's limits).
+    key_prefix: str = setting("KUSTOM_KEY_PREFIX", "kustom")
     cart_ttl_seconds: int = 72 * 3600  # Kustom's 48 h order life plus a day of margin
+    order_record_ttl_seconds: int = 180 * 86400  # captures and refunds come weeks later
     order_max_age_seconds: int = 48 * 3600
     kustom_connect_timeout: float = 3.05
-    kustom_read_timeout: float = 10.0
-    # How long after Kustom got a request it may still act on it (Kustom's documented 30 s
-    # request timeout): an update without an answer may land until then (kustom_app/sync.py).
-    kustom_request_lifetime_seconds: float = 30.0
+    kustom_read_timeout: float = setting("KUSTOM_READ_TIMEOUT", 10.0, _seconds)
+    # How long after Kustom got a request it may still act on it: "The timeout for requests
+    # towards the Kustom Checkout API is 30 seconds, after which a HTTP status code 504 will
+    # be returned" (https://docs.kustom.co/v3/checkout/additional-resources/errors). An
+    # update without an answer may land until then (kustom_app/sync.py).
+    kustom_request_lifetime_seconds: float = setting(
+        "KUSTOM_REQUEST_LIFETIME_SECONDS", 30.0, _seconds
+    )
     commerce_connect_timeout: float = 3.05
-    commerce_read_timeout: float = 10.0
-    visibility_timeout: int = 900
-    reconcile_interval_seconds: float = 60.0
-    sync_stale_seconds: int = 60
-    retry_base_seconds: float = 1.0
-    retry_max_seconds: float = 300.0
-    max_retries: int = 12
-    reconcile_batch: int = 200
-    order_record_ttl_seconds: int = 180 * 86400  # captures and refunds come weeks later
-    confirm_wait_seconds: float = 3.0
-    completion_lease_seconds: float = 60.0
-    sync_lease_seconds: float = 45.0  # longer than one Kustom call (3.05 s + 10 s) and a burst
-    payment_lease_seconds: float = 60.0  # longer than a GET and a POST to Kustom
-    payment_requeue_after_seconds: float = 60.0
-    task_time_limit_seconds: float = 120.0
-    task_soft_time_limit_seconds: float = 100.0
+    commerce_read_timeout: float = setting("COMMERCE_READ_TIMEOUT", 10.0, _seconds)
+    visibility_timeout: int = setting("CELERY_VISIBILITY_TIMEOUT", 900, _count)
+    reconcile_interval_seconds: float = setting("RECONCILE_INTERVAL_SECONDS", 60.0, _seconds)
+    sync_stale_seconds: int = setting("SYNC_STALE_SECONDS", 60, _count)
+    retry_base_seconds: float = setting("TASK_RETRY_BASE_SECONDS", 1.0, _seconds)
+    retry_max_seconds: float = setting("TASK_RETRY_MAX_SECONDS", 300.0, _seconds)
+    max_retries: int = setting("TASK_MAX_RETRIES", 12, _count_or_zero)
+    reconcile_batch: int = setting("RECONCILE_BATCH", 200, _count)
+    confirm_wait_seconds: float = setting("CONFIRM_WAIT_SECONDS", 3.0, _seconds_or_zero)
+    # Longer than one commerce completion call can take.
+    completion_lease_seconds: float = setting("COMPLETION_LEASE_SECONDS", 60.0, _seconds)
+    # Longer than one Kustom call (3.05 s + 10 s) and a burst.
+    sync_lease_seconds: float = setting("SYNC_LEASE_SECONDS", 45.0, _seconds)
+    # Longer than a GET and a POST to Kustom (2 x (3.05 s connect + 10 s read)).
+    payment_lease_seconds: float = setting("PAYMENT_LEASE_SECONDS", 60.0, _seconds)
+    # A repeated payment event re-queues an operation whose task has not started this long.
+    payment_requeue_after_seconds: float = setting("PAYMENT_REQUEUE_AFTER_SECONDS", 60.0, _seconds)
+    task_time_limit_seconds: float = setting("TASK_TIME_LIMIT_SECONDS", 120.0, _seconds)
+    task_soft_time_limit_seconds: float = setting("TASK_SOFT_TIME_LIMIT_SECONDS", 100.0, _seconds)
     # The sweeper's steps 3 and 4 (kustom_app/reconcile.py).
-    reconcile_unacknowledged_after_seconds: float = 5 * 60.0
-    reconcile_open_order_after_seconds: float = 10 * 60.0  # Kustom pushes ~2 min after paying
-    reconcile_open_order_max_interval_seconds: float = 4 * 3600.0
-    # Server-Sent Event streams each hold a gunicorn thread: leave some for other requests.
-    events_max_streams: int = 12
+    reconcile_unacknowledged_after_seconds: float = setting(
+        "RECONCILE_UNACKNOWLEDGED_AFTER_SECONDS", 5 * 60.0, _seconds
+    )
+    # Kustom pushes about 2 minutes after the purchase; an order quiet for longer than this
+    # (no push, no confirmation) is worth asking Kustom about.
+    reconcile_open_order_after_seconds: float = setting(
+        "RECONCILE_OPEN_ORDER_AFTER_SECONDS", 10 * 60.0, _seconds
+    )
+    # Checks of a still-unpaid order back off like Kustom's own push retries, up to this.
+    reconcile_open_order_max_interval_seconds: float = setting(
+        "RECONCILE_OPEN_ORDER_MAX_INTERVAL_SECONDS", 4 * 3600.0, _seconds
+    )
+    # Server-Sent Event streams (webhooks/events.py): how many one web process serves, how
+    # often an idle one sends a keepalive, how long one lives, and the reconnect delay
+    # (``retry:``) it gives a browser, or a browser turned away while all are taken.
+    events_max_streams: int = setting(
+        "EVENTS_MAX_STREAMS",
+        _streams_beside(DEFAULT_WEB_THREADS),
+        _count,
+        unset=lambda read: _streams_beside(read["web_threads"]),
+    )
+    events_heartbeat_seconds: float = 15.0
+    events_max_stream_seconds: float = 300.0
+    events_retry_ms: int = 3000
+    events_busy_retry_ms: int = 5000
 
     def __post_init__(self) -> None:
         self._check_visibility_timeout()
@@ -178,71 +306,71 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of a process, from ``env`` (by default its environment): each
+        field by its table entry, then production mode and its required secret."""
         env = os.environ if env is None else env
-        port = _port(env, "PORT", 8000)
-        # Read by gunicorn and Flower (Procfile), checked here so a bad value stops them too.
-        _port(env, "FLOWER_PORT", 5555)
-        _count(env, "WEB_CONCURRENCY", 2)
-        redis_url = env.get("REDIS_URL") or "redis://localhost:6379/0"
-        kustom_api_url = (env.get("KUSTOM_API_URL") or PLAYGROUND_KUSTOM_API_URL).rstrip("/")
-        production = (env.get("APP_ENV") or "").lower() == "production" or (
-            kustom_api_url == LIVE_KUSTOM_API_URL
+        values: dict[str, Any] = {}
+        for each in dataclasses.fields(cls):
+            if _ENV in each.metadata:
+                values[each.name] = _read(each, env, values)
+        values["production"] = (env.get("APP_ENV") or "").lower() == "production" or (
+            values["kustom_api_url"] == LIVE_KUSTOM_API_URL
         )
-        callback_secret = env.get("CALLBACK_SECRET") or ""
-        if not callback_secret:
-            if production:
+        if not _given(_FIELDS["callback_secret"], env):
+            if values["production"]:
                 raise ConfigurationError(
                     "CALLBACK_SECRET is required in production mode "
                     "(APP_ENV=production or the live Kustom API)"
                 )
             log.warning("settings.callback_secret.development_default")
-            callback_secret = DEVELOPMENT_CALLBACK_SECRET
-        visibility_timeout = _count(env, "CELERY_VISIBILITY_TIMEOUT", 900)
-        reject = _int(env, "KUSTOM_VALIDATION_REJECT", 400)
-        if reject not in (400, 303):
-            raise ConfigurationError("KUSTOM_VALIDATION_REJECT must be 400 or 303")
-        return cls(
-            redis_url=redis_url,
-            celery_broker_url=env.get("CELERY_BROKER_URL") or redis_url,
-            kustom_api_url=kustom_api_url,
-            kustom_username=env.get("KUSTOM_USERNAME") or None,
-            kustom_password=env.get("KUSTOM_PASSWORD") or None,
-            public_base_url=(env.get("PUBLIC_BASE_URL") or f"http://localhost:{port}").rstrip("/"),
-            commerce_api_url=(env.get("COMMERCE_API_URL") or "").rstrip("/") or None,
-            commerce_webhook_secret=env.get("COMMERCE_WEBHOOK_SECRET") or None,
-            callback_secret=callback_secret,
-            validation_rules=_csv(env.get("KUSTOM_VALIDATION_RULES")),
-            validation_reject=reject,
-            cors_allowed_origins=_csv(env.get("CORS_ALLOWED_ORIGINS")),
-            production=production,
-            key_prefix=env.get("KUSTOM_KEY_PREFIX") or "kustom",
-            kustom_read_timeout=_seconds(env, "KUSTOM_READ_TIMEOUT", 10.0),
-            kustom_request_lifetime_seconds=_seconds(env, "KUSTOM_REQUEST_LIFETIME_SECONDS", 30.0),
-            commerce_read_timeout=_seconds(env, "COMMERCE_READ_TIMEOUT", 10.0),
-            visibility_timeout=visibility_timeout,
-            reconcile_interval_seconds=_seconds(env, "RECONCILE_INTERVAL_SECONDS", 60.0),
-            sync_stale_seconds=_count(env, "SYNC_STALE_SECONDS", 60),
-            retry_base_seconds=_seconds(env, "TASK_RETRY_BASE_SECONDS", 1.0),
-            retry_max_seconds=_seconds(env, "TASK_RETRY_MAX_SECONDS", 300.0),
-            max_retries=_count(env, "TASK_MAX_RETRIES", 12, allow_zero=True),
-            reconcile_batch=_count(env, "RECONCILE_BATCH", 200),
-            completion_lease_seconds=_seconds(env, "COMPLETION_LEASE_SECONDS", 60.0),
-            sync_lease_seconds=_seconds(env, "SYNC_LEASE_SECONDS", 45.0),
-            payment_lease_seconds=_seconds(env, "PAYMENT_LEASE_SECONDS", 60.0),
-            payment_requeue_after_seconds=_seconds(env, "PAYMENT_REQUEUE_AFTER_SECONDS", 60.0),
-            task_time_limit_seconds=_seconds(env, "TASK_TIME_LIMIT_SECONDS", 120.0),
-            task_soft_time_limit_seconds=_seconds(env, "TASK_SOFT_TIME_LIMIT_SECONDS", 100.0),
-            reconcile_unacknowledged_after_seconds=_seconds(
-                env, "RECONCILE_UNACKNOWLEDGED_AFTER_SECONDS", 5 * 60.0
-            ),
-            reconcile_open_order_after_seconds=_seconds(
-                env, "RECONCILE_OPEN_ORDER_AFTER_SECONDS", 10 * 60.0
-            ),
-            reconcile_open_order_max_interval_seconds=_seconds(
-                env, "RECONCILE_OPEN_ORDER_MAX_INTERVAL_SECONDS", 4 * 3600.0
-            ),
-            events_max_streams=_count(
-                env, "EVENTS_MAX_STREAMS", max(1, _count(env, "WEB_THREADS", 16) - 4)
-            ),
-            confirm_wait_seconds=_seconds(env, "CONFIRM_WAIT_SECONDS", 3.0, allow_zero=True),
-        )
+        return cls(**values)
+
+    @classmethod
+    def read(cls, name: str, env: Mapping[str, str] | None = None) -> Any:
+        """The setting ``name`` as the environment has it now, without reading the rest:
+        for what must be known before a whole `Settings` is (the metrics directory), or is
+        read again each time it is used (the ready validation rules)."""
+        return _read(_FIELDS[name], os.environ if env is None else env, {})
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        """The environment variable of the setting ``name`` (for messages)."""
+        names: tuple[str, ...] = _FIELDS[name].metadata[_ENV]
+        return names[0]
+
+
+_FIELDS = {each.name: each for each in dataclasses.fields(Settings)}
+
+
+def _given(each: dataclasses.Field[Any], env: Mapping[str, str]) -> str | None:
+    """The first of the field's environment names that is set (non-empty), if any."""
+    return next((name for name in each.metadata[_ENV] if env.get(name)), None)
+
+
+def _read(each: dataclasses.Field[Any], env: Mapping[str, str], read: Mapping[str, Any]) -> Any:
+    name = _given(each, env)
+    if name is None and each.metadata[_UNSET] is not None:
+        return each.metadata[_UNSET](read)
+    if each.default_factory is not dataclasses.MISSING:
+        default = each.default_factory()
+    else:
+        default = each.default
+    reader: Reader = each.metadata[_READ]
+    return reader(env, name or each.metadata[_ENV][0], default)
+
+
+def share_metrics_directory(env: MutableMapping[str, str] = os.environ) -> str:
+    """Point prometheus_client at this node's metrics directory, and make sure it exists.
+
+    prometheus_client chooses multiprocess mode, and the directory, from
+    ``PROMETHEUS_MULTIPROC_DIR`` when it is first imported: each process entry point
+    (gunicorn.conf.py, webhooks.app, the Celery app's configuration) calls this before
+    anything imports it, so every process of one node (web, worker, beat) writes its
+    samples to one directory and ``GET /metrics`` on the web sums them. An unset (or empty)
+    variable becomes the default directory; the one place the service writes the
+    environment.
+    """
+    directory: str = Settings.read("metrics_dir", env)
+    env[Settings.env_name("metrics_dir")] = directory
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return directory

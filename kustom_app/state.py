@@ -52,11 +52,6 @@ from kustom_app.dead_letters import DeadLetters
 from kustom_app.redis_scripts import PinnedScript, ThreadConnections, as_text, load_script
 
 QUEUED_STALE_MS = 30_000
-# Defaults; the service's come from its settings (RECONCILE_OPEN_ORDER_AFTER_SECONDS,
-# COMPLETION_LEASE_SECONDS, SYNC_LEASE_SECONDS) through `CartStore` and the completion.
-OPEN_ORDER_FIRST_CHECK_MS = 10 * 60_000  # when the sweeper first asks Kustom about an order
-COMPLETION_LEASE_MS = 60_000  # longer than one commerce completion call can take
-SYNC_LEASE_MS = 45_000  # longer than one Kustom call can take (connect + read timeouts)
 # sync_hash while an update's outcome is unknown: 'unverified-' + the hash pushed without an
 # answer. No pending hash has this form, so the cart stays "syncing" until a job has re-read
 # Kustom's order (record_unknown_outcome.lua).
@@ -170,19 +165,28 @@ class CartState:
 
 
 class CartStore:
+    """The carts' state in Redis. Its tunables come from the service's settings
+    (`kustom_app.services.Services.store`): the keys' prefix and TTL (a cart's, a completed
+    order's record), the sync and completion leases, and when a new Kustom order is first
+    due for the sweeper's look."""
+
     def __init__(
         self,
         client: redis.Redis,
         *,
-        prefix: str = "kustom",
-        ttl_seconds: int = 72 * 3600,
-        sync_lease_ms: int = SYNC_LEASE_MS,
-        open_order_check_ms: int = OPEN_ORDER_FIRST_CHECK_MS,
+        prefix: str,
+        ttl_seconds: int,
+        order_record_ttl_seconds: int,
+        sync_lease_ms: int,
+        completion_lease_ms: int,
+        open_order_check_ms: int,
     ) -> None:
         self.redis = client
         self.prefix = prefix
         self.ttl = ttl_seconds
+        self.order_record_ttl = order_record_ttl_seconds
         self.sync_lease_ms = sync_lease_ms
+        self.completion_lease_ms = completion_lease_ms
         # A new Kustom order is first due for the sweeper's look this long after checkout.
         self.open_order_check_ms = open_order_check_ms
         # The per-event and per-push scripts: on the calling thread's own connection.
@@ -534,10 +538,11 @@ class CartStore:
         order_id: str,
         path: str,
         *,
-        lease_ms: int = COMPLETION_LEASE_MS,
+        lease_ms: int | None = None,
         now: int | None = None,
     ) -> Claim:
-        """Atomically move the cart from open to completing (or report who got there first)."""
+        """Atomically move the cart from open to completing (or report who got there first),
+        for the store's completion lease unless ``lease_ms`` is given."""
         result = [
             as_text(x)
             for x in self._claim_completion(
@@ -546,7 +551,7 @@ class CartStore:
                     token,
                     order_id,
                     now_ms() if now is None else now,
-                    lease_ms,
+                    self.completion_lease_ms if lease_ms is None else lease_ms,
                     path,
                     cart_id,
                     self.ttl,
@@ -568,7 +573,6 @@ class CartStore:
         path: str,
         *,
         fraud_status: str = "",
-        record_ttl_seconds: int = 180 * 86400,
         now: int | None = None,
     ) -> Claim:
         """Record the cart completed; `completed` the first time, `already` after that."""
@@ -600,7 +604,7 @@ class CartStore:
                     cart_id,
                     self.ttl,
                     record,
-                    record_ttl_seconds,
+                    self.order_record_ttl,
                     fraud_status,
                 ],
             )

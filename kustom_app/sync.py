@@ -54,11 +54,6 @@ BURST_GAP_MS = 25
 BURST_MAX_WAIT_MS = 1500
 # The pendingHash of a cart that cannot be paid for as it stands; no job ever pushes it.
 UNPAYABLE_PREFIX = "unpayable-"
-# How long after Kustom got a request it may still act on it: "The timeout for requests
-# towards the Kustom Checkout API is 30 seconds, after which a HTTP status code 504 will be
-# returned" (https://docs.kustom.co/v3/checkout/additional-resources/errors). The service's
-# comes from KUSTOM_REQUEST_LIFETIME_SECONDS.
-REQUEST_LIFETIME_MS = 30_000
 
 
 class SyncBusy(Exception):
@@ -214,14 +209,16 @@ def sync_cart(
     token: str | None = None,
     max_pushes: int = MAX_PUSHES_PER_JOB,
     burst_gap_ms: int = BURST_GAP_MS,
-    request_lifetime_ms: int = REQUEST_LIFETIME_MS,
+    request_lifetime_ms: int,
 ) -> SyncResult:
     """Bring the cart's Kustom order up to the newest pending payload.
 
     Raises `SyncBusy` when another job holds the lease, `SyncUncertain` (a `SyncBusy`)
     while an update without an answer may still land, `SyncOutcomeUnknown` when this job's
-    update got no answer (it may land for ``request_lifetime_ms`` from now), and the Kustom
-    client's errors (`KustomUnavailable` is worth a retry), each after giving the lease back.
+    update got no answer (it may land for ``request_lifetime_ms`` from now: how long
+    Kustom may still act on a request, `Settings.kustom_request_lifetime_seconds`), and the
+    Kustom client's errors (`KustomUnavailable` is worth a retry), each after giving the
+    lease back.
     """
     token = token or uuid.uuid4().hex
     step = store.begin_sync(cart_id, token)

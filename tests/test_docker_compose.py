@@ -88,7 +88,7 @@ def test_an_empty_metrics_directory_means_the_default():
         [
             sys.executable,
             "-c",
-            "import os, kustom_app.metrics; print(os.environ['PROMETHEUS_MULTIPROC_DIR'])",
+            "import os, webhooks.app; print(os.environ['PROMETHEUS_MULTIPROC_DIR'])",
         ],
         env=env,
         cwd=ROOT,

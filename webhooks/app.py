@@ -1,26 +1,44 @@
-"""The Flask application factory (gunicorn: ``webhooks.app:create_app()``)."""
+"""The Flask application factory (gunicorn: ``webhooks.app:create_app()``): the web's
+entry module."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from kustom_app.settings import Settings, share_metrics_directory
 
-from flask import Flask, Response, g, request
+# prometheus_client chooses multiprocess mode when it is first imported (kustom_app.metrics,
+# through the imports below), so the web's entry module points it at the node's metrics
+# directory first. gunicorn.conf.py has done so in gunicorn's master already; this covers
+# the app served any other way (flask run, an image without gunicorn.conf.py).
+share_metrics_directory()
 
-from kustom_app.jobs import Jobs
-from kustom_app.logs import configure_logging
-from kustom_app.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from kustom_app.services import Services
-from kustom_app.settings import Settings
-from webhooks import commerce, events, kustom_callbacks, kustom_confirm, ops, payments, storefront
-from webhooks.body_limits import register_body_limits
-from webhooks.errors import register_error_handlers
-from webhooks.operators import cli as operator_commands
-from workers.enqueue import CeleryJobs
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from flask import Flask, Response, g, request  # noqa: E402
+
+from kustom_app.jobs import Jobs  # noqa: E402
+from kustom_app.logs import configure_logging  # noqa: E402
+from kustom_app.metrics import HTTP_LATENCY, HTTP_REQUESTS  # noqa: E402
+from kustom_app.services import Services  # noqa: E402
+from webhooks import (  # noqa: E402
+    commerce,
+    events,
+    kustom_callbacks,
+    kustom_confirm,
+    ops,
+    payments,
+    storefront,
+)
+from webhooks.body_limits import register_body_limits  # noqa: E402
+from webhooks.errors import register_error_handlers  # noqa: E402
+from webhooks.extension import install  # noqa: E402
+from webhooks.operators import cli as operator_commands  # noqa: E402
+from workers.enqueue import CeleryJobs  # noqa: E402
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then the environment, then ``config`` overrides.
+    """Build the app: its settings (``SETTINGS``, else the environment), the domain objects
+    built from them, then ``config`` overrides.
 
     ``config`` may carry ``SETTINGS`` (a `Settings`), ``REDIS`` (a client, e.g. fakeredis
     in unit tests) and ``TASK_QUEUE`` (a `kustom_app.jobs.Jobs`, e.g. one that records).
@@ -28,19 +46,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app = Flask(__name__, static_folder="static", static_url_path="/static")
-    app.config.update(
-        JSON_SORT_KEYS=False,
-        KUSTOM_EVENTS_MAX_STREAMS=settings.events_max_streams,
-    )
-    services = Services(settings)
+    app.config.update(JSON_SORT_KEYS=False)
     own_redis = "REDIS" not in config  # a given client (tests) is not the broker's Redis
-    if not own_redis:
-        services.__dict__["redis"] = config.pop("REDIS")
-    app.extensions["kustom"] = services
+    services = Services(settings, config.pop("REDIS", None))
     jobs: Jobs = config.pop("TASK_QUEUE", None) or CeleryJobs(
         settings.redis_url if own_redis else None
     )
-    app.extensions["kustom.enqueue"] = jobs
+    install(app, services, jobs)
+    # The merchant rules load now: a bad KUSTOM_VALIDATION_RULES stops the process at start.
+    services.validator  # noqa: B018 (built for what building it checks)
     app.config.update(config)
 
     register_error_handlers(app)
@@ -55,7 +69,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(operator_commands)
     register_request_metrics(app)
     if not app.testing:
-        configure_logging()
+        configure_logging(settings.log_format)
     return app
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import request
 
 from kustom_app.signing import check_callback_token
+from webhooks import extension
 from webhooks.errors import ApiError
 from webhooks.schemas import CART_ID_PATTERN
 
@@ -16,7 +17,7 @@ def verified_callback_cart() -> str:
     """
     cart_id = request.args.get("cart")
     token = request.args.get("token")
-    secret = current_app.extensions["kustom"].settings.callback_secret
+    secret = extension.settings().callback_secret
     if (
         not cart_id
         or not CART_ID_PATTERN.match(cart_id)

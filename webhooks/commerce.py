@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, request
 from kustom_app.render import load_render
 from kustom_app.signing import InvalidSignature, verify_signature
 from kustom_app.sync import ingest_render
+from webhooks import extension
 from webhooks.errors import ApiError, parse_json_object
 from webhooks.schemas import CART_ID_PATTERN
 
@@ -20,7 +21,7 @@ INBOUND_SIGNATURE_HEADER = "X-Commerce-Signature"
 @bp.before_request
 def verify_commerce_signature() -> None:
     """Refuse (401/503) a commerce event that is not signed with the shared secret."""
-    secret = current_app.extensions["kustom"].settings.commerce_webhook_secret
+    secret = extension.settings().commerce_webhook_secret
     if not secret:
         raise ApiError(
             503,
@@ -45,8 +46,8 @@ def cart_mutation() -> Response:
         raise ApiError(
             400, "invalid_cart_id", "The cart id has characters or a length not allowed."
         )
-    queue = current_app.extensions["kustom.enqueue"]
-    services = current_app.extensions["kustom"]
+    queue = extension.jobs()
+    services = extension.services()
     outcome, prepared = ingest_render(
         services.store, render, queue, kustom_adds_shipping=services.checkout.kustom_adds_shipping
     )

@@ -20,12 +20,12 @@ Decisions, in the order a reader will wonder about them:
   stream sends the state as it is when read, unless equal to the last one it sent, so a
   burst of changes may be coalesced into its final state, but every subscriber sees the
   states in the order they happened and always ends on the current one.
-* **Heartbeats**: a ``: keepalive`` comment every ``KUSTOM_EVENTS_HEARTBEAT_SECONDS`` (15 s)
-  keeps proxies from closing an idle stream.
+* **Heartbeats**: a ``: keepalive`` comment every ``events_heartbeat_seconds`` (15 s; the
+  ``events_*`` values are `Settings`) keeps proxies from closing an idle stream.
 * **A client that goes away** is noticed within a second: the stream peeks at the client's
   socket (gunicorn and werkzeug put it in the WSGI environ) between waits, and otherwise at
   the next write at the latest. Its thread and Redis connection are released then.
-* **Bounded life**: after ``KUSTOM_EVENTS_MAX_SECONDS`` (5 min) the stream ends; the
+* **Bounded life**: after ``events_max_stream_seconds`` (5 min) the stream ends; the
   EventSource reconnects after the ``retry:`` delay and gets the current state first. That
   recycles threads held by forgotten tabs and spreads streams over restarted workers.
 
@@ -37,10 +37,10 @@ long streams never trip ``--timeout``. The sync worker class would give a whole 
 one shopper; gevent/eventlet would need monkey-patching under redis-py, requests and the
 Celery producer this app enqueues with. The price of gthread is that streams and ordinary
 requests share ``WEB_THREADS`` per worker, so each process admits at most
-``KUSTOM_EVENTS_MAX_STREAMS`` (default 12, for 16 threads: four always stay free for the
+``EVENTS_MAX_STREAMS`` (default 12, for 16 threads: four always stay free for the
 checkout, confirm and callback requests that must not wait). A stream over that limit still
 answers: the current status and a ``retry:`` hint, then it closes, so that EventSource
-polls every ``KUSTOM_EVENTS_BUSY_RETRY_MS`` (5 s) until a slot is free. Size it as
+polls every ``events_busy_retry_ms`` (5 s) until a slot is free. Size it as
 ``WEB_THREADS - 4`` when changing the thread count; expect one stream per open checkout
 page, per worker process.
 """
@@ -51,16 +51,17 @@ import contextlib
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Generator, Iterator
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from kustom_app.state import CartStore
+from webhooks import extension
 from webhooks.errors import ApiError
+from webhooks.extension import StreamSlots
 from webhooks.storefront import _cors as storefront_cors
 from webhooks.storefront import checked_cart_id
 
@@ -69,14 +70,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("events", __name__)
 
 SDK_PATH = "/static/kustom-checkout.js"
-SLOTS_EXTENSION = "kustom.events.slots"
-
-# Defaults of the app.config keys read below (KUSTOM_EVENTS_...).
-HEARTBEAT_SECONDS = 15.0
-MAX_STREAM_SECONDS = 300.0
-MAX_STREAMS = 12
-RETRY_MS = 3000
-BUSY_RETRY_MS = 5000
 SUBSCRIBE_TIMEOUT_SECONDS = 5.0
 # How long one wait on Redis lasts: also how soon a departed client is noticed.
 POLL_SECONDS = 1.0
@@ -93,34 +86,6 @@ def _sdk_cors(response: Response) -> Response:
         if "Origin" not in response.headers.get("Vary", ""):
             response.headers.add("Vary", "Origin")  # caches must not mix origins
     return response
-
-
-class StreamSlots:
-    """A per-process count of open streams, so streams cannot take every web thread."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.open >= self.limit:
-                return False
-            self.open += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self.open -= 1
-
-
-def _slots() -> StreamSlots:
-    slots: StreamSlots | None = current_app.extensions.get(SLOTS_EXTENSION)
-    if slots is None:
-        limit = int(current_app.config.get("KUSTOM_EVENTS_MAX_STREAMS", MAX_STREAMS))
-        slots = current_app.extensions.setdefault(SLOTS_EXTENSION, StreamSlots(limit))
-    return slots
 
 
 def _status_json(status: dict[str, Any]) -> str:
@@ -258,10 +223,10 @@ def _subscribe(client: redis.Redis, channel: str) -> redis.client.PubSub:
 @bp.get("/carts/<cart_id>/kustom/events")
 def events(cart_id: str) -> Response:
     checked_cart_id(cart_id)
-    config = current_app.config
-    services = current_app.extensions["kustom"]
-    store: CartStore = services.store
-    slots = _slots()
+    services = extension.services()
+    settings = services.settings
+    store = services.store
+    slots = extension.stream_slots()
     streaming = slots.take()  # over the limit: the current status only, then close
     pubsub: redis.client.PubSub | None = None
     try:
@@ -285,13 +250,9 @@ def events(cart_id: str) -> Response:
         _status_json(state.status()),
         slots=slots if streaming else None,
         client=ClientSocket(request.environ),
-        heartbeat=float(config.get("KUSTOM_EVENTS_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)),
-        max_seconds=float(config.get("KUSTOM_EVENTS_MAX_SECONDS", MAX_STREAM_SECONDS)),
-        retry_ms=int(
-            config.get("KUSTOM_EVENTS_RETRY_MS", RETRY_MS)
-            if streaming
-            else config.get("KUSTOM_EVENTS_BUSY_RETRY_MS", BUSY_RETRY_MS)
-        ),
+        heartbeat=settings.events_heartbeat_seconds,
+        max_seconds=settings.events_max_stream_seconds,
+        retry_ms=settings.events_retry_ms if streaming else settings.events_busy_retry_ms,
         only_first=not streaming,
     )
     if streaming:

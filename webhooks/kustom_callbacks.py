@@ -15,8 +15,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Blueprint, Response, current_app, jsonify, request
-from flask.sansio.blueprints import BlueprintSetupState
+from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import HTTPException
 
@@ -30,8 +29,10 @@ from kustom_app.callbacks import (
     update_shipping_option,
 )
 from kustom_app.errors import Refusal
+from kustom_app.jobs import Jobs
 from kustom_app.metrics import VALIDATIONS
-from kustom_app.validation import TRY_AGAIN_TEXT, OrderValidator, Rejection, process_rules
+from kustom_app.validation import TRY_AGAIN_TEXT, Rejection
+from webhooks import extension
 from webhooks.callback_auth import verified_callback_cart
 from webhooks.errors import HTTP_CODES, parse_json_object
 
@@ -39,17 +40,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("kustom_callbacks", __name__)
 
-VALIDATOR_EXTENSION = "kustom.validator"
 REDIRECT_ERROR_PARAM = "kustom_error"
-
-
-@bp.record_once
-def _load_rules(state: BlueprintSetupState) -> None:
-    # At app creation, so a bad KUSTOM_VALIDATION_RULES stops the process at start.
-    settings = state.app.extensions["kustom"].settings
-    state.app.extensions[VALIDATOR_EXTENSION] = OrderValidator(
-        process_rules(tuple(settings.validation_rules))
-    )
 
 
 # -- schemas (Kustom's bodies; only what we use is checked, the rest is let through) ---------
@@ -207,8 +198,7 @@ def _checkout_url(order: dict[str, Any]) -> str | None:
 
 
 def _reject(rejection: Rejection, order: dict[str, Any]) -> Response:
-    settings = current_app.extensions["kustom"].settings
-    if settings.validation_reject == 303:
+    if extension.settings().validation_reject == 303:
         url = _checkout_url(order)
         if url is not None:
             response = Response(status=303)
@@ -235,10 +225,9 @@ def validate_order() -> Response:
     started = time.monotonic()
     cart_id = verified_callback_cart()
     order = _validation_schema.load(parse_json_object())
-    services = current_app.extensions["kustom"]
-    validator: OrderValidator = current_app.extensions[VALIDATOR_EXTENSION]
-    queue = current_app.extensions["kustom.enqueue"]
-    outcome = validator.validate(
+    services = extension.services()
+    queue = extension.jobs()
+    outcome = services.validator.validate(
         cart_id, order, services.store, services.commerce, started=started, jobs=queue
     )
     if outcome.rejection is not None:
@@ -257,7 +246,7 @@ def validate_order() -> Response:
     return response
 
 
-def _queue_sync(queue: Any, cart_id: str, payload_hash: str, payload: Any) -> None:
+def _queue_sync(queue: Jobs, cart_id: str, payload_hash: str, payload: Any) -> None:
     try:
         queue.sync(cart_id, payload_hash, payload)
     except Exception as e:  # the cart is on the syncing index: the sweeper re-queues it
@@ -268,7 +257,7 @@ def _address_callback(apply_change: Any) -> Response:
     """Address and country changes: both forward the shopper's addresses (section 5)."""
     cart_id = verified_callback_cart()
     body = _update_schema.load(parse_json_object())
-    services = current_app.extensions["kustom"]
+    services = extension.services()
     try:
         answer = apply_change(
             services.store,
@@ -296,7 +285,7 @@ def country_change() -> Response:
 def shipping_option_update() -> Response:
     cart_id = verified_callback_cart()
     body = _shipping_option_schema.load(parse_json_object())
-    services = current_app.extensions["kustom"]
+    services = extension.services()
     try:
         option = body["selected_shipping_option"]
         if option is None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from kustom_app.metrics import NOTIFICATIONS
+from webhooks import extension
 from webhooks.callback_auth import verified_callback_cart
 from webhooks.errors import ApiError, parse_json_object
 
@@ -31,7 +32,7 @@ def push() -> Response:
     """Kustom's push (empty body, order id in the query): complete in a task, answer 200."""
     cart_id = verified_callback_cart()
     order_id = _order_id(request.args.get("order_id"))
-    current_app.extensions["kustom.enqueue"].complete(cart_id, order_id, "push")
+    extension.jobs().complete(cart_id, order_id, "push")
     return jsonify({"status": "accepted"})
 
 
@@ -53,8 +54,8 @@ def notification() -> Response:
     order_id = _order_id(body.get("order_id") or request.args.get("order_id"))
     # Kept on the cart as it arrives, whatever the commerce backend's state; only for the
     # cart's own order (the task checks with Kustom before it forwards anything).
-    current_app.extensions["kustom"].store.record_fraud_decision(cart_id, order_id, event_type)
-    current_app.extensions["kustom.enqueue"].fraud_decision(cart_id, order_id, event_type)
+    extension.services().store.record_fraud_decision(cart_id, order_id, event_type)
+    extension.jobs().fraud_decision(cart_id, order_id, event_type)
     NOTIFICATIONS.labels(event_type).inc()
     return jsonify({"status": "accepted"})
 

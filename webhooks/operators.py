@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from kustom_app.completion import CompletionError, open_mismatches, resolve_mismatch
+from webhooks import extension
 
 cli = AppGroup("kustom", help="Operator commands of kustom-app.")
 
@@ -27,7 +27,7 @@ def _when(at_ms: int | None) -> str:
 @cli.command("mismatches")
 def mismatches() -> None:
     """List the completions refused for amount_mismatch that wait for an operator."""
-    found = open_mismatches(current_app.extensions["kustom"].store)
+    found = open_mismatches(extension.services().store)
     if not found:
         click.echo("No open mismatches.")
         return
@@ -59,14 +59,14 @@ def resolve(cart_id: str, action: str | None, reason: str | None) -> None:
     """Close the open mismatch of CART_ID: --retry or --dismiss."""
     if action is None:
         raise click.UsageError("Give --retry or --dismiss.")
-    store = current_app.extensions["kustom"].store
+    store = extension.services().store
     try:
         mismatch = resolve_mismatch(store, cart_id, retry=action == "retry", reason=reason)
     except CompletionError as e:
         raise click.ClickException(f"{e.code}: {e.message}") from e
     if action == "retry":
         assert mismatch.order_id is not None
-        current_app.extensions["kustom.enqueue"].complete(cart_id, mismatch.order_id, "operator")
+        extension.jobs().complete(cart_id, mismatch.order_id, "operator")
         click.echo(f"{cart_id}: mismatch cleared; completion of order {mismatch.order_id} queued.")
     else:
         click.echo(f"{cart_id}: mismatch of order {mismatch.order_id or '?'} dismissed.")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from kustom_app.metrics import render_metrics
+from webhooks import extension
 from webhooks.errors import error_response
 
 bp = Blueprint("ops", __name__)
@@ -20,7 +21,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Ready to serve: Redis answers."""
     try:
-        current_app.extensions["kustom"].redis.ping()
+        extension.services().redis.ping()
     except Exception as e:
         return error_response(
             503, "redis_unavailable", "Redis does not answer.", {"error": type(e).__name__}
@@ -31,6 +32,6 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus exposition: every web and worker process of this node, plus Redis gauges."""
-    services = current_app.extensions["kustom"]
+    services = extension.services()
     body, content_type = render_metrics(services.redis, services.settings.key_prefix)
     return Response(body, content_type=content_type)

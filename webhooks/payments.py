@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
 from kustom_app.ordermanagement import (
@@ -16,22 +16,19 @@ from kustom_app.ordermanagement import (
     CAPTURE,
     REFUND,
     Accepted,
-    PaymentOperations,
     PaymentRequest,
-    build_payment_operations,
     prepare_cancel,
     prepare_capture,
     prepare_refund,
 )
 from kustom_app.render import Code, Money
+from webhooks import extension
 from webhooks.commerce import verify_commerce_signature
 from webhooks.errors import parse_json_object
 from webhooks.schemas import CART_ID_PATTERN
 
 bp = Blueprint("payments", __name__, url_prefix="/commerce")
 bp.before_request(verify_commerce_signature)
-
-EXTENSION_KEY = "kustom.payments"
 
 
 def _identifier(**kwargs: Any) -> fields.String:
@@ -79,19 +76,10 @@ class CancelEventSchema(Schema):
     cartId = _identifier()
 
 
-def operations(app: Flask | None = None) -> PaymentOperations:
-    """The app's `PaymentOperations`, built on first use from its services."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    ops = app.extensions.get(EXTENSION_KEY)
-    if ops is None:
-        ops = app.extensions[EXTENSION_KEY] = build_payment_operations(app.extensions["kustom"])
-    return ops
-
-
 def _accept(request: PaymentRequest) -> Response:
-    accepted: Accepted = operations().accept(request)
+    accepted: Accepted = extension.services().payment_operations.accept(request)
     if accepted.enqueue:
-        queue = current_app.extensions["kustom.enqueue"]
+        queue = extension.jobs()
         {CAPTURE: queue.capture, REFUND: queue.refund, CANCEL: queue.cancel}[request.kind](
             request.op_id
         )

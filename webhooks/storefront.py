@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from kustom_app.checkout import StorefrontUrls
 from kustom_app.commerce import CommerceUnavailable
 from kustom_app.kustom import KustomRejected, KustomUnavailable
+from webhooks import extension
 from webhooks.errors import ApiError, parse_json_object
 from webhooks.schemas import CART_ID_PATTERN, CheckoutRequestSchema
 
@@ -28,7 +29,7 @@ def checked_cart_id(cart_id: str) -> str:
 @bp.after_request
 def _cors(response: Response) -> Response:
     origin = request.headers.get("Origin")
-    allowed = current_app.extensions["kustom"].settings.cors_allowed_origins
+    allowed = extension.settings().cors_allowed_origins
     if origin and (origin in allowed or "*" in allowed):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
@@ -48,7 +49,7 @@ def _preflight(cart_id: str, _rest: str = "") -> Response:
 def checkout(cart_id: str) -> Response:
     checked_cart_id(cart_id)
     body = _checkout_schema.load(parse_json_object())
-    services = current_app.extensions["kustom"]
+    services = extension.services()
     if not services.settings.kustom_configured:
         raise ApiError(
             503,
@@ -61,9 +62,7 @@ def checkout(cart_id: str) -> Response:
     )
     if result.enqueue_sync:
         state = services.store.load(cart_id)
-        current_app.extensions["kustom.enqueue"].sync(
-            cart_id, state.pending_hash if state else None, None
-        )
+        extension.jobs().sync(cart_id, state.pending_hash if state else None, None)
     return jsonify(
         {
             "kustomOrderId": result.order_id,
@@ -76,7 +75,7 @@ def checkout(cart_id: str) -> Response:
 @bp.get("/carts/<cart_id>/kustom/status")
 def status(cart_id: str) -> Response:
     checked_cart_id(cart_id)
-    state = current_app.extensions["kustom"].store.load(cart_id)
+    state = extension.services().store.load(cart_id)
     if state is None:
         raise ApiError(404, "cart_not_found", f"Nothing is known about cart {cart_id}.")
     return jsonify(state.status())
@@ -98,7 +97,7 @@ def _incomplete() -> Response:
 def confirm(cart_id: str) -> Response:
     """The browser is back on the confirmation page: complete the cart if Kustom has."""
     checked_cart_id(cart_id)
-    services = current_app.extensions["kustom"]
+    services = extension.services()
     state = services.store.load(cart_id)
     if state is None:
         raise ApiError(404, "cart_not_found", f"Nothing is known about cart {cart_id}.")
@@ -106,7 +105,7 @@ def confirm(cart_id: str) -> Response:
         return _completed(state.order_number)
     if not state.order_id:
         raise ApiError(404, "kustom_order_not_found", f"Cart {cart_id} has no Kustom order.")
-    tasks = current_app.extensions["kustom.enqueue"]
+    tasks = extension.jobs()
     try:
         outcome = services.completion.complete(
             cart_id,

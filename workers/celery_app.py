@@ -11,6 +11,9 @@ Every choice here is deliberate (see the README's "Celery settings" section):
 - No result backend: tasks report through Redis state and the commerce backend.
 - The broker transport reuses its Redis client per channel (workers/broker.py): enqueueing
   is on the hot path of every cart event.
+
+The settings are read when the configuration is first needed (a worker or beat starting, a
+job queued), not when this module is imported.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from celery import Celery, Task
 from celery.signals import after_setup_logger
 
 from kustom_app.redis_connection import sentinel_master_name
-from kustom_app.settings import Settings
+from kustom_app.settings import Settings, share_metrics_directory
 from workers.broker import transport_for
 
 
@@ -46,9 +49,27 @@ TASK_MODULES = ["workers.tasks", "workers.ordermanagement", "workers.sweeper"]
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or Settings.from_env()
+    """The Celery app, configured from ``settings``, or by default from the process's
+    environment when its configuration is first read (`process_configuration`)."""
     app = Celery("kustom_app", include=TASK_MODULES)
-    app.conf.update(
+    # A callable is a promise: Celery calls it when the configuration is first read.
+    app.add_defaults(process_configuration if settings is None else lambda: configuration(settings))
+    return app
+
+
+def process_configuration() -> dict[str, Any]:
+    """The configuration of this worker's or beat's process, from its environment.
+
+    Celery reads it before it imports the task modules (``include``), and so before
+    anything there imports prometheus_client: the metrics directory is set up first.
+    """
+    share_metrics_directory()
+    return configuration(Settings.from_env())
+
+
+def configuration(settings: Settings) -> dict[str, Any]:
+    """The app's Celery settings, from the service's."""
+    return dict(
         broker_url=broker_url_for_kombu(settings.celery_broker_url),
         broker_transport=transport_for(settings.celery_broker_url),
         broker_connection_retry_on_startup=True,
@@ -83,8 +104,6 @@ def make_celery(settings: Settings | None = None) -> Celery:
             }
         },
     )
-    app.conf.kustom_settings = settings
-    return app
 
 
 @after_setup_logger.connect

@@ -25,27 +25,21 @@ from kustom_app.ordermanagement import (
     CancelDeferred,
     OperationBusy,
     PaymentOperations,
-    build_payment_operations,
 )
-from kustom_app.services import Services, process_services
+from kustom_app.services import process_services
 from workers.celery_app import idempotent_task
 from workers.retry import retrying, wait_out
 
 log = logging.getLogger(__name__)
 
-# A busy lease is held by a live task for at most its lease (60 s); this bounds the waiting.
+# A busy lease is held by a live task for at most its lease (PAYMENT_LEASE_SECONDS); this
+# bounds the waiting.
 BUSY_RETRY_LIMIT = 50
-
-_cached: tuple[Services, PaymentOperations] | None = None
 
 
 def payment_operations() -> PaymentOperations:
-    """This process's `PaymentOperations` (rebuilt when its services are)."""
-    global _cached
-    services = process_services()
-    if _cached is None or _cached[0] is not services:
-        _cached = (services, build_payment_operations(services))
-    return _cached[1]
+    """This process's `PaymentOperations`."""
+    return process_services().payment_operations
 
 
 def _wait_for_the_twin(

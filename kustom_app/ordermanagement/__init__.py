@@ -10,11 +10,7 @@ from kustom_app.ordermanagement.events import (
 )
 from kustom_app.ordermanagement.kinds import CANCEL, CAPTURE, KINDS, REFUND
 from kustom_app.ordermanagement.lines import kustom_order_lines, kustom_shipping_info
-from kustom_app.ordermanagement.operations import (
-    Accepted,
-    PaymentOperations,
-    build_payment_operations,
-)
+from kustom_app.ordermanagement.operations import Accepted, PaymentOperations
 from kustom_app.ordermanagement.store import PaymentStore, split_member
 
 __all__ = [
@@ -29,7 +25,6 @@ __all__ = [
     "PaymentOperations",
     "PaymentRequest",
     "PaymentStore",
-    "build_payment_operations",
     "kustom_order_lines",
     "kustom_shipping_info",
     "prepare_cancel",

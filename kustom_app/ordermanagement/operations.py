@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
@@ -51,17 +51,9 @@ from kustom_app.ordermanagement.kinds import (
 from kustom_app.ordermanagement.store import PaymentRecord, PaymentStore
 from kustom_app.state import CartStore, now_ms
 
-if TYPE_CHECKING:
-    from kustom_app.services import Services
-
 # The package's name, as before the split: log lines keep the logger they had.
 log = logging.getLogger("kustom_app.ordermanagement")
 
-# Defaults; the service's come from PAYMENT_LEASE_SECONDS and PAYMENT_REQUEUE_AFTER_SECONDS.
-# Longer than one GET plus one POST to Kustom can take (2 x (3.05 s connect + 10 s read)).
-PAYMENT_LEASE_MS = 60_000
-# A repeated event re-queues an operation whose task has not started for this long.
-STUCK_QUEUED_MS = 60_000
 # Order states in which Kustom takes no more captures.
 CLOSED_ORDER_STATES = frozenset({"CANCELLED", "EXPIRED", "CLOSED"})
 
@@ -169,7 +161,12 @@ _MONEY_MOVES = {
 
 
 class PaymentOperations:
-    """Accepts payment events and runs them against Kustom, once each."""
+    """Accepts payment events and runs them against Kustom, once each.
+
+    ``lease_ms`` is how long a task running an operation holds it (PAYMENT_LEASE_SECONDS);
+    a repeated event re-queues an operation whose task has not started for
+    ``stuck_queued_ms`` (PAYMENT_REQUEUE_AFTER_SECONDS).
+    """
 
     def __init__(
         self,
@@ -178,8 +175,8 @@ class PaymentOperations:
         kustom: KustomClient,
         commerce: CommerceClient | None,
         *,
-        lease_ms: int = PAYMENT_LEASE_MS,
-        stuck_queued_ms: int = STUCK_QUEUED_MS,
+        lease_ms: int,
+        stuck_queued_ms: int,
     ) -> None:
         self.store = store
         self.payments = payments
@@ -417,21 +414,3 @@ class PaymentOperations:
         self.payments.settle_result(kind, op_id, "delivered")
         log.info("kustom.%s.result_delivered id=%s status=%s", kind, op_id, record.status)
         return "delivered"
-
-
-def build_payment_operations(services: Services) -> PaymentOperations:
-    """The operations of one process, on its Redis, Kustom and commerce clients."""
-    settings = services.settings
-    payments = PaymentStore(
-        services.redis,
-        prefix=settings.key_prefix,
-        ttl_seconds=settings.order_record_ttl_seconds,
-    )
-    return PaymentOperations(
-        services.store,
-        payments,
-        services.kustom,
-        services.commerce,
-        lease_ms=int(settings.payment_lease_seconds * 1000),
-        stuck_queued_ms=int(settings.payment_requeue_after_seconds * 1000),
-    )

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from kustom_app.signing import callback_token
-from kustom_app.state import CartStore
 from tests.conftest import CALLBACK_SECRET, make_render, signed_headers
+from tests.domain import cart_store
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def commerce(commerce_double):
 def store(redis_server):
     import redis
 
-    return CartStore(redis.Redis.from_url(redis_server.url))
+    return cart_store(redis.Redis.from_url(redis_server.url))
 
 
 def open_paid_cart(http, web, commerce, kustom, *, fraud_status="ACCEPTED") -> tuple[str, str]:

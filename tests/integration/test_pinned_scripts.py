@@ -15,6 +15,7 @@ import redis
 
 from harness.redis_server import RedisServer
 from kustom_app.state import CartStore
+from tests.domain import cart_store
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ def test_one_connection_per_thread_outside_the_pool_limit(redis_server: RedisSer
     # A pool of one: six threads recording at once would exhaust it if the scripts took
     # their connections from it.
     client = redis.Redis.from_url(redis_server.url, max_connections=1, client_name="pinned-a")
-    store = CartStore(client, prefix="pinned-a")
+    store = cart_store(client, key_prefix="pinned-a")
     assert _record(store, "cart-0", 1).accepted  # loads the script (through the pool)
     before = len(_clients(raw, "pinned-a"))
     errors: list[BaseException] = []
@@ -68,7 +69,7 @@ def test_one_connection_per_thread_outside_the_pool_limit(redis_server: RedisSer
 
 
 def test_a_flushed_script_is_loaded_again(redis_server: RedisServer, raw) -> None:
-    store = CartStore(redis.Redis.from_url(redis_server.url), prefix="pinned-b")
+    store = cart_store(redis.Redis.from_url(redis_server.url), key_prefix="pinned-b")
     assert _record(store, "cart-1", 1).accepted
     raw.script_flush()
     outcome = _record(store, "cart-1", 2)  # NOSCRIPT: the client loads it and runs it
@@ -78,7 +79,7 @@ def test_a_flushed_script_is_loaded_again(redis_server: RedisServer, raw) -> Non
 
 def test_a_dropped_connection_loses_no_call(redis_server: RedisServer, raw) -> None:
     client = redis.Redis.from_url(redis_server.url, client_name="pinned-c")
-    store = CartStore(client, prefix="pinned-c")
+    store = cart_store(client, key_prefix="pinned-c")
     assert _record(store, "cart-1", 1).accepted
     for info in _clients(raw, "pinned-c"):
         raw.client_kill_filter(_id=info["id"])
@@ -88,7 +89,7 @@ def test_a_dropped_connection_loses_no_call(redis_server: RedisServer, raw) -> N
 
 
 def test_a_script_error_is_raised_not_retried(redis_server: RedisServer, raw) -> None:
-    store = CartStore(redis.Redis.from_url(redis_server.url), prefix="pinned-d")
+    store = cart_store(redis.Redis.from_url(redis_server.url), key_prefix="pinned-d")
     raw.set("pinned-d:cart:cart-1", "not a hash")  # the script's HGET fails on it
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         _record(store, "cart-1", 1)
@@ -110,7 +111,7 @@ _FORKED: dict[str, CartStore] = {}
 
 def test_a_forked_child_opens_its_own_connection(redis_server: RedisServer, raw) -> None:
     client = redis.Redis.from_url(redis_server.url, client_name="pinned-e")
-    store = _FORKED["store"] = CartStore(client, prefix="pinned-e")
+    store = _FORKED["store"] = cart_store(client, key_prefix="pinned-e")
     assert _record(store, "cart-parent", 1).accepted
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
@@ -125,7 +126,7 @@ def test_a_forked_child_opens_its_own_connection(redis_server: RedisServer, raw)
 def test_text_that_needs_care_arrives_byte_for_byte(redis_server: RedisServer, raw) -> None:
     # The command is packed by hiredis, not by redis-py's encoder: non-ASCII text, JSON
     # escapes, CR/LF (RESP's own separator) and large integers must reach the script as sent.
-    store = CartStore(redis.Redis.from_url(redis_server.url), prefix="pinned-e")
+    store = cart_store(redis.Redis.from_url(redis_server.url), key_prefix="pinned-e")
     assert _record(store, "cart-0", 1).accepted  # loads the script: the next call is pinned
     render = {"cartId": "cart-ä", "note": 'Größe "XL"\r\n\\ 🛒', "big": 2**62}
     assert store.record_render("cart-ä", 1, render, "hä\r\n", None).pending_hash == "hä\r\n"

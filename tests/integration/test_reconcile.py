@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from kustom_app.reconcile import MINUTE_MS, ReconcilePolicy, build_reconciler
+from kustom_app.reconcile import MINUTE_MS
 from kustom_app.state import now_ms, open_orders_key
 from tests.conftest import make_render
+from tests.domain import reconcile_policy
 from tests.integration.conftest import wait_until
 from tests.integration.test_ordermanagement import PaymentsStack
 
@@ -157,10 +158,9 @@ def test_redis_restart_during_a_burst_leaves_one_shop_order_per_paid_kustom_orde
     paid = [pair for pair in opened if pair is not None]
     assert len(paid) >= 6, "most shoppers got through"
 
-    sweeper = build_reconciler(
-        stack.fresh_services(),
+    sweeper = stack.fresh_services().reconciler(
         stack.queue,
-        ReconcilePolicy(
+        reconcile_policy(
             batch=200,
             stale_sync_ms=0,
             unacked_after_ms=0,

@@ -12,7 +12,7 @@ import redis
 from harness.redis_server import RedisServer, free_port
 from kustom_app.redis_connection import redis_from_url
 from kustom_app.settings import Settings
-from kustom_app.state import CartStore
+from tests.domain import cart_store
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def sentinel_url(tmp_path: Path):
 
 def test_state_store_and_broker_reach_the_master_through_sentinel(sentinel_url):
     url, master = sentinel_url
-    store = CartStore(redis_from_url(url, socket_timeout=2))
+    store = cart_store(redis_from_url(url, socket_timeout=2))
     store.record_render("cart-s", 1, {"cartId": "cart-s"}, "h1", {"h": 1})
     direct = redis.Redis.from_url(master.url)
     assert direct.hget("kustom:cart:cart-s", "pending_hash") == b"h1"

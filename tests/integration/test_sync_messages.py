@@ -16,8 +16,8 @@ import redis
 
 from kustom_app.payload import build_order_payload, canonical_json, payload_hash
 from kustom_app.render import load_render
-from kustom_app.state import CartStore
 from tests.conftest import make_render
+from tests.domain import cart_store
 from tests.integration.conftest import wait_until
 from tests.integration.test_checkout_and_sync import (
     checkout,
@@ -75,7 +75,7 @@ def test_the_scripts_message_is_the_one_celery_would_publish(celery_in_process, 
     (published,) = client.lrange(PARITY_QUEUE, 0, -1)
     client.delete(PARITY_QUEUE)
     # Our message as the render script completes and queues it.
-    store = CartStore(client, prefix="parity")
+    store = cart_store(client, key_prefix="parity")
     store.record_render("cart-parity", 1, {}, "h-old", {"old": True})
     store.record_order("cart-parity", "order-parity", "h-old", {"old": True})
     job = (

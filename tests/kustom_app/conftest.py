@@ -11,11 +11,12 @@ import pytest
 
 from kustom_app.ordermanagement import PaymentStore
 from kustom_app.state import CartStore
+from tests.domain import cart_store
 
 
 @pytest.fixture
 def store(fake_redis: fakeredis.FakeRedis) -> CartStore:
-    return CartStore(fake_redis)
+    return cart_store(fake_redis)
 
 
 @pytest.fixture

@@ -8,17 +8,16 @@ import json
 import pytest
 import responses
 
-from kustom_app.commerce import CommerceClient
 from kustom_app.completion import (
     CompletionService,
     KustomOrderUnknown,
     completion_body,
     order_mismatches,
 )
-from kustom_app.kustom import KustomClient
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
 from tests.conftest import FIXTURES, make_render
+from tests.domain import commerce_client, kustom_client
 
 KUSTOM = "https://kustom.test"
 COMMERCE = "https://commerce.test"
@@ -34,9 +33,7 @@ def payload():
 def service(store, payload):
     store.record_render(CART, 1, make_render(CART, 1), payload_hash(payload), payload)
     store.record_order(CART, ORDER, payload_hash(payload), payload)
-    return CompletionService(
-        store, KustomClient(KUSTOM, "u", "p"), CommerceClient(COMMERCE, "secret")
-    )
+    return CompletionService(store, kustom_client(KUSTOM), commerce_client(COMMERCE, "secret"))
 
 
 def om_order(payload, **changes):

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import requests
 
-from kustom_app.commerce import CommerceClient
 from kustom_app.http import http_session
-from kustom_app.kustom import KustomClient
+from kustom_app.settings import Settings
+from tests.domain import commerce_client, kustom_client
 
 PROXY_VARIABLES = (
     *("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"),
@@ -27,7 +27,7 @@ def clean_environment(monkeypatch):
 
 def test_an_egress_proxy_set_in_the_environment_is_used(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    session = KustomClient("https://api.kustom.test", "u", "p").session
+    session = kustom_client("https://api.kustom.test").session
     assert session.proxies["https"] == "http://proxy.internal:3128"
     assert session.trust_env is False, "not re-read from os.environ on every call"
 
@@ -35,15 +35,18 @@ def test_an_egress_proxy_set_in_the_environment_is_used(monkeypatch):
 def test_no_proxy_exempts_the_base_url(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "shop.internal")
-    assert "https" not in CommerceClient("https://shop.internal/api", "s").session.proxies
-    assert "https" in CommerceClient("https://shop.example/api", "s").session.proxies
+    assert "https" not in commerce_client("https://shop.internal/api", "s").session.proxies
+    assert "https" in commerce_client("https://shop.example/api", "s").session.proxies
 
 
 def test_a_ca_bundle_from_the_environment_is_verified_against(monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/merchant-ca.pem")
-    assert http_session("https://api.kustom.test").verify == "/etc/ssl/merchant-ca.pem"
+    assert (
+        http_session("https://api.kustom.test", Settings.from_env().ca_bundle).verify
+        == "/etc/ssl/merchant-ca.pem"
+    )
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-    assert http_session("https://api.kustom.test").verify is True
+    assert http_session("https://api.kustom.test", Settings.from_env().ca_bundle).verify is True
 
 
 class RecordingAdapter(requests.adapters.BaseAdapter):
@@ -70,7 +73,13 @@ def test_kustom_calls_carry_the_session_settings(monkeypatch):
     # proxies, CA bundle, credentials and headers must still all be there.
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/merchant-ca.pem")
-    client = KustomClient("https://api.kustom.test", "merchant", "s3cret", read_timeout=7)
+    client = kustom_client(
+        "https://api.kustom.test",
+        "merchant",
+        "s3cret",
+        kustom_read_timeout=7,
+        ca_bundle=Settings.from_env().ca_bundle,  # read from the environment, at start
+    )
     adapter = RecordingAdapter()
     client.session.mount("https://", adapter)
 

@@ -8,7 +8,8 @@ import pytest
 import requests
 import responses
 
-from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
+from kustom_app.kustom import KustomRejected, KustomUnavailable
+from tests.domain import kustom_client
 
 BASE = "https://kustom.test"
 ORDER_URL = f"{BASE}/checkout/v3/orders/o-1"
@@ -22,7 +23,7 @@ def kustom():
 
 @pytest.fixture
 def client():
-    return KustomClient(BASE, "merchant", "very-secret-password", read_timeout=7.5)
+    return kustom_client(BASE, "merchant", "very-secret-password", kustom_read_timeout=7.5)
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])

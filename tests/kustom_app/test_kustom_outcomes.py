@@ -11,6 +11,7 @@ import pytest
 
 from harness.redis_server import free_port
 from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomUnavailable
+from tests.domain import kustom_client
 
 
 class Listener:
@@ -55,7 +56,9 @@ def listener(request) -> Iterator[Listener]:
 
 
 def client_for(port: int) -> KustomClient:
-    return KustomClient(f"http://127.0.0.1:{port}", "m", "p", connect_timeout=1, read_timeout=0.3)
+    return kustom_client(
+        f"http://127.0.0.1:{port}", "m", "p", kustom_connect_timeout=1, kustom_read_timeout=0.3
+    )
 
 
 @pytest.mark.parametrize("listener", ["hang", "drop", "html-502"], indirect=True)

@@ -7,13 +7,13 @@ import logging
 
 import responses
 
-from kustom_app.kustom import KustomClient
 from kustom_app.logs import JsonFormatter
+from tests.domain import kustom_client
 
 
 def test_json_lines_carry_event_and_context_but_no_credentials(caplog):
     caplog.set_level(logging.INFO)
-    client = KustomClient("https://kustom.test", "merchant-user", "s3cret-pass")
+    client = kustom_client("https://kustom.test", "merchant-user", "s3cret-pass")
     with responses.RequestsMock() as rsps:
         rsps.get(
             "https://kustom.test/checkout/v3/orders/o-1",

@@ -14,13 +14,12 @@ import pytest
 import responses
 from responses import matchers
 
-from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
-from kustom_app.kustom import KustomClient, KustomUnavailable, idempotency_key
+from kustom_app.commerce import CommerceRejected, CommerceUnavailable
+from kustom_app.kustom import KustomUnavailable, idempotency_key
 from kustom_app.ordermanagement import (
     CancelDeferred,
     OperationBusy,
     PaymentEventError,
-    PaymentOperations,
     kustom_order_lines,
     kustom_shipping_info,
     prepare_cancel,
@@ -31,6 +30,7 @@ from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
 from kustom_app.state import CartStore
 from tests.conftest import FIXTURES, make_render
+from tests.domain import commerce_client, kustom_client, payment_operations
 from tests.openapi_schema import validate_against
 
 KUSTOM = "https://kustom.test"
@@ -52,8 +52,8 @@ def complete_cart(store: CartStore, cart_id: str = CART, order_id: str = ORDER) 
 @pytest.fixture
 def ops(store, payments):
     complete_cart(store)
-    return PaymentOperations(
-        store, payments, KustomClient(KUSTOM, "u", "p"), CommerceClient(COMMERCE, "secret")
+    return payment_operations(
+        store, payments, kustom_client(KUSTOM), commerce_client(COMMERCE, "secret")
     )
 
 

@@ -11,7 +11,6 @@ import fakeredis
 import pytest
 import responses
 
-from kustom_app.kustom import KustomClient
 from kustom_app.ordermanagement import PaymentStore, prepare_capture
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.reconcile import (
@@ -25,9 +24,10 @@ from kustom_app.render import load_render
 from kustom_app.settings import Settings
 from kustom_app.state import CartStore, now_ms, open_orders_key
 from tests.conftest import make_render
+from tests.domain import cart_store, kustom_client, reconcile_policy
 
 KUSTOM = "https://kustom.test"
-POLICY = ReconcilePolicy(
+POLICY = reconcile_policy(
     batch=10,
     stale_sync_ms=MINUTE_MS,
     unacked_after_ms=5 * MINUTE_MS,
@@ -66,7 +66,7 @@ def enqueued():
 
 @pytest.fixture
 def sweeper(store, payments, enqueued):
-    return Reconciler(store, payments, KustomClient(KUSTOM, "u", "p"), enqueued, POLICY)
+    return Reconciler(store, payments, kustom_client(KUSTOM), enqueued, POLICY)
 
 
 @pytest.fixture
@@ -259,12 +259,12 @@ def test_the_sweeper_honours_non_default_thresholds_from_the_environment(
             "RECONCILE_OPEN_ORDER_AFTER_SECONDS": "120",
         }
     )
-    store = CartStore(
-        fake_redis, open_order_check_ms=int(settings.reconcile_open_order_after_seconds * 1000)
+    store = cart_store(
+        fake_redis, reconcile_open_order_after_seconds=settings.reconcile_open_order_after_seconds
     )
     payments = PaymentStore(fake_redis, prefix="kustom", ttl_seconds=3600)
     sweeper = Reconciler(
-        store, payments, KustomClient(KUSTOM, "u", "p"), enqueued,
+        store, payments, kustom_client(KUSTOM), enqueued,
         ReconcilePolicy.from_settings(settings),
     )  # fmt: skip
     now = now_ms()
@@ -283,7 +283,7 @@ def test_the_sweeper_honours_non_default_thresholds_from_the_environment(
     assert due == now + 2 * MINUTE_MS, "checked again after the configured 2 min"
 
     default = Reconciler(
-        CartStore(fakeredis.FakeRedis(), prefix="d"), payments, KustomClient(KUSTOM, "u", "p"),
+        cart_store(fakeredis.FakeRedis(), key_prefix="d"), payments, kustom_client(KUSTOM),
         RecordingEnqueuer(), ReconcilePolicy.from_settings(Settings()),
     )  # fmt: skip
     completed(default.store, "cart-done", "order-done", at=now - 90_000)

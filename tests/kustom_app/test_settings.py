@@ -5,7 +5,6 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from kustom_app.ordermanagement import build_payment_operations
 from kustom_app.payload import build_order_payload, payload_hash
 from kustom_app.render import load_render
 from kustom_app.services import Services
@@ -338,5 +337,5 @@ def test_the_leases_and_the_first_open_order_check_reach_the_store_and_the_opera
     busy = store.begin_sync("cart-1", "job-b", now=3_000)
     assert (busy.action, busy.retry_after_ms) == ("busy", 20_000)
 
-    operations = build_payment_operations(services)
+    operations = services.payment_operations
     assert (operations.lease_ms, operations.stuck_queued_ms) == (25_000, 15_000)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from kustom_app.state import JOB_PAYLOAD_MARKER, QUEUED_STALE_MS, CartStore
+from tests.domain import cart_store
 
 CART = "cart-1"
 
 
 @pytest.fixture
 def store(fake_redis) -> CartStore:
-    return CartStore(fake_redis, prefix="t", ttl_seconds=3600)
+    return cart_store(fake_redis, key_prefix="t", cart_ttl_seconds=3600)
 
 
 def render(version: int) -> dict:

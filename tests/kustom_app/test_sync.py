@@ -11,11 +11,11 @@ import pytest
 import requests
 import responses
 
-from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomRejected, KustomUnavailable
+from kustom_app.kustom import KustomOutcomeUnknown, KustomRejected, KustomUnavailable
 from kustom_app.order_match import order_has_payload
 from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
-from kustom_app.state import UNVERIFIED_PREFIX, CartStore, now_ms
+from kustom_app.state import UNVERIFIED_PREFIX, now_ms
 from kustom_app.sync import (
     SyncBusy,
     SyncOutcomeUnknown,
@@ -24,6 +24,7 @@ from kustom_app.sync import (
     sync_cart,
 )
 from tests.conftest import make_render
+from tests.domain import REQUEST_LIFETIME_MS, cart_store, kustom_client
 
 CART = "cart-s"
 
@@ -47,7 +48,7 @@ class FakeKustom:
 
 @pytest.fixture
 def store(fake_redis):
-    s = CartStore(fake_redis)
+    s = cart_store(fake_redis)
     s.record_render(CART, 1, {"v": 1}, "h1", {"v": 1}, now=now_ms() - 60_000)
     s.record_order(CART, "order-1", "h1", {"v": 1})
     return s
@@ -62,7 +63,7 @@ def test_single_render_is_pushed_once_without_waiting(store, monkeypatch):
     sleeps: list[float] = []
     monkeypatch.setattr("kustom_app.sync.time.sleep", sleeps.append)
     kustom = FakeKustom()
-    result = sync_cart(store, kustom, CART)
+    result = sync_cart(store, kustom, CART, request_lifetime_ms=REQUEST_LIFETIME_MS)
     assert sleeps == [], "an isolated render is not debounced"
     assert kustom.pushes == [{"v": 2}] and result.outcome == "synced"
 
@@ -78,7 +79,7 @@ def test_an_isolated_render_costs_the_job_two_script_calls(store, fake_redis, mo
         return original(*args, **kwargs)
 
     monkeypatch.setattr(fake_redis, "execute_command", counted)
-    sync_cart(store, FakeKustom(), CART)
+    sync_cart(store, FakeKustom(), CART, request_lifetime_ms=REQUEST_LIFETIME_MS)
     # begin_sync and finish_sync (each loaded once on first use), and no burst check read.
     assert [c for c in calls if c != "SCRIPT LOAD"] == ["EVALSHA"] * (
         2 + calls.count("SCRIPT LOAD")
@@ -101,7 +102,7 @@ def test_burst_during_a_push_costs_one_more_push_with_the_newest_payload(store):
             time.sleep(0.01)  # the first push "takes" 10 ms; the burst goes on after it
 
     kustom = FakeKustom(during_push=burst)
-    sync_cart(store, kustom, CART)
+    sync_cart(store, kustom, CART, request_lifetime_ms=REQUEST_LIFETIME_MS)
     assert [p["v"] for p in kustom.pushes] == [2, 39]
     state = store.load(CART)
     assert state.pending_hash == state.sync_hash == "h39"
@@ -118,7 +119,7 @@ def test_burst_arriving_before_the_first_push_costs_one_push(store):
     time.sleep(0.01)  # the job starts while the burst is arriving
     kustom = FakeKustom()
     # A wider gap than production's 25 ms: a loaded test machine may stretch a 3 ms sleep.
-    sync_cart(store, kustom, CART, burst_gap_ms=100)
+    sync_cart(store, kustom, CART, burst_gap_ms=100, request_lifetime_ms=REQUEST_LIFETIME_MS)
     thread.join()
     assert [p["v"] for p in kustom.pushes] == [29]
 
@@ -127,14 +128,17 @@ def test_busy_lease_raises_for_a_later_retry(store):
     render(store, 2)
     store.begin_sync(CART, "holder")
     with pytest.raises(SyncBusy):
-        sync_cart(store, FakeKustom(), CART)
+        sync_cart(store, FakeKustom(), CART, request_lifetime_ms=REQUEST_LIFETIME_MS)
 
 
 def test_outage_releases_the_lease_and_raises(store):
     render(store, 2)
     with pytest.raises(KustomUnavailable):
         sync_cart(
-            store, FakeKustom(error=KustomUnavailable("down", operation="update_order")), CART
+            store,
+            FakeKustom(error=KustomUnavailable("down", operation="update_order")),
+            CART,
+            request_lifetime_ms=REQUEST_LIFETIME_MS,
         )
     assert store.begin_sync(CART, "next").action == "push", "lease given back"
 
@@ -142,7 +146,12 @@ def test_outage_releases_the_lease_and_raises(store):
 def test_404_marks_the_order_for_recreation(store):
     render(store, 2)
     gone = KustomRejected("gone", operation="update_order", status=404)
-    assert sync_cart(store, FakeKustom(error=gone), CART).outcome == "unusable"
+    assert (
+        sync_cart(
+            store, FakeKustom(error=gone), CART, request_lifetime_ms=REQUEST_LIFETIME_MS
+        ).outcome
+        == "unusable"
+    )
     state = store.load(CART)
     assert not state.order_usable and not state.syncing
 
@@ -152,7 +161,12 @@ def test_read_only_order_stops_syncing(store):
     read_only = KustomRejected(
         "ro", operation="update_order", status=403, error_code="READ_ONLY_ORDER"
     )
-    assert sync_cart(store, FakeKustom(error=read_only), CART).outcome == "read_only"
+    assert (
+        sync_cart(
+            store, FakeKustom(error=read_only), CART, request_lifetime_ms=REQUEST_LIFETIME_MS
+        ).outcome
+        == "read_only"
+    )
     assert store.load(CART).kustom_read_only
 
 
@@ -163,14 +177,17 @@ def test_after_read_only_no_render_queues_a_job_and_a_late_job_asks_kustom_nothi
     read_only = KustomRejected(
         "ro", operation="update_order", status=403, error_code="READ_ONLY_ORDER"
     )
-    sync_cart(store, FakeKustom(error=read_only), CART)
+    sync_cart(store, FakeKustom(error=read_only), CART, request_lifetime_ms=REQUEST_LIFETIME_MS)
     outcome = store.record_render(CART, 3, {"v": 3}, "h3", {"v": 3})
     assert not outcome.enqueue and not outcome.enqueued  # the order can no longer change
     assert fake_redis.zscore(store.syncing_key, CART) is None  # nor a sweeper re-queue
     state = store.load(CART)
     assert state.syncing  # honest: Kustom's paid order does not match the cart now
     kustom = FakeKustom()
-    assert sync_cart(store, kustom, CART).outcome == "read_only"
+    assert (
+        sync_cart(store, kustom, CART, request_lifetime_ms=REQUEST_LIFETIME_MS).outcome
+        == "read_only"
+    )
     assert kustom.pushes == []
 
 
@@ -222,7 +239,7 @@ def kustom_api():
 
 @pytest.fixture
 def client():
-    return KustomClient(KUSTOM, "merchant", "secret", read_timeout=0.5)
+    return kustom_client(KUSTOM, "merchant", "secret", kustom_read_timeout=0.5)
 
 
 def prepared(version: int):
@@ -240,7 +257,7 @@ def record(ustore, version: int):
 
 @pytest.fixture
 def ustore(fake_redis, clock):
-    s = CartStore(fake_redis)
+    s = cart_store(fake_redis)
     first = prepared(1)
     s.record_render(UCART, 1, first.render_json, first.hash, first.payload_json)
     s.record_order(UCART, ORDER, first.hash, first.payload)

@@ -10,8 +10,8 @@ import pytest
 from kustom_app.json_text import MAX_JSON_DEPTH
 from kustom_app.payload import build_order_payload
 from kustom_app.render import load_render
-from kustom_app.state import CartStore
 from tests.conftest import RecordingQueue, make_render, signed_headers
+from tests.domain import cart_store
 from tests.webhooks.nested_json import HUGE_NESTED_BODIES, NESTED_BODIES, nested_arrays
 from webhooks.body_limits import MAX_RENDER_JSON_BYTES
 
@@ -176,14 +176,14 @@ def test_lower_version_is_ignored(post_render, fake_redis, settings):
     second = post_render(make_render("cart-v", 4, quantity=3))
     assert second.status_code == 202
     assert second.get_json()["pendingHash"] == first["pendingHash"]
-    state = CartStore(fake_redis, prefix=settings.key_prefix).load("cart-v")
+    state = cart_store(fake_redis, key_prefix=settings.key_prefix).load("cart-v")
     assert state.version == 5 and state.render["lines"][0]["quantity"] == 1
 
 
 def test_unpayable_render_is_stored_and_shown_as_not_in_sync_once_an_order_exists(
     post_render, fake_redis, settings
 ):
-    store = CartStore(fake_redis, prefix=settings.key_prefix)
+    store = cart_store(fake_redis, key_prefix=settings.key_prefix)
     post_render(make_render("cart-u", 1))
     state = store.load("cart-u")
     store.record_order("cart-u", "order-u", state.pending_hash, {}, now=1)
@@ -206,7 +206,7 @@ def test_a_render_queues_its_sync_job_inside_the_state_script(settings, fake_red
         body = json.dumps(render).encode()
         return client.post("/commerce/cart-mutation", data=body, headers=signed_headers(body))
 
-    store = CartStore(fake_redis, prefix=settings.key_prefix)
+    store = cart_store(fake_redis, key_prefix=settings.key_prefix)
     post(make_render("cart-j", 1))
     state = store.load("cart-j")
     store.record_order("cart-j", "order-j", state.pending_hash, state.sync_payload or {}, now=1)

@@ -8,6 +8,7 @@ production worker class (gunicorn gthread) itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -36,6 +37,7 @@ from kustom_app.state import CartStore
 from kustom_app.sync import ingest_render
 from playground.server import ServerThread
 from tests.conftest import COMMERCE_SECRET, RecordingQueue, make_render
+from tests.domain import cart_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = "http://shop.test"
@@ -145,13 +147,12 @@ def serve(redis_server: RedisServer) -> Iterator[Callable[..., tuple[str, Any]]]
 
     servers: list[ServerThread] = []
 
-    def start(**config: Any) -> tuple[str, Any]:
+    def start(**settings: Any) -> tuple[str, Any]:
+        changes = {"events_heartbeat_seconds": 15.0, **settings}
         app = create_app(
             {
-                "SETTINGS": _settings(redis_server.url),
+                "SETTINGS": dataclasses.replace(_settings(redis_server.url), **changes),
                 "TASK_QUEUE": RecordingQueue(),
-                "KUSTOM_EVENTS_HEARTBEAT_SECONDS": 15.0,
-                **config,
             }
         )
         server = ServerThread(app, name="events-web").start()
@@ -285,7 +286,7 @@ def test_unknown_cart_answers_404_with_the_error_body(serve) -> None:
 
 
 def test_stream_headers_heartbeats_and_retry_hint(serve, streams) -> None:
-    url, app = serve(KUSTOM_EVENTS_HEARTBEAT_SECONDS=0.2, KUSTOM_EVENTS_RETRY_MS=1500)
+    url, app = serve(events_heartbeat_seconds=0.2, events_retry_ms=1500)
     store = app.extensions["kustom"].store
     render(store, "cart-sse-3", 1, 1)
     stream = streams(f"{url}/carts/cart-sse-3/kustom/events", origin=SHOP)
@@ -320,7 +321,7 @@ def test_stream_is_released_when_the_client_goes_away(
 
 
 def test_streams_over_the_limit_poll_instead_of_taking_threads(serve, streams) -> None:
-    url, app = serve(KUSTOM_EVENTS_MAX_STREAMS=1, KUSTOM_EVENTS_BUSY_RETRY_MS=4000)
+    url, app = serve(events_max_streams=1, events_busy_retry_ms=4000)
     store = app.extensions["kustom"].store
     render(store, "cart-sse-5", 1, 1)
     events_url = f"{url}/carts/cart-sse-5/kustom/events"
@@ -414,7 +415,7 @@ def test_gunicorn_gthread_serves_streams_beside_other_requests(
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(f"{url}/healthz"), timeout=20, interval=0.02)
-        store = CartStore(redis_client)
+        store = cart_store(redis_client)
         render(store, "cart-gthread", 1, 1)
         for _ in range(2):
             opened.append(EventStream(f"{url}/carts/cart-gthread/kustom/events"))

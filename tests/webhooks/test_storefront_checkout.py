@@ -13,6 +13,7 @@ import responses
 from kustom_app.signing import callback_token, verify_signature
 from kustom_app.state import CartStore
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET, make_render, signed_headers
+from tests.domain import cart_store
 from tests.openapi_schema import validate_against
 from tests.webhooks.nested_json import HUGE_NESTED_BODIES, NESTED_BODIES
 
@@ -233,7 +234,7 @@ def test_cart_is_fetched_from_commerce_when_no_render_was_received(
     assert response.status_code == 200
     fetch = kustom.calls[0].request
     verify_signature(COMMERCE_SECRET, fetch.body or b"", fetch.headers["X-Kustom-App-Signature"])
-    assert CartStore(fake_redis).load("cart-9").version == 3
+    assert cart_store(fake_redis).load("cart-9").version == 3
 
 
 def test_commerce_404_is_cart_not_found(settings, fake_redis, task_queue, kustom):
@@ -273,7 +274,7 @@ def test_a_deeply_nested_cart_from_the_backend_is_502_not_500(
     response = app.test_client().post("/carts/cart-9/kustom", json=URLS)
     assert response.status_code == 502
     assert response.get_json()["error"]["code"] == "commerce_unavailable"
-    assert CartStore(fake_redis).load("cart-9") is None
+    assert cart_store(fake_redis).load("cart-9") is None
 
 
 def test_status_shape_and_unknown_cart(client, post_render):
@@ -329,13 +330,13 @@ def test_cart_that_became_unpayable_after_its_order_was_created_is_422(
     post_render(unpayable_render(2))
     assert_not_payable_naming_the_line(checkout(client))
     assert len(kustom.calls) == calls_before  # Kustom is not asked, no order is created
-    state = CartStore(fake_redis).load("cart-1")
+    state = cart_store(fake_redis).load("cart-1")
     assert state.order_id == "o-1" and state.order_usable  # the order is kept for the fix
 
 
 def test_completed_cart_is_409_and_kustom_is_not_asked(client, post_render, kustom, fake_redis):
     post_render(make_render("cart-1", 1))
-    store = CartStore(fake_redis)
+    store = cart_store(fake_redis)
     assert store.claim_completion("cart-1", "t", "o-1", "confirm").action == "claimed"
     store.finish_completion("cart-1", "o-1", "SO-1", "confirm")
     response = checkout(client)
@@ -366,7 +367,7 @@ def test_commerce_backend_down_is_502_commerce_unavailable(
     response = app.test_client().post("/carts/cart-9/kustom", json=URLS)
     assert response.status_code == 502
     assert response.get_json()["error"]["code"] == "commerce_unavailable"
-    assert CartStore(fake_redis).load("cart-9") is None
+    assert cart_store(fake_redis).load("cart-9") is None
     assert not [c for c in kustom.calls if "kustom.test" in c.request.url]
 
 
@@ -374,7 +375,7 @@ def test_checkout_waiting_too_long_for_a_concurrent_creation_is_503_checkout_bus
     client, post_render, kustom, fake_redis, monkeypatch
 ):
     post_render(make_render("cart-1", 1))
-    store = CartStore(fake_redis)
+    store = cart_store(fake_redis)
     held = store.creation_lock("cart-1")
     assert held.acquire()  # another call is creating the cart's order right now
     original = CartStore.creation_lock
@@ -522,5 +523,5 @@ def test_kustom_not_answering_about_the_order_is_502_and_keeps_the_order(
     assert response.status_code == 502
     assert response.get_json()["error"]["code"] == "kustom_unavailable"
     assert len(create_calls(kustom)) == 1  # no second order
-    state = CartStore(fake_redis).load("cart-1")
+    state = cart_store(fake_redis).load("cart-1")
     assert state.order_id == "o-1" and state.order_usable
