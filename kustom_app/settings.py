@@ -72,6 +72,15 @@ def _seconds(
     return value
 
 
+def _on_off(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("on", "off"):
+        raise ConfigurationError(f"{name} must be on or off, got {env[name]!r}")
+    return raw == "on"
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     value = _int(env, name, default)
     if not 1 <= value <= 65535:
@@ -128,6 +137,9 @@ class Settings:
     reconcile_open_order_max_interval_seconds: float = 4 * 3600.0
     # Server-Sent Event streams each hold a gunicorn thread: leave some for other requests.
     events_max_streams: int = 12
+    # The shortcuts that lean on library internals (the fastpath_* modules); off, each
+    # goes the plain library way.
+    fast_paths: bool = True
 
     def __post_init__(self) -> None:
         self._check_visibility_timeout()
@@ -245,4 +257,5 @@ class Settings:
                 env, "EVENTS_MAX_STREAMS", max(1, _count(env, "WEB_THREADS", 16) - 4)
             ),
             confirm_wait_seconds=_seconds(env, "CONFIRM_WAIT_SECONDS", 3.0, allow_zero=True),
+            fast_paths=_on_off(env, "KUSTOM_FAST_PATHS", True),
         )
