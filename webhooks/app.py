@@ -38,7 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         services.__dict__["redis"] = config.pop("REDIS")
     app.extensions["kustom"] = services
     jobs: Jobs = config.pop("TASK_QUEUE", None) or CeleryJobs(
-        settings.redis_url if own_redis else None
+        settings.redis_url if own_redis else None, fast_paths=settings.fast_paths
     )
     app.extensions["kustom.enqueue"] = jobs
     app.config.update(config)
