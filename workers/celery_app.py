@@ -9,7 +9,7 @@ Every choice here is deliberate (see the README's "Celery settings" section):
   Settings), so a delayed retry or a long run is never handed to a second worker while
   the first still holds it.
 - No result backend: tasks report through Redis state and the commerce backend.
-- The broker transport reuses its Redis client per channel (workers/broker.py): enqueueing
+- The broker transport reuses its Redis client per channel (workers/fastpath_broker.py): enqueueing
   is on the hot path of every cart event.
 """
 
@@ -23,7 +23,7 @@ from celery.signals import after_setup_logger
 
 from kustom_app.redis_connection import sentinel_master_name
 from kustom_app.settings import Settings
-from workers.broker import transport_for
+from workers.fastpath_broker import transport_for
 
 
 def master_name_option(broker_url: str) -> dict[str, str]:
