@@ -9,8 +9,8 @@ Every choice here is deliberate (see the README's "Celery settings" section):
   Settings), so a delayed retry or a long run is never handed to a second worker while
   the first still holds it.
 - No result backend: tasks report through Redis state and the commerce backend.
-- The broker transport reuses its Redis client per channel (workers/fastpath_broker.py): enqueueing
-  is on the hot path of every cart event.
+- The broker transport reuses its Redis client per channel (workers/fastpath_broker.py):
+  enqueueing is on the hot path of every cart event. Not with ``KUSTOM_FAST_PATHS=off``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
     app = Celery("kustom_app", include=TASK_MODULES)
     app.conf.update(
         broker_url=broker_url_for_kombu(settings.celery_broker_url),
-        broker_transport=transport_for(settings.celery_broker_url),
+        broker_transport=(
+            transport_for(settings.celery_broker_url) if settings.fast_paths else None
+        ),
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
