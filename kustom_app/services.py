@@ -15,6 +15,7 @@ import redis
 from kustom_app.checkout import CheckoutService
 from kustom_app.commerce import CommerceClient
 from kustom_app.completion import CompletionService
+from kustom_app.fastpath_render import use_fast_render
 from kustom_app.kustom import KustomClient
 from kustom_app.redis_connection import redis_from_url
 from kustom_app.settings import Settings
@@ -24,6 +25,7 @@ from kustom_app.state import CartStore
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        use_fast_render(settings.fast_paths)
 
     @cached_property
     def redis(self) -> redis.Redis:
