@@ -45,6 +45,7 @@ class Services:
             ttl_seconds=s.cart_ttl_seconds,
             sync_lease_ms=int(s.sync_lease_seconds * 1000),
             open_order_check_ms=int(s.reconcile_open_order_after_seconds * 1000),
+            fast_paths=s.fast_paths,
         )
 
     @cached_property
