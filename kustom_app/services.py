@@ -57,6 +57,7 @@ class Services:
             s.kustom_password or "",
             connect_timeout=s.kustom_connect_timeout,
             read_timeout=s.kustom_read_timeout,
+            fast_paths=s.fast_paths,
         )
 
     @cached_property
