@@ -12,7 +12,7 @@ def http_session(base_url: str) -> requests.Session:
     """A session that reads its environment settings once, when it is built.
 
     With ``trust_env`` (the default), requests re-reads the proxy variables and walks
-    ``os.environ`` on every call: a sixth of a sync job's CPU in the ingest benchmark.
+    ``os.environ`` on every call, a real share of a sync job's CPU (docs/benchmarks.md).
     Reading ``HTTP(S)_PROXY``/``NO_PROXY`` for ``base_url`` and ``REQUESTS_CA_BUNDLE``/
     ``CURL_CA_BUNDLE`` here keeps them working; a change to them needs a restart.
     """
