@@ -10,7 +10,7 @@ def http_session(base_url: str, ca_bundle: str | None) -> requests.Session:
     """A session whose environment settings are fixed when it is built.
 
     With ``trust_env`` (the default), requests re-reads the proxy variables and walks
-    ``os.environ`` on every call: a sixth of a sync job's CPU in the ingest benchmark.
+    ``os.environ`` on every call, a real share of a sync job's CPU (docs/benchmarks.md).
     Reading ``HTTP(S)_PROXY``/``NO_PROXY`` for ``base_url`` here, and taking the CA bundle
     from the settings (``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, `Settings.ca_bundle`),
     keeps them working; a change to them needs a restart.

@@ -18,6 +18,7 @@ import redis
 from kustom_app.checkout import CheckoutService
 from kustom_app.commerce import CommerceClient
 from kustom_app.completion import CompletionService
+from kustom_app.fastpath_render import use_fast_render
 from kustom_app.jobs import Jobs
 from kustom_app.kustom import KustomClient
 from kustom_app.ordermanagement import PaymentOperations, PaymentStore
@@ -40,6 +41,7 @@ class Services:
     def __init__(self, settings: Settings, redis_client: redis.Redis | None = None) -> None:
         self.settings = settings
         self._given_redis = redis_client
+        use_fast_render(settings.fast_paths)
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -63,6 +65,7 @@ class Services:
             sync_lease_ms=_ms(s.sync_lease_seconds),
             completion_lease_ms=_ms(s.completion_lease_seconds),
             open_order_check_ms=_ms(s.reconcile_open_order_after_seconds),
+            fast_paths=s.fast_paths,
         )
 
     @cached_property
@@ -80,6 +83,7 @@ class Services:
             connect_timeout=s.kustom_connect_timeout,
             read_timeout=s.kustom_read_timeout,
             ca_bundle=s.ca_bundle,
+            fast_paths=s.fast_paths,
         )
 
     @cached_property

@@ -109,6 +109,15 @@ def _seconds_or_zero(env: Mapping[str, str], name: str, default: float) -> float
     return _seconds(env, name, default, allow_zero=True)
 
 
+def _on_off(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("on", "off"):
+        raise ConfigurationError(f"{name} must be on or off, got {env[name]!r}")
+    return raw == "on"
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     value = _int(env, name, default)
     if not 1 <= value <= 65535:
@@ -256,6 +265,9 @@ class Settings:
     events_max_stream_seconds: float = 300.0
     events_retry_ms: int = 3000
     events_busy_retry_ms: int = 5000
+    # The shortcuts that lean on library internals (the fastpath_* modules); off, each
+    # goes the plain library way.
+    fast_paths: bool = setting("KUSTOM_FAST_PATHS", True, _on_off)
 
     def __post_init__(self) -> None:
         self._check_visibility_timeout()

@@ -49,7 +49,8 @@ import redis
 from redis.lock import Lock
 
 from kustom_app.dead_letters import DeadLetters
-from kustom_app.redis_scripts import PinnedScript, ThreadConnections, as_text, load_script
+from kustom_app.fastpath_scripts import script_pinning
+from kustom_app.redis_scripts import as_text, load_script
 
 QUEUED_STALE_MS = 30_000
 # sync_hash while an update's outcome is unknown: 'unverified-' + the hash pushed without an
@@ -180,6 +181,7 @@ class CartStore:
         sync_lease_ms: int,
         completion_lease_ms: int,
         open_order_check_ms: int,
+        fast_paths: bool,
     ) -> None:
         self.redis = client
         self.prefix = prefix
@@ -189,11 +191,12 @@ class CartStore:
         self.completion_lease_ms = completion_lease_ms
         # A new Kustom order is first due for the sweeper's look this long after checkout.
         self.open_order_check_ms = open_order_check_ms
-        # The per-event and per-push scripts: on the calling thread's own connection.
-        own = ThreadConnections(client)
-        self._record_render = PinnedScript(load_script(client, "record_render"), own)
-        self._begin_sync = PinnedScript(load_script(client, "begin_sync"), own)
-        self._finish_sync = PinnedScript(load_script(client, "finish_sync"), own)
+        # The per-event and per-push scripts: on the calling thread's own connection, unless
+        # the fast paths are off (KUSTOM_FAST_PATHS).
+        pinned = script_pinning(client, enabled=fast_paths)
+        self._record_render = pinned(load_script(client, "record_render"))
+        self._begin_sync = pinned(load_script(client, "begin_sync"))
+        self._finish_sync = pinned(load_script(client, "finish_sync"))
         self._release_sync = load_script(client, "release_sync")
         self._record_unknown_outcome = load_script(client, "record_unknown_outcome")
         self._record_order = load_script(client, "record_order")

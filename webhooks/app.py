@@ -50,7 +50,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     own_redis = "REDIS" not in config  # a given client (tests) is not the broker's Redis
     services = Services(settings, config.pop("REDIS", None))
     jobs: Jobs = config.pop("TASK_QUEUE", None) or CeleryJobs(
-        settings.redis_url if own_redis else None
+        settings.redis_url if own_redis else None, fast_paths=settings.fast_paths
     )
     install(app, services, jobs)
     # The merchant rules load now: a bad KUSTOM_VALIDATION_RULES stops the process at start.

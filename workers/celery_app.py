@@ -9,8 +9,8 @@ Every choice here is deliberate (see the README's "Celery settings" section):
   Settings), so a delayed retry or a long run is never handed to a second worker while
   the first still holds it.
 - No result backend: tasks report through Redis state and the commerce backend.
-- The broker transport reuses its Redis client per channel (workers/broker.py): enqueueing
-  is on the hot path of every cart event.
+- The broker transport reuses its Redis client per channel (workers/fastpath_broker.py):
+  enqueueing is on the hot path of every cart event. Not with ``KUSTOM_FAST_PATHS=off``.
 
 The settings are read when the configuration is first needed (a worker or beat starting, a
 job queued), not when this module is imported.
@@ -26,7 +26,7 @@ from celery.signals import after_setup_logger
 
 from kustom_app.redis_connection import sentinel_master_name
 from kustom_app.settings import Settings, share_metrics_directory
-from workers.broker import transport_for
+from workers.fastpath_broker import transport_for
 
 
 def master_name_option(broker_url: str) -> dict[str, str]:
@@ -71,7 +71,9 @@ def configuration(settings: Settings) -> dict[str, Any]:
     """The app's Celery settings, from the service's."""
     return dict(
         broker_url=broker_url_for_kombu(settings.celery_broker_url),
-        broker_transport=transport_for(settings.celery_broker_url),
+        broker_transport=(
+            transport_for(settings.celery_broker_url) if settings.fast_paths else None
+        ),
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,

@@ -13,20 +13,23 @@ from typing import TYPE_CHECKING, Any
 from kustom_app.ordermanagement import CANCEL, CAPTURE, REFUND
 
 if TYPE_CHECKING:
-    from workers.messages import SyncJobMessages
+    from workers.fastpath_messages import SyncJobMessages
 
 
 class CeleryJobs:
     """``state_redis_url`` is the Redis the cart state lives in: when the broker is that
-    same database, sync jobs are queued by the cart's Lua script (`sync_job`)."""
+    same database, and ``fast_paths`` (KUSTOM_FAST_PATHS) is on, sync jobs are queued by
+    the cart's Lua script (`sync_job`, workers/fastpath_messages.py); otherwise by
+    ``apply_async`` (`sync`)."""
 
-    def __init__(self, state_redis_url: str | None = None) -> None:
-        self._state_redis_url = state_redis_url
+    def __init__(self, state_redis_url: str | None = None, *, fast_paths: bool = True) -> None:
+        self._state_redis_url = state_redis_url if fast_paths else None
 
     @cached_property
     def _messages(self) -> SyncJobMessages | None:
-        """The message builder, or None when the broker is not the state Redis."""
-        from workers.messages import SyncJobMessages
+        """The message builder, or None when the script cannot queue jobs (the broker is
+        not the state Redis, or the fast paths are off)."""
+        from workers.fastpath_messages import SyncJobMessages
         from workers.tasks import sync_kustom_order
 
         if self._state_redis_url is None or not SyncJobMessages.usable_with(

@@ -21,7 +21,6 @@ from kustom_app.services import process_services
 from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
 from kustom_app.sync import SyncBusy, SyncOutcomeUnknown, sync_cart
 from workers.celery_app import KustomTask, app, idempotent_task
-from workers.messages import SYNC_SHOWN_AS
 from workers.retry import (
     RetriesExhausted,
     backoff_seconds,
@@ -63,7 +62,7 @@ def _retry_after_the_unknown_outcome(
     raise retry_transient(task, error.error, context, at_least=at_least) from error
 
 
-@idempotent_task("syncKustomOrder", shown_as=SYNC_SHOWN_AS)
+@idempotent_task("syncKustomOrder", shown_as="(cart={!r}, hash={!r})")
 @retrying(
     context=("cart",),
     waits_on={SyncBusy: _wait_for_the_lease, SyncOutcomeUnknown: _retry_after_the_unknown_outcome},

@@ -4,7 +4,9 @@
 -- ARGV: version, render_json, hash, payload_json, now_ms, ttl_s, queued_stale_ms, cart_id,
 --       job message ('' = the caller queues the job; returns enqueue 1 instead of 2): a
 --       broker message whose body has @@payload@@ where the payload's JSON text goes,
---       escaped as a JSON string (the body is itself a JSON string in the message)
+--       escaped as a JSON string (the body is itself a JSON string in the message).
+--       The message is a fast path (workers/fastpath_messages.py: the versions it relies
+--       on, the test that guards it); with KUSTOM_FAST_PATHS=off it is always ''.
 local cart, syncing = KEYS[1], KEYS[2]
 local version = tonumber(ARGV[1])
 local hash, now = ARGV[3], tonumber(ARGV[5])

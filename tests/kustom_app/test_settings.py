@@ -339,3 +339,19 @@ def test_the_leases_and_the_first_open_order_check_reach_the_store_and_the_opera
 
     operations = services.payment_operations
     assert (operations.lease_ms, operations.stuck_queued_ms) == (25_000, 15_000)
+
+
+@pytest.mark.parametrize(
+    ("raw", "on"), [("on", True), ("off", False), ("OFF", False), (" On ", True), ("", True)]
+)
+def test_one_setting_switches_the_fast_paths(raw, on):
+    assert Settings.from_env({}).fast_paths is True
+    assert Settings.from_env({"KUSTOM_FAST_PATHS": raw}).fast_paths is on
+
+
+@pytest.mark.parametrize("raw", ["no", "false", "0", "onn"])
+def test_a_fast_paths_value_other_than_on_or_off_refuses_to_start(raw):
+    with pytest.raises(
+        ConfigurationError, match=rf"^KUSTOM_FAST_PATHS must be on or off, got '{raw}'"
+    ):
+        Settings.from_env({"KUSTOM_FAST_PATHS": raw})

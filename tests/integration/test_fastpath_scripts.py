@@ -1,7 +1,9 @@
-"""The hot-path scripts on each thread's own connection (kustom_app.redis_scripts.PinnedScript).
+"""The hot-path scripts on each thread's own connection (kustom_app.fastpath_scripts).
 
 On a real redis-server: what the shortcut skips (the pool, the retry wrapper, loading the
-script) must still happen when it is needed.
+script) must still happen when it is needed, and what it sends and reads is what redis-py
+would (the guard of a redis-py or hiredis upgrade). With KUSTOM_FAST_PATHS=off the scripts
+run through the client.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import pytest
 import redis
 
 from harness.redis_server import RedisServer
+from kustom_app.fastpath_render import fast_render_enabled, use_fast_render
+from kustom_app.fastpath_scripts import PinnedScript, ThreadConnections
+from kustom_app.services import Services
+from kustom_app.settings import Settings
 from kustom_app.state import CartStore
 from tests.domain import cart_store
 
@@ -133,3 +139,67 @@ def test_text_that_needs_care_arrives_byte_for_byte(redis_server: RedisServer, r
     stored = raw.hgetall("pinned-e:cart:cart-ä")
     assert stored[b"pending_hash"].decode() == "hä\r\n"
     assert store.load("cart-ä").render == render
+
+
+ECHO = """
+return {KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]),
+        redis.status_reply('OK'), {1, {'nested', ''}}, false, 0}
+"""
+FAILING = "return redis.error_reply('KUSTOM refused: ' .. ARGV[1])"
+
+
+def test_a_pinned_call_sends_and_answers_what_the_client_does(
+    redis_server: RedisServer, raw
+) -> None:
+    """The guard of a redis-py or hiredis upgrade: the command packed by hiredis reaches
+    Redis as redis-py's would, and the reply read off the bare connection is the one the
+    client gives (types and all)."""
+    client = redis.Redis.from_url(redis_server.url, client_name="pinned-f")
+    connections = ThreadConnections(client)
+    keys = ["pinned-f:ключ"]
+    args = ['Größe "XL"\r\n\\ 🛒', 2**62, -7, 1.5, b"\x00\xffraw", "", "42"]
+    echo = client.register_script(ECHO)
+    by_client = echo(keys=keys, args=args)  # loads it: the pinned call is not a NOSCRIPT
+    pinned = PinnedScript(echo, connections)
+    assert pinned(keys, args) == by_client
+    assert len(_clients(raw, "pinned-f")) == 2, "the pinned call had a connection of its own"
+    assert by_client[:8] == [
+        "pinned-f:ключ".encode(),
+        'Größe "XL"\r\n\\ 🛒'.encode(),
+        b"4611686018427387904",
+        b"-7",
+        b"1.5",
+        b"\x00\xffraw",
+        b"",
+        42,
+    ]
+
+    failing = client.register_script(FAILING)
+    with pytest.raises(redis.ResponseError) as by_client_error:
+        failing(keys=[], args=["x"])
+    with pytest.raises(redis.ResponseError) as pinned_error:
+        PinnedScript(failing, connections)([], ["x"])
+    assert str(pinned_error.value) == str(by_client_error.value) == "KUSTOM refused: x"
+
+
+def test_with_the_fast_paths_off_the_scripts_go_through_the_clients_pool(
+    redis_server: RedisServer, raw
+) -> None:
+    was = fast_render_enabled()
+    try:
+        for name, switch, expected in (("pinned-on", "on", 2), ("pinned-off", "off", 1)):
+            settings = Settings.from_env(
+                {
+                    "REDIS_URL": f"{redis_server.url}?client_name={name}",
+                    "KUSTOM_KEY_PREFIX": name,
+                    "KUSTOM_FAST_PATHS": switch,
+                }
+            )
+            store = Services(settings).store
+            for version in range(1, 6):
+                assert _record(store, "cart-1", version).pending_hash == f"h{version}"
+            assert store.begin_sync("cart-1", "job-1").action == "no_order"
+            # The pool's one connection (and, pinned, the thread's own).
+            assert len(_clients(raw, name)) == expected, name
+    finally:
+        use_fast_render(was)

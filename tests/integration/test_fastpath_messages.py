@@ -1,4 +1,5 @@
-"""Sync jobs queued by the render's Lua script (workers/messages.py) are real Celery jobs.
+"""Sync jobs queued by the render's Lua script (workers/fastpath_messages.py) are real Celery
+jobs.
 
 The web queues syncKustomOrder by handing record_render.lua a ready broker message. These
 tests hold that message to what Celery itself publishes, and run it on a real worker, so a
@@ -26,7 +27,7 @@ from tests.integration.test_checkout_and_sync import (
     post_render,
     status,
 )
-from workers.messages import SyncJobMessages, sync_argsrepr
+from workers.fastpath_messages import SyncJobMessages
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,7 @@ def test_the_scripts_message_is_the_one_celery_would_publish(celery_in_process, 
 
     sync_kustom_order.apply_async(
         args=("cart-parity", payload_hash(payload), payload),
-        argsrepr=sync_argsrepr("cart-parity", payload_hash(payload)),
+        argsrepr=sync_kustom_order.shown_as.format("cart-parity", payload_hash(payload)),
         queue=PARITY_QUEUE,
     )
     (published,) = client.lrange(PARITY_QUEUE, 0, -1)

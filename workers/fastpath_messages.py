@@ -1,23 +1,35 @@
-"""syncKustomOrder jobs as broker messages, for the render script to queue itself.
+"""Fast path: syncKustomOrder jobs as hand-built Celery messages, queued by the render's
+Lua script (``kustom_app/lua/record_render.lua``).
 
-A cart event needs a sync job only when the cart's Lua script says so; queueing it through
-``apply_async`` afterwards costs a second Redis round trip and, in the web process, more
-CPU than everything else the event does (kombu's publish path). When the broker is the
-Redis that holds the cart state, the web instead hands the script a message and the script
-``LPUSH``es it onto the queue in the same atomic call that marks the cart "queued": the job
-and the mark exist together or not at all.
+What it shortcuts: ``apply_async`` through kombu. A cart event needs a sync job only when
+the cart's Lua script says so; queueing it through Celery afterwards is a second Redis round
+trip and kombu's whole publish path in the web process. When the broker is the Redis that
+holds the cart state, the web instead hands the script a message and the script ``LPUSH``es
+it onto the queue in the same atomic call that marks the cart "queued": the job and the mark
+exist together or not at all.
 
-The message is what ``apply_async`` would put on a Redis broker: Celery task protocol 2
-(its headers built once by Celery itself, ``app.amqp.as_task_v2``) in kombu's Redis
-envelope (``delivery_info`` for the anonymous exchange, routed by queue name), with one
+What it copies: the message ``apply_async`` would put on a Redis broker. Celery task
+protocol 2 (its headers built once by Celery itself, ``app.amqp.as_task_v2``) in kombu's
+Redis envelope (``delivery_info`` for the anonymous exchange, routed by queue name), with one
 difference: the body is JSON text in the envelope rather than base64 (kombu reads a body
 without ``body_encoding`` as it is). That lets the web leave the payload out: where it goes
 in the body, the message has `JOB_PAYLOAD_MARKER`, and the script, which is sent the payload
 anyway to store it, puts it there (JSON-escaped by Redis's cjson). So the payload travels
 to Redis once per cart event, not twice.
-``tests/integration/test_sync_messages.py`` compares the script's message with one Celery
-published and runs it on a real worker, so a Celery or kombu upgrade that changes either
-fails there.
+
+Relies on: celery 5.7.0 and kombu 5.7.0 as installed (pyproject: ``celery[redis]>=5.5,<6``;
+kombu is not pinned by pyproject, celery 5.7.0 requires kombu>=5.7.0): task protocol 2 and
+``app.amqp.as_task_v2``, kombu's Redis message envelope and its reading of a body without
+``body_encoding``; and on Redis's Lua ``cjson`` escaping the payload as Python's ``json``
+reads it back (redis-server 7.0.15 here).
+
+Guarded by: ``tests/integration/test_fastpath_messages.py``
+(``test_the_scripts_message_is_the_one_celery_would_publish`` compares the script's message
+with one Celery published; the others run it on a real worker), so a Celery or kombu upgrade
+that changes either fails there.
+
+Off (``KUSTOM_FAST_PATHS=off``): `workers.enqueue.CeleryJobs` builds no message, the script
+asks the web to queue the job, and the web queues it with ``apply_async``.
 """
 
 from __future__ import annotations
@@ -25,25 +37,17 @@ from __future__ import annotations
 import json
 import os
 
-from celery import Celery, Task
+from celery import Celery
 from celery.utils.nodenames import anon_nodename
 
 from kustom_app.state import JOB_PAYLOAD_MARKER
-from workers.celery_app import SYNC_QUEUE
+from workers.celery_app import SYNC_QUEUE, KustomTask
 
 # Celery's embedded options of a task without callbacks, in kombu's JSON spelling.
 _EMBED = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
 # Markers for the per-job values in the serialised envelope (none can occur elsewhere in it).
 _ID, _TAG, _BODY = "@@task-id@@", "@@delivery-tag@@", "@@body@@"
 _ARGSREPR, _ORIGIN = "@@argsrepr@@", "@@origin@@"
-
-
-# What Flower shows as a sync job's arguments: ids only (the payload is in the body).
-SYNC_SHOWN_AS = "(cart={!r}, hash={!r})"
-
-
-def sync_argsrepr(cart_id: str, payload_hash: str | None) -> str:
-    return SYNC_SHOWN_AS.format(cart_id, payload_hash)
 
 
 class SyncJobMessages:
@@ -56,7 +60,9 @@ class SyncJobMessages:
 
     queue = SYNC_QUEUE
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: KustomTask) -> None:
+        # What Flower shows of the job's arguments, as `KustomTask.enqueue` would show them.
+        self._shown_as = task.shown_as
         app = task.app
         conf = app.conf
         headers, properties, _body, _sent = app.amqp.as_task_v2(
@@ -119,7 +125,7 @@ class SyncJobMessages:
             _ID: _uuid4_text(),
             _TAG: _uuid4_text(),
             _ORIGIN: self._origin,
-            _ARGSREPR: json.dumps(sync_argsrepr(cart_id, payload_hash))[1:-1],
+            _ARGSREPR: json.dumps(self._shown_as.format(cart_id, payload_hash))[1:-1],
         }
         pieces = self._pieces
         out = [pieces[0]]
@@ -148,7 +154,7 @@ def _cut(template: str, markers: tuple[str, ...]) -> tuple[list[str], list[str]]
 
 def _uuid4_text() -> str:
     """A random (version 4, RFC 4122 variant) UUID as text, like ``str(uuid.uuid4())``
-    (Celery's task ids), formatted from the hex digits directly: a third of the time."""
+    (Celery's task ids), formatted from the hex digits directly (no `uuid.UUID` object)."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
@@ -156,4 +162,4 @@ def _uuid4_text() -> str:
 # The RFC 4122 variant: the top two bits of the 17th hex digit are 10.
 _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
-__all__ = ["SYNC_SHOWN_AS", "SyncJobMessages", "sync_argsrepr"]
+__all__ = ["SyncJobMessages"]

@@ -1,7 +1,9 @@
 """The fast render loader never disagrees with the marshmallow schema.
 
 For any input it either declines (None: the schema decides) or returns exactly what the
-schema returns; it never accepts what the schema refuses.
+schema returns; it never accepts what the schema refuses. This is the guard of a
+marshmallow upgrade (kustom_app/fastpath_render.py); with KUSTOM_FAST_PATHS=off the schema
+alone loads renders.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from kustom_app.render import _SCHEMA, _fast_load, load_render
+from kustom_app.fastpath_render import fast_load, fast_render_enabled, use_fast_render
+from kustom_app.render import _SCHEMA, load_render
 from tests.conftest import CONTRACT_RENDER
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "renders").glob("*.json"))
@@ -117,7 +121,7 @@ def test_every_single_field_change_agrees_with_the_schema_or_declines():
                     del parent[path[-1]]
                 else:
                     parent[path[-1]] = copy.deepcopy(value)
-                fast = _fast_load(copy.deepcopy(data))
+                fast = fast_load(copy.deepcopy(data))
                 if fast is not None:
                     assert fast == schema_result(copy.deepcopy(data)), (path, action, value)
                 checked += 1
@@ -134,7 +138,7 @@ def schema_result(data):
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corrupted_renders())
 def test_fast_path_agrees_with_the_schema_or_declines(data):
-    fast = _fast_load(copy.deepcopy(data))
+    fast = fast_load(copy.deepcopy(data))
     if fast is not None:
         assert fast == schema_result(copy.deepcopy(data))
 
@@ -142,17 +146,36 @@ def test_fast_path_agrees_with_the_schema_or_declines(data):
 def test_well_formed_renders_take_the_fast_path():
     for base in BASES:
         data = json.loads(json.dumps(base), parse_float=Decimal)
-        assert _fast_load(data) is not None, base["cartId"]
+        assert fast_load(data) is not None, base["cartId"]
         assert load_render(data) == _SCHEMA.load(data)
 
 
 def test_declined_input_still_gets_the_schemas_field_errors():
     data = json.loads(json.dumps(CONTRACT_RENDER), parse_float=Decimal)
     data["lines"][0]["quantity"] = 1.5
-    assert _fast_load(data) is None
+    assert fast_load(data) is None
     try:
         load_render(data)
     except ValidationError as e:
         assert "lines" in e.messages
     else:  # pragma: no cover
         raise AssertionError("a fractional quantity must be refused")
+
+
+@pytest.fixture
+def fast_render_restored():
+    was = fast_render_enabled()
+    yield
+    use_fast_render(was)
+
+
+def test_with_the_fast_paths_off_renders_go_through_the_schema_only(
+    fast_render_restored, monkeypatch
+):
+    # A fast path that would answer wrongly: only a load that consults it can tell.
+    monkeypatch.setattr("kustom_app.render.fast_load", lambda data: {"fast": True})
+    data = json.loads(json.dumps(CONTRACT_RENDER), parse_float=Decimal)
+    use_fast_render(False)
+    assert load_render(copy.deepcopy(data)) == _SCHEMA.load(copy.deepcopy(data))
+    use_fast_render(True)
+    assert load_render(copy.deepcopy(data)) == {"fast": True}

@@ -8,7 +8,7 @@ import uuid
 from kustom_app.settings import Settings
 from kustom_app.state import JOB_PAYLOAD_MARKER
 from workers.celery_app import make_celery
-from workers.messages import SyncJobMessages
+from workers.fastpath_messages import SyncJobMessages
 from workers.tasks import sync_kustom_order
 
 STATE = "redis://10.0.0.5:6379/0"
@@ -48,3 +48,11 @@ def test_a_job_message_carries_ids_in_flower_and_a_place_for_the_payload():
     assert first["body"].count(JOB_PAYLOAD_MARKER) == 1
     body = json.loads(first["body"].replace(JOB_PAYLOAD_MARKER, '{"order_amount":100}'))
     assert body[0] == ['cart-"q"', "h1", {"order_amount": 100}]
+
+
+def test_with_the_fast_paths_off_the_web_builds_no_message_and_queues_through_celery():
+    from workers.enqueue import CeleryJobs
+
+    state = sync_kustom_order.app.conf.broker_url  # the broker is the state Redis
+    assert CeleryJobs(state).sync_job("cart-1", "h1") is not None
+    assert CeleryJobs(state, fast_paths=False).sync_job("cart-1", "h1") is None

@@ -1,0 +1,60 @@
+"""Fast path: kombu's Redis transport with one reused Redis client per channel.
+
+What it shortcuts: kombu's Redis channel builds a new ``redis.Redis`` for every published
+message (its ``conn_or_acquire`` without a client), and that constructor is a large share of
+what enqueueing a task costs a web request. A ``redis.Redis`` is thread-safe over its
+connection pool, so one per channel serves every publish.
+
+What it copies: ``kombu.transport.redis.Channel.conn_or_acquire(client=None)``, a context
+manager that yields the given client, or a client of the channel's (``_create_client``).
+
+Relies on: kombu 5.7.0 as installed (not pinned by pyproject: it comes with
+``celery[redis]>=5.5,<6``; celery 5.7.0 requires kombu>=5.7.0) and redis 8.1.0 (pyproject:
+``redis>=5.2,<9``): that kombu's channel publishes through ``conn_or_acquire()`` and builds
+its clients with ``_create_client()``.
+
+Guarded by: ``tests/integration/test_fastpath_broker.py``
+(``test_the_override_still_hooks_kombus_publish`` publishes through kombu on a real Redis
+and fails if the override is no longer on kombu's publish path).
+
+Off (``KUSTOM_FAST_PATHS=off``): `transport_for` is not asked; the broker URL goes to
+kombu's own Redis transport (``workers/celery_app.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+
+
+class Channel(kombu_redis.Channel):
+    _shared_client: Any = None
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        if client:
+            yield client
+            return
+        if self._shared_client is None:
+            self._shared_client = self._create_client()
+        yield self._shared_client
+
+    def close(self) -> None:
+        self._shared_client = None
+        super().close()
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+TRANSPORT = f"{__name__}:Transport"
+
+
+def transport_for(broker_url: str) -> str | None:
+    """Our transport for plain Redis URLs; None (kombu's choice) for anything else."""
+    scheme = broker_url.split("://", 1)[0].lower()
+    return TRANSPORT if scheme in ("redis", "rediss") else None
