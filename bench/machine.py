@@ -122,7 +122,7 @@ class Placement:
     doubles and the load generator (started from this process, so it inherits) on the
     other half. The web tier then gets the same cores in the baseline and the measured
     row, and nothing else competes for them: its own capacity, as when web and worker
-    run on separate machines (README, "Scaling out").
+    run on separate machines (docs/operations.md, "Scaling out").
     """
 
     def __init__(self, node: Stack) -> None:

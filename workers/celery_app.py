@@ -1,6 +1,6 @@
 """The Celery application: the worker's, beat's and Flower's entry point.
 
-Every choice here is deliberate (see the README's "Celery settings" section):
+Every choice here is deliberate (see "Celery settings" in docs/operations.md):
 
 - ``acks_late`` + ``reject_on_worker_lost``: a task whose worker dies is delivered again;
   every task is idempotent, so running twice is safe, losing one is not.

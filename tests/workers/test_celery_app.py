@@ -1,4 +1,4 @@
-"""The Celery app carries the settings the README's "Celery settings" section documents."""
+"""The Celery app carries the settings "Celery settings" in docs/operations.md documents."""
 
 from __future__ import annotations
 
