@@ -93,7 +93,7 @@ def create_app(
             if delay:
                 time.sleep(delay)
             with state.lock:
-                fault = state._take_fault(operation)
+                fault = state._take_fault(operation, request.path)
                 if fault is not None:
                     state._record(operation, fault, body, dict(request.headers))
                     return _answer(fault, {"error": {"code": "injected_fault", "message": "down"}})

@@ -57,7 +57,8 @@ class CommerceDoubleState:
         self.results: dict[str, list[dict[str, Any]]] = {"captures": [], "refunds": []}
         self.fraud_decisions: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
-        self.faults: dict[str, list[int]] = {}
+        # operation → [(status, only the calls whose path holds this, or None: any)]
+        self.faults: dict[str, list[tuple[int, str | None]]] = {}
         self.delays: dict[str, float] = {}
         self.address_rejections: dict[str, dict[str, str]] = {}
         self.shop_carts: dict[str, ShopCart] = {}
@@ -70,10 +71,14 @@ class CommerceDoubleState:
         with self.lock:
             self.carts[render["cartId"]] = copy.deepcopy(render)
 
-    def fail_next(self, operation: str, statuses: list[int]) -> None:
-        """The next calls of ``operation`` answer these statuses without acting."""
+    def fail_next(
+        self, operation: str, statuses: list[int], *, only_for: str | None = None
+    ) -> None:
+        """The next calls of ``operation`` answer these statuses without acting; with
+        ``only_for``, only calls whose path holds it (one capture's result, say), so other
+        traffic to the same double cannot use the faults up."""
         with self.lock:
-            self.faults.setdefault(operation, []).extend(statuses)
+            self.faults.setdefault(operation, []).extend((s, only_for) for s in statuses)
 
     def set_delay(self, operation: str, seconds: float) -> None:
         with self.lock:
@@ -192,9 +197,13 @@ class CommerceDoubleState:
 
     # Internals -------------------------------------------------------------------------
 
-    def _take_fault(self, operation: str) -> int | None:
-        queue = self.faults.get(operation)
-        return queue.pop(0) if queue else None
+    def _take_fault(self, operation: str, path: str = "") -> int | None:
+        queue = self.faults.get(operation) or []
+        for index, (status, only_for) in enumerate(queue):
+            if only_for is None or only_for in path:
+                del queue[index]
+                return status
+        return None
 
     def _record(self, operation: str, status: int, body: Any, headers: dict[str, str]) -> None:
         self.calls.append(

@@ -165,7 +165,7 @@ def test_worker_killed_holding_the_claim_before_commerce_has_the_order_push_take
     kustom.complete_order(order)
     # The held request is then refused without acting, as if it never arrived: the worker
     # died before the commerce backend had the order.
-    commerce.fail_next("complete", [503])
+    commerce.fail_next("complete", [503], only_for=cart)
     lease_until = kill_worker_inside_the_completion(stack, commerce, cart, order)
     commerce.wait_for(lambda: complete_calls(commerce, order), timeout=10)
     assert commerce.orders_for(cart) == []
@@ -243,7 +243,7 @@ def test_commerce_down_then_up_completes_and_acknowledges_after(
 ):
     cart, order = open_paid_cart(http, web, commerce, kustom)
     # Six failures with backoff from 0.2 s: the outage outlasts the confirm call's 1 s wait.
-    commerce.fail_next("complete", [503] * 6)
+    commerce.fail_next("complete", [503] * 6, only_for=cart)
     assert push(http, web, cart, order).status_code == 200
     commerce.wait_for(  # the push task has tried once and holds the claim
         lambda: [
@@ -290,7 +290,7 @@ def test_fraud_decision_is_recorded_at_once_and_forwarded_after_a_commerce_outag
 ):
     cart, order = open_paid_cart(http, web, commerce, kustom, fraud_status="PENDING")
     assert confirm(http, web, cart).status_code == 200
-    commerce.fail_next("fraud_decision", [503, 503, 503])
+    commerce.fail_next("fraud_decision", [503, 503, 503], only_for=cart)
     response = http.post(
         f"{web.url}/kustom/notification",
         params={"order_id": order, "cart": cart, "token": callback_token(CALLBACK_SECRET, cart)},

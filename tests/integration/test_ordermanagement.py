@@ -365,8 +365,9 @@ def test_cancel_without_captures_cancels_and_after_a_capture_releases(stack, kus
 
 def test_commerce_result_endpoint_down_then_up_gets_the_result_once(stack, kustom, commerce):
     cart, order = stack.paid_cart(kustom)
-    commerce.fail_next("capture_result", [503, 503, 503])
     event = capture_event(cart, "10.00")
+    # Only this capture's result: the double is shared with other tests' deliveries.
+    commerce.fail_next("capture_result", [503, 503, 503], only_for=event["captureId"])
     stack.post_signed("/commerce/payment-capture", event)
     result = wait_result(commerce, "captures", event["captureId"], timeout=30)
     assert result["status"] == "captured"
