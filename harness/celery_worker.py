@@ -7,9 +7,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from harness.waiting import wait_until_started
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,14 +61,14 @@ class CeleryWorker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
-            if " ready." in self.log_path.read_text(errors="replace"):
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
+        wait_until_started(
+            self.process,
+            lambda: " ready." in self.log_path.read_text(errors="replace"),
+            timeout,
+            "worker",
+            self.log_tail,
+        )
+        return self
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -12,13 +12,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import requests
 
 from harness.redis_server import free_port
+from harness.waiting import wait_until_started
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION_APP_SPEC = "'webhooks.app:create_app()'"
@@ -86,15 +86,18 @@ class Gunicorn:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited at start:\n{self.log_tail()}")
-            if len(self.worker_pids()) >= self.expected_workers and self._healthy():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn not ready within {timeout}s:\n{self.log_tail()}")
+        try:
+            wait_until_started(
+                self.process,
+                lambda: len(self.worker_pids()) >= self.expected_workers and self._healthy(),
+                timeout,
+                "gunicorn",
+                self.log_tail,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def _healthy(self) -> bool:
         try:
