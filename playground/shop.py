@@ -113,11 +113,17 @@ _LAYOUT = """<!doctype html>
   .top { background: #1d1b19; color: #fff; }
   .top .in, main { max-width: 1080px; margin: 0 auto; padding: 0 20px; }
   .top .in { display: flex; align-items: center; gap: 22px; height: 56px; }
-  .top a { color: #fff; text-decoration: none; }
+  .top a { color: #fff; text-decoration: none; white-space: nowrap; }
   .top .brand { font-weight: 700; font-size: 18px; margin-right: auto; }
   .top .note { font-size: 12px; background: #ffa8cd; color: #1d1b19; border-radius: 999px;
                padding: 1px 9px; margin-left: 8px; font-weight: 500; }
   main { padding-top: 22px; padding-bottom: 40px; }
+  @media (max-width: 520px) {
+    .top .in, main { padding: 0 12px; }
+    main { padding-top: 16px; padding-bottom: 28px; }
+    .top .in { gap: 14px; }
+    .top .note { display: none; }
+  }
   h1 { font-size: 26px; margin: 0 0 16px; }
   .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 16px; }
   .card { background: #fff; border-radius: 10px; padding: 14px; box-shadow: 0 1px 3px #0001; }
@@ -144,6 +150,7 @@ _LAYOUT = """<!doctype html>
   .pill { display: inline-block; border-radius: 999px; padding: 2px 10px; font-size: 13px;
           background: #e8f4ea; color: #1e6b33; }
   .pill.syncing { background: #fff1d6; color: #8a5a00; }
+  .pill.failed { background: #fdecec; color: #8a1010; }
   #kustom-checkout { background: #fff; border-radius: 10px; padding: 4px; min-height: 200px;
                      box-shadow: 0 1px 3px #0001; }
   .big { font-size: 28px; font-weight: 700; letter-spacing: .5px; }
@@ -275,6 +282,15 @@ _CHECKOUT = """
     box.hidden = !error;
   }
 
+  // Checkout could not be made or followed: say so, in red, instead of "connecting…".
+  function checkoutFailed(error) {
+    const pill = document.getElementById("sync-state");
+    pill.textContent = "failed";
+    pill.classList.remove("syncing");
+    pill.classList.add("failed");
+    showError(error);
+  }
+
   function draw(render) {
     summary.replaceChildren();
     for (const line of render.lines) {
@@ -337,7 +353,7 @@ _CHECKOUT = """
   try {
     sdk = await import(serviceUrl + "/static/kustom-checkout.js");
   } catch (e) {
-    showError({ message: "kustom-app is not reachable at " + serviceUrl +
+    checkoutFailed({ message: "kustom-app is not reachable at " + serviceUrl +
       " (or this shop's origin is not in its CORS_ALLOWED_ORIGINS)." });
     throw e;
   }
@@ -354,13 +370,14 @@ _CHECKOUT = """
       const pill = document.getElementById("sync-state");
       pill.textContent = status.syncing ? "syncing\u2026" : "in sync";
       pill.classList.toggle("syncing", status.syncing);
+      pill.classList.remove("failed");
       document.getElementById("sync-detail").textContent =
         "order " + (status.kustomOrderId || "-").slice(0, 8);
       // A change made inside the checkout (delivery) reaches the cart through kustom-app.
       if (lastPending !== null && status.pendingHash !== lastPending) { refresh(); }
       lastPending = status.pendingHash;
     },
-    onError: showError,
+    onError: checkoutFailed,
     onComplete() {
       // Paid in another tab, or the push came first: the confirmation page shows the number.
       location.href = "/confirmation?cart=" + encodeURIComponent(cartId);

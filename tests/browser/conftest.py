@@ -195,8 +195,9 @@ def page_problems() -> list[str]:
 
 
 @contextmanager
-def browser_page(page_problems: list[str]) -> Iterator[Any]:
-    """A fresh headless chromium page that notes its problems in ``page_problems``."""
+def browser_page(page_problems: list[str], viewport: dict[str, int] | None = None) -> Iterator[Any]:
+    """A fresh headless chromium page (desktop-sized unless ``viewport``) that notes its
+    problems in ``page_problems``."""
     from playwright.sync_api import sync_playwright
 
     def http_error(response: Any) -> None:
@@ -211,7 +212,7 @@ def browser_page(page_problems: list[str]) -> Iterator[Any]:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
         context.set_default_timeout(10_000)
         page = context.new_page()
         page.on("pageerror", lambda error: page_problems.append(f"page error: {error}"))
