@@ -31,6 +31,9 @@
 // after confirmTimeoutMs (code confirm_timeout).
 //
 // The shop's origin must be listed in kustom-app's CORS_ALLOWED_ORIGINS.
+//
+// Types: kustom-checkout.d.ts beside this file (this directory is the npm package
+// @kustom-app/storefront; see docs/storefront.md).
 
 const MODULE_BASE = new URL("..", import.meta.url).href;
 
