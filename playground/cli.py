@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -38,6 +39,14 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 # Long enough for a merchant's slow callback (the playground waits up to 10 s for it).
 TRIGGER_TIMEOUT = (5.0, 60.0)
 FRAUD_DECISIONS = ("ACCEPTED", "REJECTED", "STOPPED")
+# A callback URL's token (kustom-app's per-cart one, say) is a credential: CI logs keep the
+# printed lines, so they show it as ***; --json reports the URL whole, for scripts.
+_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|secret|signature|key)=)[^&#]*", re.IGNORECASE)
+
+
+def shown_url(url: str) -> str:
+    """The URL with its token-like query values hidden."""
+    return _SECRET_QUERY.sub(r"\1***", url)
 
 
 # ------------------------------------------------------------------------------ serve
@@ -242,7 +251,7 @@ def describe(report: dict[str, Any]) -> list[str]:
     lines.append(f"{trigger} {report.get('order_id')}")
     for sent in report.get("callbacks") or []:
         outcome = sent.get("error") or f"HTTP {sent.get('status')}"
-        lines.append(f"  -> {sent['kind']}: POST {sent['url']} => {outcome}")
+        lines.append(f"  -> {sent['kind']}: POST {shown_url(sent['url'])} => {outcome}")
         answer = sent.get("answer")
         if answer not in (None, "", {}):
             text = json.dumps(answer) if not isinstance(answer, str) else answer
