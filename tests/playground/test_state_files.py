@@ -9,17 +9,23 @@ a write is atomic (no temporary file left, the old file intact until the new one
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from harness.waiting import wait_until
 from kustom_app.signing import sign_payload
 from playground.catalogue import ShopCart, render_cart
 from playground.commerce import create_app as create_commerce
 from playground.kustom import create_app as create_kustom
 from playground.statefile import StateFileError, StateWriter, read_state
 from tests.conftest import COMMERCE_SECRET
+from tests.playground.test_playground_cli import free_port
 from tests.playground.test_shop import kustom_order
 
 AUTH_HEADER = {"Authorization": "Basic cGxheWdyb3VuZDpwbGF5Z3JvdW5k"}
@@ -161,3 +167,63 @@ def test_a_wrong_state_file_is_refused_by_name(tmp_path: Path, text: str, messag
     state_file.write_text(text)
     with pytest.raises(StateFileError, match=message):
         create_kustom(state_file=str(state_file))
+
+
+def test_the_shop_process_keeps_its_numbers_across_a_kill(tmp_path: Path) -> None:
+    """``python -m playground.commerce --state-file`` as scripts/run starts it."""
+    state_file = tmp_path / "shop-state.json"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "playground.commerce", "--port", str(port),
+                "--service-url", "http://127.0.0.1:9", "--secret", COMMERCE_SECRET,
+                "--state-file", str(state_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+
+        def up() -> bool:
+            assert process.poll() is None, "the shop exited at start"
+            try:
+                return requests.get(f"{url}/_double/orders", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, timeout=30)
+        return process
+
+    def complete_over_http(cart_id: str, key: str) -> str:
+        raw = json.dumps({"kustomOrderId": key}).encode()
+        answer = requests.post(
+            f"{url}/carts/{cart_id}/complete",
+            data=raw,
+            headers={
+                "Idempotency-Key": key,
+                "X-Kustom-App-Signature": sign_payload(COMMERCE_SECRET, raw),
+                "Content-Type": "application/json",
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        number: str = answer.json()["orderNumber"]
+        return number
+
+    process = start()
+    try:
+        assert complete_over_http("cart-a", "key-a") == "SO-10001"
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        process = start()
+        assert complete_over_http("cart-b", "key-b") == "SO-10002"
+        numbers = [
+            o["orderNumber"] for o in requests.get(f"{url}/_double/orders", timeout=5).json()
+        ]
+        assert numbers == ["SO-10001", "SO-10002"]
+    finally:
+        process.kill()
+        process.wait(10)
