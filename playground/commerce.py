@@ -65,16 +65,18 @@ def create_app(
     secret: str | None = None,
     service_url: str | None = None,
     public_service_url: str | None = None,
+    state_file: str | None = None,
 ) -> Flask:
     """The commerce double and demo shop.
 
     With ``secret`` every section 5 call must carry a valid signature, and shop renders are
     signed with it. ``service_url`` is where renders are POSTed (kustom-app);
     ``public_service_url`` is where the shopper's browser reaches kustom-app (default: the
-    same).
+    same). With ``state_file`` the shop's carts, orders and order numbers survive a restart
+    (JSON, rewritten after every request that changed them).
     """
     app = Flask(__name__)
-    state = CommerceDoubleState()
+    state = CommerceDoubleState(state_file)
     app.extensions[EXTENSION_KEY] = state
     app.extensions[PUBLISHER_KEY] = RenderPublisher(state, service_url, secret)
     app.config["SHOP_SERVICE_URL"] = (public_service_url or service_url or "").rstrip("/")
@@ -194,6 +196,12 @@ def create_app(
         return jsonify(state.orders_for())
 
     app.register_blueprint(shop.bp)
+
+    @app.after_request
+    def _keep_state(response: Response) -> Response:
+        state.save_state()  # only writes when something changed (a shop page makes carts)
+        return response
+
     return app
 
 
@@ -226,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get(SECRET_ENV),
         help=f"the HMAC secret shared with kustom-app (env {SECRET_ENV})",
     )
+    parser.add_argument(
+        "--state-file",
+        default=None,
+        metavar="PATH",
+        help="keep carts, orders and the order-number counter in this JSON file across "
+        "restarts (scripts/run: .run/shop-state.json; default: in memory only)",
+    )
     args = parser.parse_args(argv)
     if not args.service_url:
         parser.error(f"--service-url (or {SERVICE_URL_ENV}) is required")
@@ -236,17 +251,25 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
     from playground.server import serve_until_interrupted
+    from playground.statefile import StateFileError
 
-    app = create_app(
-        secret=args.secret,
-        service_url=args.service_url,
-        public_service_url=args.public_service_url,
-    )
+    try:
+        app = create_app(
+            secret=args.secret,
+            service_url=args.service_url,
+            public_service_url=args.public_service_url,
+            state_file=args.state_file,
+        )
+    except StateFileError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     server = make_server(args.host, args.port, app, threaded=True)
     url = f"http://{args.host}:{server.server_port}"
     print(f"Commerce playground + demo shop listening on {url}", flush=True)
     print(f"  COMMERCE_API_URL={url}  (renders go to {args.service_url})", flush=True)
     print(f"  shop: {url}/   completed orders: {url}/orders", flush=True)
+    if args.state_file:
+        held = len(app.extensions[EXTENSION_KEY].orders)
+        print(f"  state: {args.state_file} ({held} orders held)", flush=True)
     return serve_until_interrupted(server)
 
 

@@ -11,7 +11,7 @@ shop makes, signed, to the service.
 from __future__ import annotations
 
 import copy
-import itertools
+import dataclasses
 import json
 import logging
 import secrets
@@ -31,12 +31,15 @@ from playground.catalogue import (
     render_cart,
 )
 from playground.signatures import sign
+from playground.statefile import StateWriter, read_state
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "commerce_double"
 PUBLISHER_KEY = "commerce_publisher"
 SIGNATURE_HEADER = "X-Commerce-Signature"
+STATE_KIND = "commerce"
+FIRST_ORDER_NUMBER = 10001
 
 
 class ShopError(Exception):
@@ -50,7 +53,11 @@ class ShopError(Exception):
 
 
 class CommerceDoubleState:
-    def __init__(self) -> None:
+    """What the commerce backend knows, behind one lock; with ``state_file`` the shop's carts,
+    the orders and the order-number counter are also kept on disk (``save_state``) and read
+    back at start, so a restart neither forgets an order nor reuses its number."""
+
+    def __init__(self, state_file: str | None = None) -> None:
         self.lock = threading.Condition()
         self.carts: dict[str, dict[str, Any]] = {}  # the last render of every cart
         self.orders: dict[str, dict[str, Any]] = {}  # by idempotency key
@@ -63,7 +70,57 @@ class CommerceDoubleState:
         self.address_rejections: dict[str, dict[str, str]] = {}
         self.shop_carts: dict[str, ShopCart] = {}
         self.publications: list[dict[str, Any]] = []  # renders POSTed to the service
-        self._numbers = itertools.count(10001)
+        self._next_number = FIRST_ORDER_NUMBER
+        self._writer: StateWriter | None = None
+        if state_file:
+            saved = read_state(state_file, STATE_KIND)
+            if saved is not None:
+                self._restore(saved)
+            self._writer = StateWriter(state_file, STATE_KIND, self._snapshot, default=json_default)
+
+    # The state file ------------------------------------------------------------------
+
+    def _snapshot(self) -> dict[str, Any]:
+        """What survives a restart: carts, orders, reported results, the next number."""
+        with self.lock:
+            return copy.deepcopy(
+                {
+                    "carts": self.carts,
+                    "orders": self.orders,
+                    "results": self.results,
+                    "fraud_decisions": self.fraud_decisions,
+                    "shop_carts": {k: dataclasses.asdict(v) for k, v in self.shop_carts.items()},
+                    "next_order_number": self._next_number,
+                }
+            )
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        with self.lock:
+            self.carts = dict(saved.get("carts") or {})
+            self.orders = dict(saved.get("orders") or {})
+            results = saved.get("results") or {}
+            self.results = {
+                "captures": list(results.get("captures") or []),
+                "refunds": list(results.get("refunds") or []),
+            }
+            self.fraud_decisions = list(saved.get("fraud_decisions") or [])
+            self.shop_carts = {
+                cart_id: ShopCart(**fields)
+                for cart_id, fields in (saved.get("shop_carts") or {}).items()
+            }
+            # Never below a number already given, whatever the file says.
+            given = [
+                int(o["orderNumber"].removeprefix("SO-"))
+                for o in self.orders.values()
+                if str(o.get("orderNumber", "")).removeprefix("SO-").isdigit()
+            ]
+            self._next_number = max(
+                [int(saved.get("next_order_number") or FIRST_ORDER_NUMBER), *(n + 1 for n in given)]
+            )
+
+    def save_state(self) -> bool:
+        """Write the state file if there is one and something changed; True if written."""
+        return self._writer.save() if self._writer is not None else False
 
     # Test control ----------------------------------------------------------------------
 
@@ -227,7 +284,8 @@ class CommerceDoubleState:
                     "error": {"code": "already_completed", "message": "cart already completed"},
                     "orderNumber": order["orderNumber"],
                 }
-        number = f"SO-{next(self._numbers)}"
+        number = f"SO-{self._next_number}"
+        self._next_number += 1
         self.orders[key] = {
             "cartId": cart_id,
             "orderNumber": number,

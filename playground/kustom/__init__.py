@@ -9,9 +9,12 @@ imports kustom_app, webhooks or workers: it judges the service by Kustom's rules
 
 ``rules``: Kustom's documented checks on a checkout order, each with its source. ``state``:
 :class:`KustomDoubleState`, made of ``store``, ``checkout``, ``ordermanagement``,
-``purchase`` and ``callbacks``. ``api``: the HTTP API and the ``/_double/...`` test control.
-``snippet`` and ``shopper_page`` (``templates/``): the checkout the shopper sees. ``app``:
-:func:`create_app`. ``__main__``: ``python -m playground.kustom --port 8710``.
+``purchase``, ``callbacks`` and ``triggers``. ``api``: the HTTP API and the ``/_double/...``
+test control; ``control``: the ``/_playground/...`` API that ``kustom-playground trigger``
+calls (``playground.cli``). ``snippet`` and ``shopper_page`` (``templates/``): the checkout
+the shopper sees. ``app``: :func:`create_app`. ``__main__``: ``python -m playground.kustom
+--port 8710``, the same as ``kustom-playground serve``. With ``state_file`` the orders
+survive a restart (``playground.statefile``).
 """
 
 from playground.kustom.answers import DoubleError, KustomError

@@ -115,10 +115,15 @@ def dispatch(
     latency = state.latency_seconds
     if operation == "update_order":
         latency += state.update_delay_seconds
+    slowdown, outage_status = state.take_trouble(operation)
+    latency += slowdown
     if latency > 0:
         time.sleep(latency)
     answer: ApiResponse
-    if not _authorized(state):
+    if outage_status is not None:  # `trigger fail`: Kustom down for every operation
+        answer = _fault_response(operation, {"status": outage_status}, correlation_id)
+        entry["fault"] = True
+    elif not _authorized(state):
         answer = ApiResponse(
             401,
             {

@@ -36,6 +36,15 @@ class MerchantCallbacks(DoubleStore):
         self, kind: str, order_id: str, url: str, body: Any
     ) -> tuple[int | None, Any, Mapping[str, str]]:
         """POST a synchronous callback (validation, shipping option) and log it like a push."""
+        entry, headers = self._deliver(kind, order_id, url, body)
+        return entry["status"], entry["answer"], headers
+
+    def _deliver(
+        self, kind: str, order_id: str, url: str, body: Any
+    ) -> tuple[dict[str, Any], Mapping[str, str]]:
+        """POST one callback now (``body`` None: no body at all, as Kustom's push); its
+        log entry ``{kind, order_id, url, json, status, error, answer, location, at}``
+        and the answer's headers."""
         status: int | None = None
         answer: Any = None
         headers: Mapping[str, str] = {}
@@ -54,25 +63,25 @@ class MerchantCallbacks(DoubleStore):
             try:
                 answer = response.json() if response.content else None
             except ValueError:
-                answer = None
+                answer = response.text[:500] or None
         except requests.RequestException as exc:
             error = repr(exc)
+        entry = {
+            "kind": kind,
+            "order_id": order_id,
+            "url": url,
+            "json": copy.deepcopy(body),
+            "status": status,
+            "error": error,
+            "answer": copy.deepcopy(answer),
+            "location": headers.get("Location"),
+            "at": started,
+        }
         with self.lock:
             if generation == self._generation:
-                self._callbacks.append(
-                    {
-                        "kind": kind,
-                        "order_id": order_id,
-                        "url": url,
-                        "json": copy.deepcopy(body),
-                        "status": status,
-                        "error": error,
-                        "answer": copy.deepcopy(answer),
-                        "at": started,
-                    }
-                )
+                self._callbacks.append(copy.deepcopy(entry))
                 self.lock.notify_all()
-        return status, answer, headers
+        return entry, headers
 
     def _post_callback(
         self,

@@ -121,6 +121,7 @@ class CheckoutOrders(DoubleStore):
                 "authorization_extensions": 0,
                 "base_url": base,
             }
+            self._touch(self._orders[order_id])
             return copy.deepcopy(built)
 
     def read_order(self, order_id: str) -> dict[str, Any]:
@@ -163,4 +164,5 @@ class CheckoutOrders(DoubleStore):
             record["merchant_order"] = merchant
             record["update_count"] += 1
             record["revision"] = record.get("revision", 0) + 1
+            self._touch(record)
             return copy.deepcopy(merged)

@@ -56,6 +56,37 @@ def default_address(country: str) -> dict[str, str]:
     }
 
 
+UPDATE_ANSWER_FIELDS = ("order_amount", "order_tax_amount", "order_lines", "shipping_options")
+
+
+def update_answer_changes(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a ``shipping_service_response`` Kustom applies to the order
+    (kustom-checkout-callbacks.yml: "The order will be updated according to the response")."""
+    return {name: answer[name] for name in UPDATE_ANSWER_FIELDS if name in answer}
+
+
+def validation_refusal(
+    status: int | None, answer: Any, headers: Mapping[str, str], *, must_answer: bool
+) -> dict[str, Any] | None:
+    """What the shopper sees when the merchant's validation answer stops the purchase, or
+    None when it goes on.
+
+    A 303 with a Location sends the shopper there; a 4xx shows its ``error_text``; a
+    timeout or 5xx does not stop the purchase unless the order asked for
+    ``options.require_validate_callback_success``
+    (https://docs.kustom.co/v3/checkout/use-cases/validate-order,
+    https://docs.kustom.co/contents/api/checkout-callback/other/validate.md).
+    """
+    if status == 303 and headers.get("Location"):
+        return {"redirect": headers["Location"], "rejected": True}
+    if status is not None and 400 <= status < 500:
+        text = answer.get("error_text") if isinstance(answer, dict) else None
+        return {"error": text or "The shop did not accept the order.", "rejected": True}
+    if status != 200 and must_answer:
+        return {"error": "The shop could not be reached. Please try again."}
+    return None
+
+
 class Purchase(MerchantCallbacks):
     """What happens to a checkout order between the shopper and Kustom's decisions."""
 
@@ -278,11 +309,22 @@ class Purchase(MerchantCallbacks):
                     **self.shopper_view(order_id),
                     "error": text or "The shop could not update the shipping. Please try again.",
                 }
-            changes = {
-                name: answer[name]
-                for name in ("order_amount", "order_tax_amount", "order_lines", "shipping_options")
-                if name in answer
-            }
+            changes = update_answer_changes(answer)
+        error = self.apply_merchant_changes(order_id, changes, option_id)
+        if error:
+            return {**self.shopper_view(order_id), "error": error}
+        return self.shopper_view(order_id)
+
+    def apply_merchant_changes(
+        self,
+        order_id: str,
+        changes: Mapping[str, Any],
+        option_id: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Apply a merchant's 200 answer to an update callback, checked like an order update;
+        ``extra`` (the shopper's new addresses) goes in unchecked. The error text when the
+        answer does not add up (nothing changes then), else None."""
         with self.lock:
             current = self._live_record(order_id)
             if current is None or current["order"]["status"] != "checkout_incomplete":
@@ -290,19 +332,18 @@ class Purchase(MerchantCallbacks):
             merchant = {**copy.deepcopy(current["merchant_order"]), **copy.deepcopy(changes)}
             errors = validate_order(merchant)
             if errors:
-                return {
-                    **self.shopper_view(order_id),
-                    "error": "The shop answered with amounts that do not add up: "
-                    + ", ".join(errors),
-                }
-            merged = held_order(current, merchant, changes, option_id)
+                return "The shop answered with amounts that do not add up: " + ", ".join(errors)
+            choice = option_id if option_id is not None else current["shopper_choice"]
+            merged = held_order(current, merchant, changes, choice)
+            merged.update(copy.deepcopy(dict(extra or {})))
             merged["last_modified_at"] = timestamp()
             current["order"] = merged
             current["merchant_order"] = merchant
-            current["shopper_choice"] = option_id
+            current["shopper_choice"] = choice
             current["revision"] = current.get("revision", 0) + 1
+            self._touch(current)
             self.lock.notify_all()
-        return self.shopper_view(order_id)
+        return None
 
     def shopper_pay(
         self, order_id: str, address: Mapping[str, Any], *, revision: int | None = None
@@ -346,18 +387,12 @@ class Purchase(MerchantCallbacks):
                 (order.get("options") or {}).get("require_validate_callback_success")
             )
         if validation_url:
-            status, answer, headers = self._call_merchant(
-                "validation", order_id, validation_url, body
+            refusal = validation_refusal(
+                *self._call_merchant("validation", order_id, validation_url, body),
+                must_answer=must_answer,
             )
-            if status == 303 and headers.get("Location"):
-                return {"redirect": headers["Location"], "rejected": True}
-            if status is not None and 400 <= status < 500:
-                text = answer.get("error_text") if isinstance(answer, dict) else None
-                return {"error": text or "The shop did not accept the order.", "rejected": True}
-            if status != 200 and must_answer:
-                return {"error": "The shop could not be reached. Please try again."}
-            # Kustom: a validation that times out or fails with 5xx does not stop the
-            # purchase unless options.require_validate_callback_success is set.
+            if refusal is not None:
+                return refusal
         with self.lock:
             current = self._live_record(order_id)
             if (

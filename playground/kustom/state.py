@@ -9,17 +9,18 @@
 * :class:`~playground.kustom.ordermanagement.OrderManagement`: captures, refunds, ...;
 * :class:`~playground.kustom.purchase.Purchase`: the shopper, completion, fraud, expiry,
   with :class:`~playground.kustom.callbacks.MerchantCallbacks` (push, notification,
-  validation, shipping option).
+  validation, shipping option);
+* :class:`~playground.kustom.triggers.Triggers`: ``kustom-playground trigger ...``.
 """
 
 from __future__ import annotations
 
 from playground.kustom.checkout import CheckoutOrders
 from playground.kustom.ordermanagement import OrderManagement
-from playground.kustom.purchase import Purchase
+from playground.kustom.triggers import Triggers
 
 
-class KustomDoubleState(CheckoutOrders, OrderManagement, Purchase):
+class KustomDoubleState(CheckoutOrders, OrderManagement, Triggers):
     """All of the double's state, in memory, behind one lock (``self.lock``).
 
     Kustom-API methods (``create_order``, ``capture``, ...) raise :class:`KustomError` like the

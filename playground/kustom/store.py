@@ -9,13 +9,16 @@ records nothing after it (``_generation``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from playground.kustom.answers import ApiResponse, DoubleError, KustomError
 from playground.kustom.rules import is_int
+from playground.statefile import StateWriter, read_state
 
 #: Operation names used in the call log, for faults and in ``/_double/...``.
 OPERATIONS: tuple[str, ...] = (
@@ -34,6 +37,10 @@ OPERATIONS: tuple[str, ...] = (
     "extend_authorization",
 )
 DEFAULT_PUSH_DELAY_SECONDS = 2.0
+# "Kustom Checkout orders are only valid for 48 hours after merchant update or client
+# interaction and expire after that" (https://docs.kustom.co/v3/checkout/additional-resources/errors).
+ORDER_LIFETIME_SECONDS = 48 * 3600.0
+STATE_KIND = "kustom"
 
 
 class DoubleStore:
@@ -55,6 +62,8 @@ class DoubleStore:
         base_url: str | None = None,
         push_delay_seconds: float = DEFAULT_PUSH_DELAY_SECONDS,
         update_delay_seconds: float = 0.0,
+        order_lifetime_seconds: float = ORDER_LIFETIME_SECONDS,
+        state_file: str | None = None,
     ) -> None:
         self.username = username
         self.password = password
@@ -70,7 +79,15 @@ class DoubleStore:
         # A Condition over an RLock: `with state.lock:` guards state, waiters get notified.
         self.lock = threading.Condition(threading.RLock())
         self._generation = 0
+        # An unpaid checkout order untouched this long answers 404, as at Kustom.
+        self.order_lifetime_seconds = float(order_lifetime_seconds)
         self._reset_locked()
+        self._writer: StateWriter | None = None
+        if state_file:
+            saved = read_state(state_file, STATE_KIND)
+            if saved is not None:
+                self._restore(saved)
+            self._writer = StateWriter(state_file, STATE_KIND, self._snapshot)
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -81,6 +98,106 @@ class DoubleStore:
         self._faults: dict[str, deque[dict[str, Any]]] = {}
         self._idempotency: dict[str, ApiResponse] = {}
         self._callbacks: list[dict[str, Any]] = []
+        # API-wide trouble (``trigger fail`` / ``trigger slow``): every API call, whatever
+        # its operation, fails or is slowed while the window lasts or the count is left.
+        self._outage: dict[str, Any] | None = None
+        self._slowdown: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- the state file
+
+    def _snapshot(self) -> dict[str, Any]:
+        """What survives a restart: the orders and the idempotent answers."""
+        with self.lock:
+            return copy.deepcopy(
+                {
+                    "orders": self._orders,
+                    "idempotency": {
+                        key: dataclasses.asdict(answer) for key, answer in self._idempotency.items()
+                    },
+                }
+            )
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        orders = saved.get("orders") or {}
+        answers = saved.get("idempotency") or {}
+        with self.lock:
+            self._orders = {str(k): v for k, v in orders.items() if isinstance(v, dict)}
+            self._idempotency = {
+                str(k): ApiResponse(int(v["status"]), v.get("body"), dict(v.get("headers") or {}))
+                for k, v in answers.items()
+                if isinstance(v, dict) and "status" in v
+            }
+
+    def save_state(self) -> bool:
+        """Write the state file if there is one and the orders changed; True if written."""
+        return self._writer.save() if self._writer is not None else False
+
+    # ---------------------------------------------------------------- API-wide trouble
+
+    def start_outage(
+        self,
+        status: int,
+        *,
+        for_seconds: float | None = None,
+        count: int | None = None,
+        operation: str | None = None,
+    ) -> dict[str, Any]:
+        """Every API call (or only ``operation``'s) answers ``status`` with Kustom's error
+        body, for ``for_seconds`` or for the next ``count`` calls; faulted calls do not act."""
+        if not is_int(status) or not 400 <= status <= 599:
+            raise DoubleError(400, "status must be an int 400..599")
+        if operation is not None and operation not in OPERATIONS:
+            raise DoubleError(400, f"unknown operation {operation!r}; one of {OPERATIONS}")
+        window = _window(for_seconds, count)
+        with self.lock:
+            self._outage = {"status": status, "operation": operation, **window}
+            return self.trouble()
+
+    def start_slowdown(
+        self, seconds: float, *, for_seconds: float | None = None, count: int | None = None
+    ) -> dict[str, Any]:
+        """Every API call answers ``seconds`` later (and then acts normally) for a while."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise DoubleError(400, "seconds must be a number >= 0")
+        window = _window(for_seconds, count)
+        with self.lock:
+            self._slowdown = {"seconds": float(seconds), **window}
+            return self.trouble()
+
+    def end_trouble(self) -> None:
+        with self.lock:
+            self._outage = None
+            self._slowdown = None
+
+    def trouble(self) -> dict[str, Any]:
+        """The outage and slowdown in force (None each when there is none)."""
+        with self.lock:
+            now = time.time()
+            for name in ("_outage", "_slowdown"):
+                window = getattr(self, name)
+                if window is not None and not _window_open(window, now):
+                    setattr(self, name, None)
+            return copy.deepcopy({"outage": self._outage, "slowdown": self._slowdown})
+
+    def take_trouble(self, operation: str) -> tuple[float, int | None]:
+        """For one API call: the extra seconds to wait and the status to fail with (or None);
+        uses up one of a counted window's calls."""
+        with self.lock:
+            now = time.time()
+            delay, status = 0.0, None
+            slow = self._slowdown
+            if slow is not None and _window_open(slow, now):
+                delay = slow["seconds"]
+                _use(slow)
+            outage = self._outage
+            if (
+                outage is not None
+                and _window_open(outage, now)
+                and outage["operation"] in (None, operation)
+            ):
+                status = int(outage["status"])
+                _use(outage)
+            return delay, status
 
     def reset(self) -> None:
         """Forget orders, calls, faults, idempotency keys and callbacks; restore latency."""
@@ -231,9 +348,21 @@ class DoubleStore:
 
     def _live_record(self, order_id: str) -> dict[str, Any] | None:
         record = self._orders.get(order_id)
-        if record is None or record["expired"]:
+        if record is None:
+            return None
+        if (
+            not record["expired"]
+            and record["order"]["status"] == "checkout_incomplete"
+            and time.time() - record.get("touched_at", time.time()) > self.order_lifetime_seconds
+        ):
+            record["expired"] = True
+        if record["expired"]:
             return None
         return record
+
+    def _touch(self, record: dict[str, Any]) -> None:
+        """A merchant update or a shopper interaction: the 48 h start again."""
+        record["touched_at"] = time.time()
 
     def _checkout_record(self, order_id: str) -> dict[str, Any]:
         record = self._live_record(order_id)
@@ -281,3 +410,31 @@ class DoubleStore:
                     "base_url": record["base_url"],
                 }
             )
+
+
+def _window(for_seconds: float | None, count: int | None) -> dict[str, Any]:
+    """A trouble window: until a time, for a number of calls, or both (whichever ends first)."""
+    if for_seconds is None and count is None:
+        raise DoubleError(400, "give for_seconds and/or count")
+    if for_seconds is not None and (
+        isinstance(for_seconds, bool)
+        or not isinstance(for_seconds, int | float)
+        or for_seconds <= 0
+    ):
+        raise DoubleError(400, "for_seconds must be a number > 0")
+    if count is not None and (not is_int(count) or count < 1):
+        raise DoubleError(400, "count must be an int >= 1")
+    return {
+        "until": time.time() + for_seconds if for_seconds is not None else None,
+        "remaining": count,
+    }
+
+
+def _window_open(window: Mapping[str, Any], now: float) -> bool:
+    until, remaining = window.get("until"), window.get("remaining")
+    return (until is None or now < until) and (remaining is None or remaining > 0)
+
+
+def _use(window: dict[str, Any]) -> None:
+    if window.get("remaining") is not None:
+        window["remaining"] -= 1
