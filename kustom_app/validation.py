@@ -33,15 +33,16 @@ copy, so a rule cannot change what the next one sees.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.jobs import Jobs
@@ -153,6 +154,17 @@ def build_hook_input(render: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- running rules --------------------------------------------------------------------------
 
+T = TypeVar("T")
+
+
+class ContextThreadPool(ThreadPoolExecutor):
+    """Runs each job in its submitter's context (contextvars): the lines a job logs name
+    the cart of the request that waits for it (`kustom_app.logs.bind_cart`)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
 _pools_lock = threading.Lock()
 _pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
@@ -164,7 +176,7 @@ def thread_pool(name: str, workers: int = 32) -> ThreadPoolExecutor:
     with _pools_lock:
         entry = _pools.get(name)
         if entry is None or entry[0] != os.getpid():
-            executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kv-{name}")
+            executor = ContextThreadPool(max_workers=workers, thread_name_prefix=f"kv-{name}")
             _pools[name] = (os.getpid(), executor)
             return executor
         return entry[1]

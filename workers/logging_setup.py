@@ -7,20 +7,33 @@ and task of the job being run on every line of it, Celery's own lines included.
   argument is one (``shown_as`` starts ``(cart=``), are bound for the task's run.
 - ``Task ...[id] received`` is logged before any task code runs: its cart is read from the
   task's ``argsrepr`` (our own ``shown_as``, ids only).
-- With ``LOG_FORMAT=json`` the start-up banners (plain text printed to stdout) are off, so
-  every line a worker or beat writes is one JSON object.
+- With ``LOG_FORMAT=json`` the start-up banners (plain text printed to stdout) are off and
+  the worker's shutdown notices are JSON too, so every line a worker or beat writes is one
+  JSON object.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import re
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_init, setup_logging, task_postrun, task_prerun
 
-from kustom_app.logs import bind_cart, bind_task, configure_logging, current_context, unbind
+from kustom_app.logs import (
+    bind_cart,
+    bind_task,
+    configure_logging,
+    current_context,
+    redact,
+    unbind,
+)
 from kustom_app.settings import Settings
 
 # ``shown_as="(cart={!r}, ...)"`` rendered: the cart id is the first quoted value.
@@ -44,15 +57,42 @@ class ReceivedTaskCart(logging.Filter):
         return True
 
 
+def configure_worker_logging(level: int = logging.INFO) -> str:
+    """The service's log format on this worker's or beat's root logger; returns it."""
+    chosen = log_format()
+    configure_logging(chosen, level, filters=[ReceivedTaskCart()])
+    if chosen == "json":
+        import celery.apps.worker
+
+        celery.apps.worker.safe_say = say_as_json
+    return chosen
+
+
+def say_as_json(msg: str, f: Any = sys.__stderr__) -> None:
+    """Celery's notices from its signal handlers ("worker: Warm shutdown (MainProcess)"),
+    written around logging (no lock may be taken there), as JSON lines: one os.write."""
+    line = json.dumps(
+        {
+            "ts": datetime.now(UTC).isoformat(),
+            "level": "warning",
+            "logger": "celery.apps.worker",
+            "msg": redact(str(msg).strip()),
+        }
+    )
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # never stop a shutdown
+        os.write(f.fileno(), f"{line}\n".encode())
+
+
 @setup_logging.connect
 def _use_the_service_format(loglevel: Any = None, **_: object) -> None:
-    level = loglevel if isinstance(loglevel, int) else logging.INFO
-    configure_logging(log_format(), level, filters=[ReceivedTaskCart()])
+    configure_worker_logging(loglevel if isinstance(loglevel, int) else logging.INFO)
 
 
 @celeryd_init.connect
-def _no_text_banner_in_json(instance: Any = None, **_: object) -> None:
-    if instance is not None and log_format() == "json":
+def _service_format_from_the_start(instance: Any = None, **_: object) -> None:
+    # Before Celery's own setup: its start-up checks warn (running as root, ...) first.
+    log_format = configure_worker_logging()
+    if instance is not None and log_format == "json":
         instance.quiet = True
 
 
