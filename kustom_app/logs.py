@@ -143,7 +143,6 @@ class EventLog(_Adapter):
         extra[EVENT] = msg
         extra[FIELDS] = fields
         kwargs["extra"] = extra
-        kwargs.setdefault("stacklevel", 2)
         return event_line(msg, fields), kwargs
 
 
