@@ -15,8 +15,11 @@ Two things hold for every line, whoever wrote it (Celery, gunicorn, requests' ex
 
 - the cart and the task being worked on (`bind_cart`, `bind_task`: a context variable set
   per request and per task) are on it, as ``cart``/``task_id``;
-- secrets are masked (`redact`): query parameters such as the callback ``token``, and
-  Authorization header values.
+- secrets are masked (`redact`): query parameters such as the callback ``token``,
+  Authorization header values and URL passwords.
+
+Celery's and gunicorn's lines come through the same formatters: workers/logging_setup.py,
+webhooks/access_log.py.
 """
 
 from __future__ import annotations
