@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from kustom_app.logs import current_context
-from workers.logging_setup import ReceivedTaskCart, _task_cart
+from workers.logging_setup import ReceivedTaskCart, _task_cart, say_as_json
 from workers.ordermanagement import capture_kustom_order
 from workers.tasks import acknowledge_kustom_order, sync_kustom_order
 
@@ -37,3 +38,13 @@ def test_the_received_line_names_the_cart_from_the_ids_only_argsrepr():
     other = _received(capture_kustom_order.shown_as.format("cap-1"))
     assert ReceivedTaskCart().filter(other)
     assert not hasattr(other, "kustom_context")
+
+
+def test_celerys_shutdown_notice_is_a_json_line_in_json_mode(tmp_path):
+    path = tmp_path / "out"
+    with path.open("w") as out:
+        say_as_json("worker: Warm shutdown (MainProcess) redis://:pw@r:6379", out)
+    (line,) = path.read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["msg"] == "worker: Warm shutdown (MainProcess) redis://:***@r:6379"
+    assert (entry["level"], entry["logger"]) == ("warning", "celery.apps.worker")
