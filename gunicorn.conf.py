@@ -13,6 +13,10 @@ from kustom_app.settings import share_metrics_directory
 
 share_metrics_directory()
 
+# gunicorn's own lines and its access log in the service's format (LOG_FORMAT), the
+# callback token masked, the cart named: webhooks/access_log.py.
+logger_class = "webhooks.access_log.ServiceLogger"
+
 
 def child_exit(server: Any, worker: Any) -> None:
     # Live gauges of a dead worker must not linger in the multiprocess metrics directory.

@@ -30,7 +30,6 @@ The next render from the backend replaces such a local choice.
 from __future__ import annotations
 
 import copy
-import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from decimal import Decimal
@@ -38,13 +37,14 @@ from typing import Any
 from urllib.parse import quote
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
+from kustom_app.logs import event_log
 from kustom_app.money import as_decimal
 from kustom_app.render import load_render
 from kustom_app.state import CartStore
 from kustom_app.sync import prepare_render
 from kustom_app.validation import APPROVAL_FAILED, NOT_PAYABLE_TEXT, thread_pool
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 ADDRESS_ERROR = "address_error"
 UNSUPPORTED_SHIPPING_ADDRESS = "unsupported_shipping_address"
@@ -132,21 +132,13 @@ def apply_render(store: CartStore, cart_id: str, render: dict[str, Any]) -> Call
         if store.record_applied_render(
             cart_id, version, prepared.render_json, prepared.hash, prepared.payload
         ):
-            log.info(
-                "kustom.callback.applied cart=%s version=%s hash=%s",
-                cart_id,
-                version,
-                prepared.hash,
-            )
+            log.info("kustom.callback.applied", cart=cart_id, version=version, hash=prepared.hash)
             return CallbackAnswer(kustom_answer(prepared.payload), prepared.hash, version)
         state = store.load(cart_id)
         if state is None or state.render is None:
             break
         log.info(
-            "kustom.callback.newer_render cart=%s answered=%s stored=%s",
-            cart_id,
-            version,
-            state.version,
+            "kustom.callback.newer_render", cart=cart_id, answered=version, stored=state.version
         )
         render = load_render(state.render)
     raise CallbackRefused(APPROVAL_FAILED, reason="render_race")
@@ -177,10 +169,10 @@ def _forward(
         _, answer = future.result(timeout=UPDATE_BUDGET)
     except FutureTimeout as e:
         log.warning(
-            "kustom.callback.backend_slow op=%s cart=%s waited_ms=%d",
-            operation,
-            cart_id,
-            UPDATE_BUDGET * 1000,
+            "kustom.callback.backend_slow",
+            op=operation,
+            cart=cart_id,
+            waited_ms=UPDATE_BUDGET * 1000,
         )
         raise CallbackRefused(APPROVAL_FAILED, reason="backend_slow") from e
     except CommerceRejected as e:
@@ -191,28 +183,25 @@ def _forward(
         if e.status == 422 and code in BACKEND_ERROR_CODES:
             raise CallbackRefused(code, text, reason=f"backend_{code}") from e
         log.warning(
-            "kustom.callback.backend_refused op=%s cart=%s status=%s code=%s",
-            operation,
-            cart_id,
-            e.status,
-            code,
+            "kustom.callback.backend_refused",
+            op=operation,
+            cart=cart_id,
+            status=e.status,
+            code=code,
         )
         raise CallbackRefused(APPROVAL_FAILED, reason=f"backend_{e.status}") from e
     except CommerceUnavailable as e:
         log.warning(
-            "kustom.callback.backend_unavailable op=%s cart=%s status=%s",
-            operation,
-            cart_id,
-            e.status,
+            "kustom.callback.backend_unavailable", op=operation, cart=cart_id, status=e.status
         )
         raise CallbackRefused(APPROVAL_FAILED, reason="backend_unavailable") from e
     try:
         render = load_render(answer if isinstance(answer, dict) else {})
     except Exception as e:
-        log.warning("kustom.callback.invalid_render op=%s cart=%s", operation, cart_id)
+        log.warning("kustom.callback.invalid_render", op=operation, cart=cart_id)
         raise CallbackRefused(APPROVAL_FAILED, reason="invalid_render") from e
     if render["cartId"] != cart_id:
-        log.warning("kustom.callback.other_cart op=%s cart=%s", operation, cart_id)
+        log.warning("kustom.callback.other_cart", op=operation, cart=cart_id)
         raise CallbackRefused(APPROVAL_FAILED, reason="other_cart")
     return render
 

@@ -8,7 +8,6 @@ concurrent calls never create two orders.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +16,13 @@ from urllib.parse import urlencode, urlsplit
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomError
+from kustom_app.logs import event_log
 from kustom_app.render import load_render
 from kustom_app.signing import callback_token
 from kustom_app.state import CartState, CartStore
 from kustom_app.sync import UNPAYABLE_PREFIX, ingest_render, prepare_render
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 
 class CheckoutError(Refusal):
@@ -131,10 +131,10 @@ class CheckoutService:
         self.include_server_callbacks = callbacks_allowed(public_base_url, kustom_api_url)
         if not self.include_server_callbacks:
             log.warning(
-                "kustom.checkout.server_callbacks_off public_base_url=%s: Kustom requires https"
-                " for the validation, address, country and shipping callbacks, so new orders"
-                " are created without them (no OnKustomValidation rules)",
-                public_base_url,
+                "kustom.checkout.server_callbacks_off",
+                public_base_url=public_base_url,
+                reason="Kustom requires https for the validation, address, country and shipping"
+                " callbacks, so new orders are created without them (no OnKustomValidation rules)",
             )
         self.order_max_age_ms = order_max_age_seconds * 1000
 
@@ -208,10 +208,10 @@ class CheckoutService:
                     {"status": None, "correlationId": None},
                 ) from e
             log.info(
-                "kustom.checkout.order_unusable cart=%s order=%s status=%s",
-                state.cart_id,
-                state.order_id,
-                e.status,
+                "kustom.checkout.order_unusable",
+                cart=state.cart_id,
+                order=state.order_id,
+                status=e.status,
             )
             self.store.mark_order_unusable(state.cart_id, state.order_id)
             return None
@@ -245,7 +245,7 @@ class CheckoutService:
             try:
                 lock.release()
             except Exception:  # lock expired: harmless, creation is finished
-                log.warning("kustom.checkout.lock_expired cart=%s", cart_id)
+                log.warning("kustom.checkout.lock_expired", cart=cart_id)
 
     def _create(self, cart_id: str, urls: StorefrontUrls) -> CheckoutResult:
         state = self.store.load(cart_id)
@@ -278,9 +278,7 @@ class CheckoutService:
             ) from e
         order_id = str(order["order_id"])
         needs_sync = self.store.record_order(cart_id, order_id, payload_hash, payload)
-        log.info(
-            "kustom.checkout.created cart=%s order=%s hash=%s", cart_id, order_id, payload_hash
-        )
+        log.info("kustom.checkout.created", cart=cart_id, order=order_id, hash=payload_hash)
         after = self.store.load(cart_id)
         return CheckoutResult(
             order_id,

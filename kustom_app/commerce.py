@@ -8,7 +8,6 @@ backend can verify it the same way we verify its events. Money in responses is p
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 from urllib.parse import quote
@@ -17,9 +16,10 @@ import requests
 
 from kustom_app.http import http_session
 from kustom_app.json_text import decode_json
+from kustom_app.logs import event_log
 from kustom_app.signing import sign_payload
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 OUTBOUND_SIGNATURE_HEADER = "X-Kustom-App-Signature"
 
@@ -93,15 +93,15 @@ class CommerceClient:
                 timeout=timeout or self.timeout,
             )
         except requests.RequestException as e:
-            log.warning("commerce.call.unreachable op=%s error=%s", operation, type(e).__name__)
+            log.warning("commerce.call.unreachable", op=operation, error=type(e).__name__)
             raise CommerceUnavailable(
                 f"commerce backend unreachable during {operation}", operation=operation
             ) from e
         log.info(
-            "commerce.call op=%s status=%s ms=%.1f",
-            operation,
-            response.status_code,
-            (time.monotonic() - started) * 1000,
+            "commerce.call",
+            op=operation,
+            status=response.status_code,
+            ms=round((time.monotonic() - started) * 1000, 1),
         )
         parsed: Any = None
         if response.content:

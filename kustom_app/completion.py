@@ -16,7 +16,6 @@ The browser's confirm call and Kustom's push race; both run `CompletionService.c
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +23,12 @@ from typing import Any
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.errors import Refusal
 from kustom_app.kustom import KustomClient, KustomRejected
+from kustom_app.logs import event_log
 from kustom_app.metrics import COMPLETION_MISMATCHES, COMPLETIONS
 from kustom_app.order_match import same_order_lines, with_kustom_added_shipping
 from kustom_app.state import CartState, CartStore, now_ms
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 
 class CompletionError(Refusal):
@@ -138,10 +138,10 @@ class CompletionService:
                 raise KustomOrderUnknown(f"Kustom does not know order {order_id}.") from e
             raise
         log.info(
-            "kustom.completion.not_complete cart=%s order=%s status=%s",
-            cart_id,
-            order_id,
-            checkout.get("status"),
+            "kustom.completion.not_complete",
+            cart=cart_id,
+            order=order_id,
+            status=checkout.get("status"),
         )
         return None
 
@@ -219,10 +219,7 @@ class CompletionService:
                 cart_id, token, {"error": "commerce_rejected", "status": e.status, "body": e.body}
             )
             log.error(
-                "kustom.completion.commerce_rejected cart=%s order=%s status=%s",
-                cart_id,
-                order_id,
-                e.status,
+                "kustom.completion.commerce_rejected", cart=cart_id, order=order_id, status=e.status
             )
             raise CompletionRefusedByCommerce(
                 "The commerce backend refused to complete the cart.",
@@ -238,12 +235,12 @@ class CompletionService:
         if finished.action == "completed":
             COMPLETIONS.labels(path).inc()
         log.info(
-            "kustom.completion.%s cart=%s order=%s number=%s path=%s",
-            "completed" if finished.action == "completed" else "already_completed",
-            cart_id,
-            order_id,
-            finished.order_number,
-            path,
+            "kustom.completion."
+            + ("completed" if finished.action == "completed" else "already_completed"),
+            cart=cart_id,
+            order=order_id,
+            number=finished.order_number,
+            path=path,
         )
         return CompletionOutcome(
             "completed",
@@ -281,20 +278,20 @@ class CompletionService:
             # An operator already handled this order outside (e.g. cancelled it at Kustom);
             # Kustom's further pushes for it must not reopen the alert.
             log.warning(
-                "kustom.completion.mismatch_already_dismissed cart=%s order=%s path=%s",
-                cart_id,
-                order_id,
-                path,
+                "kustom.completion.mismatch_already_dismissed",
+                cart=cart_id,
+                order=order_id,
+                path=path,
             )
             return
         self.store.record_mismatch(cart_id, order_id, reasons)
         COMPLETION_MISMATCHES.labels(path).inc()
         log.critical(
-            "kustom.completion.amount_mismatch cart=%s order=%s path=%s reasons=%s",
-            cart_id,
-            order_id,
-            path,
-            "; ".join(reasons),
+            "kustom.completion.amount_mismatch",
+            cart=cart_id,
+            order=order_id,
+            path=path,
+            reasons="; ".join(reasons),
         )
 
 
@@ -378,10 +375,10 @@ def resolve_mismatch(
             )
         store.clear_mismatch(cart_id)
         log.warning(
-            "kustom.completion.mismatch_retry cart=%s order=%s reason=%s",
-            cart_id,
-            mismatch.order_id,
-            reason or "",
+            "kustom.completion.mismatch_retry",
+            cart=cart_id,
+            order=mismatch.order_id,
+            reason=reason or "",
         )
         return mismatch
     if not reason:
@@ -391,9 +388,6 @@ def resolve_mismatch(
         dismissed={"kustomOrderId": mismatch.order_id, "reason": reason, "at": now_ms()},
     )
     log.warning(
-        "kustom.completion.mismatch_dismissed cart=%s order=%s reason=%s",
-        cart_id,
-        mismatch.order_id,
-        reason,
+        "kustom.completion.mismatch_dismissed", cart=cart_id, order=mismatch.order_id, reason=reason
     )
     return mismatch

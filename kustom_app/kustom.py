@@ -16,7 +16,6 @@ with that body, Kustom has finished with the request, applied or not.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import Any
@@ -26,9 +25,10 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from kustom_app.fastpath_http import send_through_adapter
 from kustom_app.http import http_session
+from kustom_app.logs import event_log
 from kustom_app.metrics import KUSTOM_CALLS, KUSTOM_LATENCY
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 CORRELATION_HEADER = "Klarna-Correlation-Id"
 IDEMPOTENCY_HEADER = "Klarna-Idempotency-Key"
@@ -192,18 +192,18 @@ class KustomClient:
     ) -> KustomResponse:
         headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         started = time.monotonic()
-        context = " ".join(f"{k}={v}" for k, v in (log_context or {}).items())
+        context = log_context or {}
         try:
             response = self._send(method, self.base_url + path, json, headers, timeout)
         except requests.RequestException as e:
             KUSTOM_CALLS.labels(operation, "unreachable").inc()
             unknown = may_have_reached_kustom(e)
             log.warning(
-                "kustom.call.unreachable op=%s %s error=%s sent=%s",
-                operation,
-                context,
-                type(e).__name__,
-                "maybe" if unknown else "no",
+                "kustom.call.unreachable",
+                op=operation,
+                **context,
+                error=type(e).__name__,
+                sent="maybe" if unknown else "no",
             )
             error = KustomOutcomeUnknown if unknown else KustomUnavailable
             raise error(
@@ -214,12 +214,12 @@ class KustomClient:
         KUSTOM_LATENCY.labels(operation).observe(elapsed_ms / 1000)
         KUSTOM_CALLS.labels(operation, f"{response.status_code // 100}xx").inc()
         log.info(
-            "kustom.call op=%s status=%s correlation_id=%s ms=%.1f %s",
-            operation,
-            response.status_code,
-            correlation_id,
-            elapsed_ms,
-            context,
+            "kustom.call",
+            op=operation,
+            status=response.status_code,
+            correlation_id=correlation_id,
+            ms=round(elapsed_ms, 1),
+            **context,
         )
         body: Any = None
         if response.content:

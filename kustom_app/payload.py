@@ -10,16 +10,16 @@ the first line or total that is wrong.
 from __future__ import annotations
 
 import hashlib
-import logging
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
+from kustom_app.logs import event_log
 from kustom_app.money import NotRepresentable, to_major, to_minor, to_tax_rate
 from kustom_app.render import LINE_TYPES, NEGATIVE_LINE_TYPES, compact_json
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 # Limits from the `order` / `order_line` schemas of Kustom's OpenAPI description.
 MAX_ORDER_LINES = 1000
@@ -322,12 +322,12 @@ def order_line_from_render_line(
 def _log_dropped_links(cart_id: str, dropped: list[tuple[str, str, str]]) -> None:
     line_id, field, reason = dropped[0]
     log.warning(
-        "kustom.payload.links_dropped cart=%s count=%d first_line=%s field=%s reason=%s",
-        cart_id,
-        len(dropped),
-        line_id,
-        field,
-        reason,
+        "kustom.payload.links_dropped",
+        cart=cart_id,
+        count=len(dropped),
+        first_line=line_id,
+        field=field,
+        reason=reason,
     )
 
 

@@ -28,7 +28,6 @@ keeps its counts in ``{prefix}:reconcile:last`` for operators.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,12 +36,13 @@ from typing import Any
 
 from kustom_app.jobs import Jobs
 from kustom_app.kustom import KustomClient, KustomRejected, KustomUnavailable
+from kustom_app.logs import event_log
 from kustom_app.metrics import RECONCILE_FIXES
 from kustom_app.ordermanagement import KINDS, PaymentStore, split_member
 from kustom_app.settings import Settings
 from kustom_app.state import CartState, CartStore, now_ms
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 MINUTE_MS = 60_000
 DEADLETTER_SAMPLE = 100
@@ -141,16 +141,16 @@ class ReconcileReport:
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
 
-    def log_line(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.counts().items()]
+    def log_fields(self) -> dict[str, Any]:
+        """The run's line: the counts, then the recent dead letters (newest last: their
+        errors are text with spaces)."""
+        fields: dict[str, Any] = dict(self.counts())
         if self.deadletter_tasks:
             tasks = ",".join(f"{k}:{v}" for k, v in sorted(self.deadletter_tasks.items()))
-            parts.append(f"deadletter_recent={tasks}")
+            fields["deadletter_recent"] = tasks
         if self.deadletter_latest:
-            # Last on the line: the errors are text with spaces.
-            latest = json.dumps(self.deadletter_latest, separators=(",", ":"))
-            parts.append(f"deadletter_latest={latest}")
-        return " ".join(parts)
+            fields["deadletter_latest"] = self.deadletter_latest
+        return fields
 
 
 # What a run re-queued, each a kind of the kustom_reconcile_fixes_total counter.
@@ -325,10 +325,10 @@ class Reconciler:
                 report.kustom_errors += 1
                 return  # Kustom is down: try the rest next run
             log.warning(
-                "kustom.reconcile.missed_push cart=%s order=%s age_s=%s",
-                cart_id,
-                state.order_id,
-                age // 1000,
+                "kustom.reconcile.missed_push",
+                cart=cart_id,
+                order=state.order_id,
+                age_s=age // 1000,
             )
             self.enqueue.complete(cart_id, state.order_id, "sweeper")
             report.missed_pushes += 1
@@ -386,7 +386,7 @@ class Reconciler:
         """
         lock = self.store.reconcile_lock(timeout=RUN_LOCK_SECONDS)
         if not lock.acquire(blocking=False):
-            log.info("kustom.reconcile.skipped reason=another_run_in_progress")
+            log.info("kustom.reconcile.skipped", reason="another_run_in_progress")
             return None
         try:
             return self._run(now_ms() if now is None else now)
@@ -420,7 +420,7 @@ class Reconciler:
         for kind in RECONCILE_FIX_KINDS:
             if getattr(report, kind):
                 RECONCILE_FIXES.labels(kind).inc(getattr(report, kind))
-        log.info("kustom.reconcile.run fixed=%s %s", report.fixed, report.log_line())
+        log.info("kustom.reconcile.run", fixed=report.fixed, **report.log_fields())
         return report
 
 

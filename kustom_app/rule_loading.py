@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kustom_app.logs import event_log
 from kustom_app.settings import ConfigurationError
 
 # The validation log: operators search one logger for what validation did at start.
-log = logging.getLogger("kustom_app.validation")
+log = event_log("kustom_app.validation")
 
 ENTRY_POINT_GROUP = "kustom_app.validation_rules"
 
@@ -102,8 +102,8 @@ def process_rules(specs: tuple[str, ...]) -> tuple[NamedRule, ...]:
     """`load_rules` once per process (and per set of specs); the web app calls this at start."""
     rules = load_rules(specs)
     log.info(
-        "kustom.validation.rules_loaded count=%d rules=%s",
-        len(rules),
-        ",".join(rule.name for rule in rules) or "-",
+        "kustom.validation.rules_loaded",
+        count=len(rules),
+        rules=",".join(rule.name for rule in rules) or "-",
     )
     return rules

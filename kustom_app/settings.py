@@ -10,7 +10,6 @@ request, and so does every malformed value.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 import tempfile
@@ -19,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from kustom_app.logs import event_log
+
+log = event_log(__name__)
 
 LIVE_KUSTOM_API_URL = "https://api.kustom.co"
 PLAYGROUND_KUSTOM_API_URL = "https://api.playground.kustom.co"

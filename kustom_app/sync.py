@@ -33,6 +33,7 @@ from typing import Any
 
 from kustom_app.jobs import Jobs
 from kustom_app.kustom import KustomClient, KustomOutcomeUnknown, KustomRejected
+from kustom_app.logs import event_log
 from kustom_app.metrics import CART_EVENTS, SYNC_LAG, SYNC_PUSHES, SYNC_UNKNOWN_OUTCOMES
 from kustom_app.order_match import order_has_payload
 from kustom_app.payload import (
@@ -44,7 +45,7 @@ from kustom_app.payload import (
 from kustom_app.render import render_json
 from kustom_app.state import CartStore, RenderOutcome, SyncStep, now_ms
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 MAX_PUSHES_PER_JOB = 10
 # Two cart events closer than BURST_GAP_MS mean a burst is arriving: the job waits until
@@ -152,11 +153,10 @@ def ingest_render(
     # counts are in kustom_cart_events_total; the log keeps the ones that change something.
     log.log(
         logging.DEBUG if event in ("coalesced", "unchanged") else logging.INFO,
-        "kustom.render.%s cart=%s version=%s hash=%s",
-        event,
-        render["cartId"],
-        render["version"],
-        prepared.hash,
+        f"kustom.render.{event}",
+        cart=render["cartId"],
+        version=render["version"],
+        hash=prepared.hash,
     )
     return outcome, prepared
 
@@ -226,10 +226,10 @@ def sync_cart(
         raise SyncBusy(step.retry_after_ms)
     if step.action == "uncertain":
         log.info(
-            "kustom.sync.awaiting_outcome cart=%s hash=%s wait_ms=%s",
-            cart_id,
-            step.hash,
-            step.retry_after_ms,
+            "kustom.sync.awaiting_outcome",
+            cart=cart_id,
+            hash=step.hash,
+            wait_ms=step.retry_after_ms,
         )
         raise SyncUncertain(step.retry_after_ms)
     if step.action not in ("push", "verify"):
@@ -261,22 +261,22 @@ def sync_cart(
                 cart_id, token, pushed_hash, order_id, step.payload, sent_at=sent_at
             )
             log.info(
-                "kustom.sync.pushed cart=%s order=%s hash=%s next=%s",
-                cart_id,
-                order_id,
-                pushed_hash,
-                step.action,
+                "kustom.sync.pushed",
+                cart=cart_id,
+                order=order_id,
+                hash=pushed_hash,
+                next=step.action,
             )
     except SyncOutcomeUnknown:
         raise  # the lease went back with the record of it
     except KustomRejected as e:
         if e.status == 404:
             store.release_sync(cart_id, token, order_id, "unusable")
-            log.warning("kustom.sync.order_gone cart=%s order=%s", cart_id, order_id)
+            log.warning("kustom.sync.order_gone", cart=cart_id, order=order_id)
             return SyncResult("unusable", pushes)
         if e.status == 403 and e.error_code == "READ_ONLY_ORDER":
             store.release_sync(cart_id, token, order_id, "read_only")
-            log.info("kustom.sync.read_only cart=%s order=%s", cart_id, order_id)
+            log.info("kustom.sync.read_only", cart=cart_id, order=order_id)
             return SyncResult("read_only", pushes)
         store.release_sync(cart_id, token)
         raise
@@ -289,7 +289,7 @@ def sync_cart(
         store.release_sync(cart_id, token)
         return SyncResult("requeue", pushes, step.hash)
     if step.action == "lost":
-        log.warning("kustom.sync.lease_lost cart=%s order=%s", cart_id, order_id)
+        log.warning("kustom.sync.lease_lost", cart=cart_id, order=order_id)
     if step.action == "done" and step.pending_at:
         SYNC_LAG.observe(max(0, now_ms() - step.pending_at) / 1000)
     if step.action == "done":
@@ -311,15 +311,11 @@ def _verify(
         )
         SYNC_UNKNOWN_OUTCOMES.labels("verified").inc()
         log.info(
-            "kustom.sync.verified cart=%s order=%s hash=%s next=%s",
-            cart_id,
-            order_id,
-            step.hash,
-            after.action,
+            "kustom.sync.verified", cart=cart_id, order=order_id, hash=step.hash, next=after.action
         )
         return after
     SYNC_UNKNOWN_OUTCOMES.labels("differed").inc()
-    log.info("kustom.sync.verify_differs cart=%s order=%s hash=%s", cart_id, order_id, step.hash)
+    log.info("kustom.sync.verify_differs", cart=cart_id, order=order_id, hash=step.hash)
     return dataclasses.replace(step, action="push")
 
 
@@ -342,11 +338,11 @@ def _unknown_outcome(
     )
     SYNC_UNKNOWN_OUTCOMES.labels("no_answer").inc()
     log.warning(
-        "kustom.sync.outcome_unknown cart=%s order=%s hash=%s status=%s until=%s",
-        cart_id,
-        order_id,
-        pushed_hash,
-        error.status,
-        until,
+        "kustom.sync.outcome_unknown",
+        cart=cart_id,
+        order=order_id,
+        hash=pushed_hash,
+        status=error.status,
+        until=until,
     )
     return SyncOutcomeUnknown(error, pushed_hash, max(0, (until or gave_up) - gave_up))

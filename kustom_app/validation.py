@@ -33,19 +33,20 @@ copy, so a rule cannot change what the next one sees.
 
 from __future__ import annotations
 
+import contextvars
 import copy
-import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.jobs import Jobs
+from kustom_app.logs import event_log
 from kustom_app.money import as_decimal
 from kustom_app.order_match import same_order_lines
 from kustom_app.payload import CartNotPayable, build_order_payload
@@ -54,7 +55,7 @@ from kustom_app.rule_loading import ENTRY_POINT_GROUP, NamedRule, load_rules, pr
 from kustom_app.state import CartState, CartStore
 from kustom_app.sync import ingest_render
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 HOOK = "OnKustomValidation"
 VALIDATION_ERROR = "validationError"
@@ -153,6 +154,17 @@ def build_hook_input(render: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- running rules --------------------------------------------------------------------------
 
+T = TypeVar("T")
+
+
+class ContextThreadPool(ThreadPoolExecutor):
+    """Runs each job in its submitter's context (contextvars): the lines a job logs name
+    the cart of the request that waits for it (`kustom_app.logs.bind_cart`)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
 _pools_lock = threading.Lock()
 _pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
@@ -164,7 +176,7 @@ def thread_pool(name: str, workers: int = 32) -> ThreadPoolExecutor:
     with _pools_lock:
         entry = _pools.get(name)
         if entry is None or entry[0] != os.getpid():
-            executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kv-{name}")
+            executor = ContextThreadPool(max_workers=workers, thread_name_prefix=f"kv-{name}")
             _pools[name] = (os.getpid(), executor)
             return executor
         return entry[1]
@@ -198,14 +210,12 @@ def first_rejection(rule_name: str, effects: Iterable[Mapping[str, Any]]) -> Rej
         code = effect.get("code")
         if not isinstance(code, str) or code not in ALLOWED_CODES:
             log.error(
-                "kustom.validation.rule_bug rule=%s reason=unknown_code code=%r",
-                rule_name,
-                code,
+                "kustom.validation.rule_bug", rule=rule_name, reason="unknown_code", code=code
             )
             code = APPROVAL_FAILED
         message = effect.get("message")
         if message is not None and not isinstance(message, str):
-            log.error("kustom.validation.rule_bug rule=%s reason=message_not_text", rule_name)
+            log.error("kustom.validation.rule_bug", rule=rule_name, reason="message_not_text")
             message = None
         text = (message or "").strip() or code
         return Rejection(code, text[:MAX_ERROR_TEXT], rule_name, "validation_error")
@@ -246,17 +256,14 @@ def run_rules(
         except FutureTimeout:
             future.cancel()
             log.error(
-                "kustom.validation.rule_timeout rule=%s budget_ms=%d",
-                rule.name,
-                int((until - started) * 1000),
+                "kustom.validation.rule_timeout",
+                rule=rule.name,
+                budget_ms=int((until - started) * 1000),
             )
             return Rejection(APPROVAL_FAILED, TRY_AGAIN_TEXT, rule.name, "rule_timeout")
         except Exception as e:
             log.error(
-                "kustom.validation.rule_failed rule=%s error=%s",
-                rule.name,
-                type(e).__name__,
-                exc_info=e,
+                "kustom.validation.rule_failed", rule=rule.name, error=type(e).__name__, exc_info=e
             )
             return Rejection(APPROVAL_FAILED, TRY_AGAIN_TEXT, rule.name, "rule_failed")
         rejection = first_rejection(rule.name, effects)
@@ -362,27 +369,25 @@ class OrderValidator:
         except FutureTimeout:
             outcome = ValidationOutcome(_integrity_rejection("deadline", TRY_AGAIN_TEXT), "none")
         except Exception as e:
-            log.error(
-                "kustom.validation.failed cart=%s error=%s", cart_id, type(e).__name__, exc_info=e
-            )
+            log.error("kustom.validation.failed", cart=cart_id, error=type(e).__name__, exc_info=e)
             outcome = ValidationOutcome(_integrity_rejection("error", TRY_AGAIN_TEXT), "none")
         ms = (time.monotonic() - started) * 1000
         if outcome.rejection is None:
             log.info(
-                "kustom.validation.approved cart=%s source=%s ms=%.1f",
-                cart_id,
-                outcome.render_source,
-                ms,
+                "kustom.validation.approved",
+                cart=cart_id,
+                source=outcome.render_source,
+                ms=round(ms, 1),
             )
         else:
             log.info(
-                "kustom.validation.rejected cart=%s rule=%s code=%s reason=%s source=%s ms=%.1f",
-                cart_id,
-                outcome.rejection.rule,
-                outcome.rejection.code,
-                outcome.rejection.reason,
-                outcome.render_source,
-                ms,
+                "kustom.validation.rejected",
+                cart=cart_id,
+                rule=outcome.rejection.rule,
+                code=outcome.rejection.code,
+                reason=outcome.rejection.reason,
+                source=outcome.render_source,
+                ms=round(ms, 1),
             )
         return outcome
 
@@ -438,26 +443,22 @@ class OrderValidator:
         try:
             raw = future.result(timeout=wait)
         except FutureTimeout:
-            log.warning(
-                "kustom.validation.commerce_slow cart=%s waited_ms=%d", cart_id, wait * 1000
-            )
+            log.warning("kustom.validation.commerce_slow", cart=cart_id, waited_ms=wait * 1000)
             return "fallback", None
         except CommerceRejected as e:
             if e.status == 404:
                 return "gone", None
-            log.warning("kustom.validation.commerce_refused cart=%s status=%s", cart_id, e.status)
+            log.warning("kustom.validation.commerce_refused", cart=cart_id, status=e.status)
             return "fallback", None
         except CommerceUnavailable as e:
-            log.warning(
-                "kustom.validation.commerce_unavailable cart=%s status=%s", cart_id, e.status
-            )
+            log.warning("kustom.validation.commerce_unavailable", cart=cart_id, status=e.status)
             return "fallback", None
         try:
             fresh = load_render(raw if isinstance(raw, dict) else {})
         except Exception:
-            log.warning("kustom.validation.commerce_invalid_render cart=%s", cart_id)
+            log.warning("kustom.validation.commerce_invalid_render", cart=cart_id)
             return "fallback", None
         if fresh["cartId"] != cart_id:
-            log.warning("kustom.validation.commerce_other_cart cart=%s", cart_id)
+            log.warning("kustom.validation.commerce_other_cart", cart=cart_id)
             return "fallback", None
         return "fresh", fresh

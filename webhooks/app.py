@@ -33,6 +33,7 @@ from webhooks.body_limits import register_body_limits  # noqa: E402
 from webhooks.errors import register_error_handlers  # noqa: E402
 from webhooks.extension import install  # noqa: E402
 from webhooks.operators import cli as operator_commands  # noqa: E402
+from webhooks.request_logging import register_request_logging  # noqa: E402
 from workers.enqueue import CeleryJobs  # noqa: E402
 
 
@@ -68,6 +69,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.cli.add_command(operator_commands)
     register_request_metrics(app)
+    register_request_logging(app)
     if not app.testing:
         configure_logging(settings.log_format)
     return app

@@ -6,6 +6,7 @@ import json
 
 from flask import Blueprint, Response, current_app, request
 
+from kustom_app.logs import bind_cart
 from kustom_app.render import load_render
 from kustom_app.signing import InvalidSignature, verify_signature
 from kustom_app.sync import ingest_render
@@ -46,6 +47,7 @@ def cart_mutation() -> Response:
         raise ApiError(
             400, "invalid_cart_id", "The cart id has characters or a length not allowed."
         )
+    bind_cart(render["cartId"])
     queue = extension.jobs()
     services = extension.services()
     outcome, prepared = ingest_render(

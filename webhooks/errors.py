@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 from typing import Any
 
@@ -14,8 +13,9 @@ from werkzeug.exceptions import HTTPException
 
 from kustom_app.errors import Refusal
 from kustom_app.json_text import MAX_JSON_DEPTH, JsonTooDeep, decode_json
+from kustom_app.logs import event_log
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 HTTP_CODES = {
     400: "bad_request",
@@ -116,10 +116,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.RedisError)
     def _redis_down(e: redis.RedisError) -> Response:
         # The caller should retry: commerce backends and Kustom both retry on 5xx.
-        log.error("kustom.web.redis_unavailable path=%s error=%s", request.path, type(e).__name__)
+        log.error("kustom.web.redis_unavailable", path=request.path, error=type(e).__name__)
         return error_response(503, "redis_unavailable", "The state store is unavailable; retry.")
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception) -> Response:
-        log.exception("kustom.web.unhandled path=%s", request.path)
+        log.exception("kustom.web.unhandled", path=request.path)
         return error_response(500, "internal_error", "An unexpected error occurred.")

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import socket
 import time
 from collections.abc import Generator, Iterator
@@ -58,6 +57,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, request
 
+from kustom_app.logs import event_log
 from kustom_app.state import CartStore
 from webhooks import extension
 from webhooks.errors import ApiError
@@ -65,7 +65,7 @@ from webhooks.extension import StreamSlots
 from webhooks.storefront import _cors as storefront_cors
 from webhooks.storefront import checked_cart_id
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 bp = Blueprint("events", __name__)
 
@@ -167,7 +167,7 @@ class StatusStream:
                 self.pubsub.close()
         if self.slots is not None:
             self.slots.give_back()
-        log.info("kustom.events.closed cart=%s", self.cart_id)
+        log.info("kustom.events.closed", cart=self.cart_id)
 
     def _events(self) -> Generator[str, None, None]:
         yield _event(self.first, retry_ms=self.retry_ms)
@@ -189,7 +189,7 @@ class StatusStream:
                         pass
                     state = self.store.load(self.cart_id)
                     if state is None:
-                        log.info("kustom.events.cart_gone cart=%s", self.cart_id)
+                        log.info("kustom.events.cart_gone", cart=self.cart_id)
                         return
                     current = _status_json(state.status())
                     if current != last:
@@ -201,7 +201,7 @@ class StatusStream:
                     yield ": keepalive\n\n"
         except redis.RedisError as e:
             # The EventSource reconnects after `retry` and gets the current state first.
-            log.warning("kustom.events.redis_error cart=%s error=%s", self.cart_id, e)
+            log.warning("kustom.events.redis_error", cart=self.cart_id, error=e)
 
 
 def _subscribe(client: redis.Redis, channel: str) -> redis.client.PubSub:
@@ -242,7 +242,7 @@ def events(cart_id: str) -> Response:
             slots.give_back()
         raise
     if not streaming:
-        log.warning("kustom.events.busy cart=%s open=%s", cart_id, slots.open)
+        log.warning("kustom.events.busy", cart=cart_id, open=slots.open)
     body = StatusStream(
         store,
         pubsub,
@@ -256,7 +256,7 @@ def events(cart_id: str) -> Response:
         only_first=not streaming,
     )
     if streaming:
-        log.info("kustom.events.opened cart=%s open=%s", cart_id, slots.open)
+        log.info("kustom.events.opened", cart=cart_id, open=slots.open)
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache, no-store"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come

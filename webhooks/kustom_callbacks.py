@@ -9,7 +9,6 @@ in Kustom's shape (see "refusals Kustom reads" below).
 
 from __future__ import annotations
 
-import logging
 import time
 from functools import partial
 from typing import Any
@@ -30,13 +29,14 @@ from kustom_app.callbacks import (
 )
 from kustom_app.errors import Refusal
 from kustom_app.jobs import Jobs
+from kustom_app.logs import event_log
 from kustom_app.metrics import VALIDATIONS
 from kustom_app.validation import TRY_AGAIN_TEXT, Rejection
 from webhooks import extension
 from webhooks.callback_auth import verified_callback_cart
 from webhooks.errors import HTTP_CODES, parse_json_object
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 bp = Blueprint("kustom_callbacks", __name__)
 
@@ -134,7 +134,7 @@ def kustom_refusal(code: str, text: str, *, status: int = 400, **more: Any) -> R
 
 def _unreadable(code: str, reason: str) -> Response:
     """A body we cannot take (malformed, off the schema, too deep, too large)."""
-    log.warning("kustom.callback.unreadable path=%s code=%s reason=%s", request.path, code, reason)
+    log.warning("kustom.callback.unreadable", path=request.path, code=code, reason=reason)
     return kustom_refusal(APPROVAL_FAILED, UNREADABLE_TEXT)
 
 
@@ -161,7 +161,7 @@ def _http_error(e: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def _failed(e: Exception) -> Response:
-    log.exception("kustom.callback.failed path=%s error=%s", request.path, type(e).__name__)
+    log.exception("kustom.callback.failed", path=request.path, error=type(e).__name__)
     return kustom_refusal(APPROVAL_FAILED, TRY_AGAIN_TEXT)
 
 
@@ -209,7 +209,7 @@ def _reject(rejection: Rejection, order: dict[str, Any]) -> Response:
 
 
 def _refused(cart_id: str, e: CallbackRefused) -> Response:
-    log.info("kustom.callback.refused cart=%s code=%s reason=%s", cart_id, e.code, e.reason)
+    log.info("kustom.callback.refused", cart=cart_id, code=e.code, reason=e.reason)
     return kustom_refusal(e.code, e.text)
 
 
@@ -250,7 +250,7 @@ def _queue_sync(queue: Jobs, cart_id: str, payload_hash: str, payload: Any) -> N
     try:
         queue.sync(cart_id, payload_hash, payload)
     except Exception as e:  # the cart is on the syncing index: the sweeper re-queues it
-        log.error("kustom.validation.sync_not_queued cart=%s error=%s", cart_id, type(e).__name__)
+        log.error("kustom.validation.sync_not_queued", cart=cart_id, error=type(e).__name__)
 
 
 def _address_callback(apply_change: Any) -> Response:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, jsonify, request
 
+from kustom_app.logs import event_log
 from kustom_app.metrics import NOTIFICATIONS
 from webhooks import extension
 from webhooks.callback_auth import verified_callback_cart
 from webhooks.errors import ApiError, parse_json_object
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 bp = Blueprint("kustom_confirm", __name__, url_prefix="/kustom")
 
@@ -72,9 +71,9 @@ def _ignored(cart_id: str, event_type: str) -> Response:
     as a metric label.
     """
     log.warning(
-        "kustom.notification.unknown_event_type cart=%s event_type=%r",
-        cart_id,
-        event_type[:_LOGGED_EVENT_TYPE_LENGTH],
+        "kustom.notification.unknown_event_type",
+        cart=cart_id,
+        event_type=event_type[:_LOGGED_EVENT_TYPE_LENGTH],
     )
     NOTIFICATIONS.labels(UNKNOWN_EVENT).inc()
     return jsonify({"status": "ignored"})

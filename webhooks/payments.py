@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
+from kustom_app.logs import bind_cart
 from kustom_app.ordermanagement import (
     CANCEL,
     CAPTURE,
@@ -77,6 +78,7 @@ class CancelEventSchema(Schema):
 
 
 def _accept(request: PaymentRequest) -> Response:
+    bind_cart(request.cart_id)
     accepted: Accepted = extension.services().payment_operations.accept(request)
     if accepted.enqueue:
         queue = extension.jobs()

@@ -18,15 +18,14 @@ job queued), not when this module is imported.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import after_setup_logger
 
 from kustom_app.redis_connection import sentinel_master_name
 from kustom_app.settings import Settings, share_metrics_directory
 from workers.fastpath_broker import transport_for
+from workers.logging_setup import quiet_beat_in_json
 
 
 def master_name_option(broker_url: str) -> dict[str, str]:
@@ -108,12 +107,8 @@ def configuration(settings: Settings) -> dict[str, Any]:
     )
 
 
-@after_setup_logger.connect
-def _configure_logging(logger: logging.Logger, **_: object) -> None:
-    logger.setLevel(logging.INFO)
-
-
 app = make_celery()
+quiet_beat_in_json(app)  # and the service's log format: workers/logging_setup.py
 
 
 class KustomTask(Task):

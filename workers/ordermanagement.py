@@ -9,7 +9,6 @@ redelivered task sends Kustom the same idempotency key. Arguments are ids only.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from celery import Task
 
 from kustom_app.commerce import CommerceRejected, CommerceUnavailable
 from kustom_app.kustom import KustomUnavailable
+from kustom_app.logs import event_log
 from kustom_app.ordermanagement import (
     CANCEL,
     CAPTURE,
@@ -30,7 +30,7 @@ from kustom_app.services import process_services
 from workers.celery_app import idempotent_task
 from workers.retry import retrying, wait_out
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 # A busy lease is held by a live task for at most its lease (PAYMENT_LEASE_SECONDS); this
 # bounds the waiting.
@@ -67,12 +67,11 @@ def _run_operation(task: Task, kind: str, op_id: str) -> str:
     if outcome.deliver:
         deliver_payment_result.enqueue(kind, op_id)
     log.info(
-        "kustom.%s.task id=%s outcome=%s task=%s retries=%s",
-        kind,
-        op_id,
-        outcome.status,
-        task.request.id,
-        task.request.retries,
+        f"kustom.{kind}.task",
+        id=op_id,
+        outcome=outcome.status,
+        task=task.request.id,
+        retries=task.request.retries,
     )
     return outcome.status
 

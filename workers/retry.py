@@ -16,7 +16,6 @@ import collections
 import functools
 import inspect
 import json
-import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -26,11 +25,12 @@ from typing import Any, TypeVar, cast
 from celery import Task
 from celery.signals import task_failure
 
+from kustom_app.logs import event_log
 from kustom_app.metrics import DEAD_LETTERS
 from kustom_app.services import process_services
 
 # Dead letters are logged under the name they always had (log filters may rely on it).
-log = logging.getLogger("workers.tasks")
+log = event_log("workers.tasks")
 
 DEAD_LETTER_LIMIT = 1000
 
@@ -73,7 +73,7 @@ def record_dead_letter(
     )
     services.store.dead_letters.record(entry, keep=DEAD_LETTER_LIMIT)
     DEAD_LETTERS.labels(task.name).inc()
-    log.error("kustom.task.dead_letter task=%s id=%s %s", task.name, task_id, context)
+    log.error("kustom.task.dead_letter", task=task.name, id=task_id, context=context)
     # The failure handler below then skips this task. (By id: Celery may hand the handler
     # a pickleable copy of the exception rather than the one raised.)
     _dead_lettered.append(task_id)
@@ -105,11 +105,11 @@ def dead_letter_unhandled_failure(
         record_dead_letter(sender, exception, {"args": ids[:4]}, task_id=task_id)
     except Exception as e:  # Redis itself may be what failed: the log is all there is
         log.error(
-            "kustom.task.dead_letter_lost task=%s id=%s error=%s recording=%s",
-            sender.name,
-            task_id,
-            type(exception).__name__,
-            type(e).__name__,
+            "kustom.task.dead_letter_lost",
+            task=sender.name,
+            id=task_id,
+            error=type(exception).__name__,
+            recording=type(e).__name__,
         )
 
 

@@ -7,7 +7,6 @@ What a task retries, waits out and gives up on is declared with `workers.retry.r
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +16,7 @@ from celery import Task
 from kustom_app.commerce import CommerceRejected, CommerceUnavailable
 from kustom_app.completion import CompletionError
 from kustom_app.kustom import KustomRejected, KustomUnavailable, idempotency_key
+from kustom_app.logs import event_log
 from kustom_app.services import process_services
 from kustom_app.settings import SYNC_BUSY_JITTER_SECONDS
 from kustom_app.sync import SyncBusy, SyncOutcomeUnknown, sync_cart
@@ -30,7 +30,7 @@ from workers.retry import (
     wait_out,
 )
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 # A busy sync lease is held by a live job for at most its lease; this bounds the waiting.
 SYNC_BUSY_RETRY_LIMIT = 50
@@ -88,12 +88,12 @@ def sync_kustom_order(
     if result.outcome == "requeue":
         self.enqueue(cart_id, result.hash, None)
     log.info(
-        "kustom.sync.finished cart=%s outcome=%s pushes=%s hash=%s task=%s",
-        cart_id,
-        result.outcome,
-        result.pushes,
-        result.hash,
-        self.request.id,
+        "kustom.sync.finished",
+        cart=cart_id,
+        outcome=result.outcome,
+        pushes=result.pushes,
+        hash=result.hash,
+        task=self.request.id,
     )
     return result.outcome
 
@@ -141,12 +141,12 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
         countdown = max(outcome.retry_after_ms / 1000, backoff_seconds(self.request.retries))
         raise self.retry(countdown=min(countdown, services.settings.retry_max_seconds))
     log.info(
-        "kustom.completion.task cart=%s order=%s outcome=%s path=%s task=%s",
-        cart_id,
-        order_id,
-        outcome.status,
-        path,
-        self.request.id,
+        "kustom.completion.task",
+        cart=cart_id,
+        order=order_id,
+        outcome=outcome.status,
+        path=path,
+        task=self.request.id,
     )
     return outcome.status
 
@@ -166,7 +166,7 @@ def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
     services = process_services()
     state = services.store.load(cart_id)
     if state is None or state.cart_state != "completed" or state.completion_order_id != order_id:
-        log.warning("kustom.ack.skipped cart=%s order=%s reason=not_completed", cart_id, order_id)
+        log.warning("kustom.ack.skipped", cart=cart_id, order=order_id, reason="not_completed")
         return "not_completed"
     # The shop's number first, the acknowledgement last: once Kustom counts the order
     # as acknowledged, everything this task does is done.
@@ -185,7 +185,7 @@ def acknowledge_kustom_order(self: Task, cart_id: str, order_id: str) -> str:
         order_id, idempotency_key("acknowledge", order_id), cart=cart_id
     )
     services.store.record_acknowledged(cart_id, order_id)
-    log.info("kustom.ack.done cart=%s order=%s task=%s", cart_id, order_id, self.request.id)
+    log.info("kustom.ack.done", cart=cart_id, order=order_id, task=self.request.id)
     return "acknowledged"
 
 

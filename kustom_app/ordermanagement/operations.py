@@ -23,7 +23,6 @@ The events are made requests in `events`, recorded in `store`; this module accep
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from urllib.parse import quote
 
 from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavailable
 from kustom_app.kustom import KustomClient, KustomRejected, idempotency_key
+from kustom_app.logs import bind_cart, event_log
 from kustom_app.metrics import PAYMENT_OPERATIONS
 from kustom_app.money import to_major
 from kustom_app.ordermanagement.errors import CancelDeferred, OperationBusy, PaymentEventError
@@ -52,7 +52,7 @@ from kustom_app.ordermanagement.store import PaymentRecord, PaymentStore
 from kustom_app.state import CartStore, now_ms
 
 # The package's name, as before the split: log lines keep the logger they had.
-log = logging.getLogger("kustom_app.ordermanagement")
+log = event_log("kustom_app.ordermanagement")
 
 # Order states in which Kustom takes no more captures.
 CLOSED_ORDER_STATES = frozenset({"CANCELLED", "EXPIRED", "CLOSED"})
@@ -218,14 +218,13 @@ class PaymentOperations:
         if action == "exists":
             self._same_event(fingerprint, request)
         log.info(
-            "kustom.%s.accepted id=%s cart=%s order=%s amount=%s currency=%s action=%s",
-            request.kind,
-            request.op_id,
-            request.cart_id,
-            order["kustomOrderId"],
-            request.amount,
-            request.currency,
-            action,
+            f"kustom.{request.kind}.accepted",
+            id=request.op_id,
+            cart=request.cart_id,
+            order=order["kustomOrderId"],
+            amount=request.amount,
+            currency=request.currency,
+            action=action,
         )
         return Accepted(request.kind, request.op_id, status, enqueue=action != "exists")
 
@@ -256,7 +255,7 @@ class PaymentOperations:
         """
         action, detail = self.payments.begin(kind, op_id, token, lease_ms=self.lease_ms)
         if action == "gone":
-            log.warning("kustom.%s.gone id=%s", kind, op_id)
+            log.warning(f"kustom.{kind}.gone", id=op_id)
             return OperationOutcome("gone", False, False)
         if action == "done":
             return OperationOutcome(detail, False, False)
@@ -265,6 +264,7 @@ class PaymentOperations:
         record = self.payments.load(kind, op_id)
         if record is None:  # pragma: no cover - expired between two reads
             return OperationOutcome("gone", False, False)
+        bind_cart(record.cart_id)  # the task's lines from here on (Celery's too) name it
         move = _MONEY_MOVES.get(kind)
         if move is None:
             return self._cancel(record)
@@ -286,16 +286,14 @@ class PaymentOperations:
             PAYMENT_OPERATIONS.labels(record.kind, status).inc()
         log_fn = log.info if status != FAILED else log.warning
         log_fn(
-            "kustom.%s.%s id=%s cart=%s order=%s amount=%s kustom_id=%s error=%s recorded=%s",
-            record.kind,
-            status,
-            record.op_id,
-            record.cart_id,
-            record.order_id,
-            record.amount,
-            kustom_id,
-            (error or {}).get("code"),
-            action,
+            f"kustom.{record.kind}.{status}",
+            id=record.op_id,
+            cart=record.cart_id,
+            order=record.order_id,
+            amount=record.amount,
+            kustom_id=kustom_id,
+            error=(error or {}).get("code"),
+            recorded=action,
         )
         return OperationOutcome(final or status, newly, newly and record.kind in KUSTOM_ID_FIELD)
 
@@ -385,6 +383,7 @@ class PaymentOperations:
         record = self.payments.load(kind, op_id)
         if record is None:
             return "gone"
+        bind_cart(record.cart_id)
         if not record.finished:
             return "not_finished"
         if record.result_delivered or kind not in KUSTOM_ID_FIELD:
@@ -403,14 +402,8 @@ class PaymentOperations:
             self.payments.settle_result(
                 kind, op_id, "refused", {"status": e.status, "code": e.error_code}
             )
-            log.error(
-                "kustom.%s.result_refused id=%s status=%s code=%s",
-                kind,
-                op_id,
-                e.status,
-                e.error_code,
-            )
+            log.error(f"kustom.{kind}.result_refused", id=op_id, status=e.status, code=e.error_code)
             raise
         self.payments.settle_result(kind, op_id, "delivered")
-        log.info("kustom.%s.result_delivered id=%s status=%s", kind, op_id, record.status)
+        log.info(f"kustom.{kind}.result_delivered", id=op_id, status=record.status)
         return "delivered"

@@ -267,5 +267,6 @@ def test_a_dead_letter_is_logged_with_its_fields(services, monkeypatch, caplog):
     (record,) = [r for r in caplog.records if r.getMessage().startswith("kustom.task.dead_letter")]
     assert record.name == "workers.tasks"
     assert record.getMessage() == (
-        f"kustom.task.dead_letter task=deliverPaymentResult id={result.id} {context}"
+        f"kustom.task.dead_letter task=deliverPaymentResult id={result.id} "
+        f"context={json.dumps(context, separators=(',', ':'))}"
     )
