@@ -144,3 +144,15 @@ def test_vectors_file_keeps_utf8_readable():
     raw = VECTORS_PATH.read_text(encoding="utf-8")
     assert "Räksmörgås" in raw
     assert json.loads(raw) == VECTORS
+
+
+def test_docs_table_shows_every_vector():
+    """docs/signing.md lists each vector; a vector changed here must be changed there."""
+    page = (VECTORS_PATH.parents[1] / "docs" / "signing.md").read_text(encoding="utf-8")
+    for vector in SIGN:
+        assert f"| `{vector['name']}` |" in page and f"`{vector['v1']}`" in page
+    for vector in VERIFY:
+        verdict = "accepted" if vector["valid"] else f"refused: `{vector['reason']}`"
+        assert re.search(
+            rf"\| `{re.escape(vector['name'])}` \|[^|]*\| {re.escape(verdict)} \|", page
+        )
