@@ -241,7 +241,7 @@ class KustomAppClient:
     def _delay(self, attempt: int, last: KustomAppError | None) -> float:
         if last is not None and last.retry_after is not None:
             return min(last.retry_after, self.max_backoff_seconds)
-        ceiling = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+        ceiling = min(self.max_backoff_seconds, self.backoff_seconds * 2.0 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
