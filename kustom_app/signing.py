@@ -39,6 +39,9 @@ def verify_signature(
     """Raise `InvalidSignature` unless ``header`` signs exactly these raw bytes recently.
 
     Several ``v1=`` entries are accepted so a secret can be rotated without downtime.
+    ``t`` must be ASCII digits and ``v1`` is compared as bytes: a header is Latin-1 text, so
+    a Unicode digit or a non-ASCII MAC is a refusal, never a crash (a 5xx) in the compare.
+    The accepted forms are pinned by schemas/signing-vectors.json.
     """
     if not header:
         raise InvalidSignature("missing signature header")
@@ -46,7 +49,7 @@ def verify_signature(
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and value.isascii() and value.isdigit():
             timestamp = int(value)
         elif key == "v1" and value:
             candidates.append(value)
@@ -55,8 +58,11 @@ def verify_signature(
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise InvalidSignature("signature timestamp outside the tolerance")
-    expected = _digest(secret, str(timestamp).encode() + b"." + body)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+    expected = _digest(secret, str(timestamp).encode() + b"." + body).encode()
+    if not any(
+        hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
+        for candidate in candidates
+    ):
         raise InvalidSignature("signature does not match")
 
 
