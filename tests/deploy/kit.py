@@ -81,7 +81,9 @@ def real_settings() -> set[str]:
     """Every environment variable the service reads: the settings table, the contract's
     section 2 (some names reach the table from other parts of the work), what
     `Settings.from_env` reads by itself, and what the Procfile's lines read."""
-    return settings_table_names() | contract_settings() | READ_BY_FROM_ENV | set(procfile_variables())
+    return (
+        settings_table_names() | contract_settings() | READ_BY_FROM_ENV | set(procfile_variables())
+    )
 
 
 def worker_metrics_port(env: dict[str, str]) -> int:
@@ -168,8 +170,21 @@ _MATCHERS = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*\{([^}]*)\}")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _WORD = re.compile(r"(?<![\w:.$])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(?!\s*\()")
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
-             "or", "unless", "offset", "inf", "nan"}
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def promql_reads(expr: str) -> tuple[set[str], dict[str, set[str]], set[str]]:
