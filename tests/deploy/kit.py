@@ -28,6 +28,9 @@ CONTRACT = ROOT / "docs" / "contract.md"
 # Read by the service, though not a field of the settings table: production mode
 # (`Settings.from_env` reads it directly).
 READ_BY_FROM_ENV = {"APP_ENV"}
+# Read by the `celery` command line itself (its options from CELERY_<COMMAND>_<OPTION>):
+# the worker's pool size, which the manifests bound to the pod's size.
+READ_BY_CELERY = {"CELERY_WORKER_CONCURRENCY"}
 # The contract's defaults (section 2) for the worker's metrics port, which the worker's
 # metrics server reads; beat serves on the next port.
 CONTRACT_WORKER_METRICS_PORT = 9540
@@ -80,9 +83,14 @@ def procfile_variables() -> dict[str, str | None]:
 def real_settings() -> set[str]:
     """Every environment variable the service reads: the settings table, the contract's
     section 2 (some names reach the table from other parts of the work), what
-    `Settings.from_env` reads by itself, and what the Procfile's lines read."""
+    `Settings.from_env` reads by itself, what the Procfile's lines read, and the Celery
+    command line's options the manifests set."""
     return (
-        settings_table_names() | contract_settings() | READ_BY_FROM_ENV | set(procfile_variables())
+        settings_table_names()
+        | contract_settings()
+        | READ_BY_FROM_ENV
+        | set(procfile_variables())
+        | READ_BY_CELERY
     )
 
 

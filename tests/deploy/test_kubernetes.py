@@ -10,12 +10,15 @@ settings'.
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from celery.bin import celery as celery_command_line
+from celery.bin.worker import worker as celery_worker
 from gunicorn.config import Config as GunicornConfig
 
 from kustom_app.settings import Settings
@@ -183,6 +186,21 @@ def test_the_worker_consumes_every_queue():
     queues = re.search(r"-Q (\S+)", line)
     assert queues is not None
     assert set(queues.group(1).split(",")) == {"kustom.sync", "kustom.orders"}
+
+
+def test_the_worker_pool_is_sized_to_the_pod_not_the_node(monkeypatch):
+    """Celery's default pool is one child per CPU of the node; the manifest bounds it
+    through the variable the `celery` command line reads for --concurrency."""
+    (worker,) = deployments()["worker"]["spec"]["template"]["spec"]["containers"]
+    concurrency = env_of(worker)["CELERY_WORKER_CONCURRENCY"]
+    assert "--concurrency" not in procfile()["worker"]
+    assert inspect.getsource(celery_command_line.main).count('auto_envvar_prefix="CELERY"') == 1
+    monkeypatch.setenv("CELERY_WORKER_CONCURRENCY", concurrency)
+    context = celery_worker.make_context(
+        "worker", [], auto_envvar_prefix="CELERY_WORKER", resilient_parsing=True
+    )
+    assert context.params["concurrency"] == int(concurrency)
+    assert 1 <= int(concurrency) <= 4
 
 
 def test_exactly_one_beat():
