@@ -208,7 +208,8 @@ def trigger_request(
         window = {"for_seconds": args.for_seconds, "count": args.count}
         if event == "slow":
             return "POST", "/slow", {"seconds": args.seconds, **window}
-        return "POST", "/fail", {"status": args.status, "operation": args.operation, **window}
+        scope = {"operation": args.operation, "order_id": args.order}
+        return "POST", "/fail", {"status": args.status, **scope, **window}
     if event == "recover":
         return "DELETE", "/trouble", {}
     path = f"/orders/{args.order_id}/{event}"
@@ -242,6 +243,8 @@ def describe(report: dict[str, Any]) -> list[str]:
         outage, slowdown = report.get("outage"), report.get("slowdown")
         if outage:
             scope = outage.get("operation") or "every API call"
+            if outage.get("order_id"):
+                scope += f" about order {outage['order_id']}"
             lines.append(f"Kustom API failing: {scope} answers {outage['status']}{_window(outage)}")
         if slowdown:
             lines.append(f"Kustom API slow: +{slowdown['seconds']} s per call{_window(slowdown)}")
@@ -448,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     fail.add_argument(
         "--operation", help="only this operation (create_order, update_order, capture, ...)"
     )
+    fail.add_argument("--order", metavar="ORDER_ID", help="only calls about this order")
     _window_options(fail)
     events.add_parser("recover", parents=[common], help="end a slow or fail window now")
     return parser

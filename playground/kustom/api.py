@@ -115,7 +115,7 @@ def dispatch(
     latency = state.latency_seconds
     if operation == "update_order":
         latency += state.update_delay_seconds
-    slowdown, outage_status = state.take_trouble(operation)
+    slowdown, outage_status = state.take_trouble(operation, kwargs.get("order_id"))
     latency += slowdown
     if latency > 0:
         time.sleep(latency)

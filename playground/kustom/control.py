@@ -123,6 +123,7 @@ def register_playground_control(app: Flask) -> None:
             for_seconds=_number(body, "for_seconds"),
             count=_count(body),
             operation=_optional_string(body, "operation"),
+            order_id=_optional_string(body, "order_id"),
         )
         return json_response(200, {"trigger": "fail", **trouble})
 

@@ -141,16 +141,20 @@ class DoubleStore:
         for_seconds: float | None = None,
         count: int | None = None,
         operation: str | None = None,
+        order_id: str | None = None,
     ) -> dict[str, Any]:
-        """Every API call (or only ``operation``'s) answers ``status`` with Kustom's error
-        body, for ``for_seconds`` or for the next ``count`` calls; faulted calls do not act."""
+        """Every API call (or only ``operation``'s, or only those about ``order_id``)
+        answers ``status`` with Kustom's error body, for ``for_seconds`` or for the next
+        ``count`` calls; faulted calls do not act."""
         if not is_int(status) or not 400 <= status <= 599:
             raise DoubleError(400, "status must be an int 400..599")
         if operation is not None and operation not in OPERATIONS:
             raise DoubleError(400, f"unknown operation {operation!r}; one of {OPERATIONS}")
         window = _window(for_seconds, count)
         with self.lock:
-            self._outage = {"status": status, "operation": operation, **window}
+            self._outage = {
+                "status": status, "operation": operation, "order_id": order_id, **window
+            }  # fmt: skip
             return self.trouble()
 
     def start_slowdown(
@@ -179,7 +183,7 @@ class DoubleStore:
                     setattr(self, name, None)
             return copy.deepcopy({"outage": self._outage, "slowdown": self._slowdown})
 
-    def take_trouble(self, operation: str) -> tuple[float, int | None]:
+    def take_trouble(self, operation: str, order_id: str | None = None) -> tuple[float, int | None]:
         """For one API call: the extra seconds to wait and the status to fail with (or None);
         uses up one of a counted window's calls."""
         with self.lock:
@@ -194,6 +198,7 @@ class DoubleStore:
                 outage is not None
                 and _window_open(outage, now)
                 and outage["operation"] in (None, operation)
+                and outage.get("order_id") in (None, order_id)
             ):
                 status = int(outage["status"])
                 _use(outage)

@@ -113,10 +113,11 @@ def test_fail_count_2_makes_the_next_two_updates_503_and_the_sync_lands(
     http, web, worker, kustom, commerce, playground_url, capsys
 ):
     cart, order_id = open_checkout(http, web, commerce)
-    # Fenced to the order updates: other traffic to the shared double cannot use them up.
+    # Fenced to this order's updates: other tests' sync jobs still running in the shared
+    # worker cannot use them up (a full run saw [503, 200]).
     outage = trigger(
         capsys, playground_url, "fail", "--status", "503", "--count", "2", "--operation",
-        "update_order",
+        "update_order", "--order", order_id,
     )  # fmt: skip
     assert outage["outage"]["remaining"] == 2
     body = json.dumps(make_render(cart, 2, quantity=5)).encode()

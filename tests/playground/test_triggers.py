@@ -367,6 +367,22 @@ def test_fail_only_one_operation_and_recover(playground, capsys) -> None:
     assert capture.status_code == 404
 
 
+def test_fail_only_the_calls_about_one_order(playground, capsys) -> None:
+    url, _ = playground
+    _, report, _ = run(
+        capsys, "trigger", "fail", "--order", "order-a", "--count", "1", "--url", url
+    )
+    assert report["outage"]["order_id"] == "order-a"
+    other = requests.get(f"{url}/ordermanagement/v1/orders/order-b", auth=AUTH, timeout=5)
+    assert other.status_code == 404  # another order's call does not use the window up
+    about = requests.get(f"{url}/ordermanagement/v1/orders/order-a", auth=AUTH, timeout=5)
+    assert about.status_code == 503
+    again = requests.get(f"{url}/ordermanagement/v1/orders/order-a", auth=AUTH, timeout=5)
+    assert again.status_code == 404
+    assert main(["trigger", "fail", "--order", "x", "--count", "1", "--url", url]) == 0
+    assert "about order x" in capsys.readouterr().out
+
+
 def test_slow_delays_the_next_calls_only(playground, capsys) -> None:
     url, _ = playground
     run(capsys, "trigger", "slow", "--seconds", "0.5", "--count", "1", "--url", url)
