@@ -66,7 +66,7 @@ def check_kustom(services: Services) -> Check:
     given ID"; https://docs.klarna.com/api/checkout/#operation/readOrderMerchant, kept in
     tests/fixtures/openapi/kustom-checkout-api.yml)."""
     s = services.settings
-    details = {"url": shown_url(s.kustom_api_url), "username": s.kustom_username}
+    details: dict[str, Any] = {"url": shown_url(s.kustom_api_url), "username": s.kustom_username}
     if not s.kustom_configured:
         return Check("kustom", False, "KUSTOM_USERNAME or KUSTOM_PASSWORD is not set", details)
     try:
@@ -90,7 +90,7 @@ def check_commerce(services: Services) -> Check:
     """A signed GET of a cart that cannot exist: 404 says the backend is reachable and took
     the signature; 401 says COMMERCE_WEBHOOK_SECRET differs from the backend's."""
     s = services.settings
-    details = {"url": shown_url(s.commerce_api_url)}
+    details: dict[str, Any] = {"url": shown_url(s.commerce_api_url)}
     commerce = services.commerce
     if commerce is None:
         return Check("commerce", False, "COMMERCE_API_URL is not set: no cart completes", details)

@@ -174,7 +174,7 @@ _REQUEUE: dict[str, tuple[tuple[str, ...], Callable[[Jobs, list[Any]], None]]] =
 }
 
 
-def requeue_dead_letter(store: CartStore, letter: DeadLetter, jobs: Jobs) -> list[Any]:
+def requeue_dead_letter(store: CartStore, letter: DeadLetter, jobs: Jobs) -> list[str]:
     """Queue the dead letter's job again, then take it off the list; returns the job's ids.
 
     Every task is idempotent (CONTRACT section 7), so a job that in fact finished meanwhile
@@ -193,7 +193,8 @@ def requeue_dead_letter(store: CartStore, letter: DeadLetter, jobs: Jobs) -> lis
     if any(v is None or v == "" for v in values):
         missing = [n for n, v in zip(names, values, strict=True) if v is None or v == ""]
         raise DeadLetterNotRetryable(f"the entry does not say its {', '.join(missing)}")
-    queue(jobs, [str(v) for v in values])
+    ids = [str(v) for v in values]
+    queue(jobs, ids)
     store.dead_letters.remove(letter)
     if letter.cart_id:
         store.timeline.record(
@@ -203,7 +204,7 @@ def requeue_dead_letter(store: CartStore, letter: DeadLetter, jobs: Jobs) -> lis
             task=letter.task,
             id=letter.id,
         )
-    return values
+    return ids
 
 
 def drop_dead_letter(store: CartStore, letter: DeadLetter) -> bool:

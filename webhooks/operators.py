@@ -154,7 +154,7 @@ def _cart_lines(report: dict[str, Any]) -> Iterator[str]:
     for p in payments:
         yield (
             f"  payment      {p['kind']} {p['id']} {p['status']} amount={p['amount']} "
-            f"{p['currency'] or ''} kustom_id={p['kustomId']} error={p['error']} "
+            f"{p['currency'] or ''} kustom_id={p['kustomId'] or '-'} error={p['error'] or '-'} "
             f"result_delivered={'yes' if p['resultDelivered'] else 'no'}"
         )
     letters = report["deadLetters"]
@@ -241,7 +241,7 @@ def deadletters_retry(letter_id: str, as_json: bool) -> None:
     _emit(
         as_json,
         document,
-        lambda: iter([f"{letter_id}: {letter.task}{tuple(ids)} queued again; removed."]),
+        lambda: iter([f"{letter_id}: {letter.task}({', '.join(ids)}) queued again; removed."]),
     )
 
 
