@@ -535,6 +535,7 @@ class CartStore:
     def mark_order_unusable(self, cart_id: str, order_id: str) -> None:
         """Kustom no longer knows this order (expired or gone): the next checkout re-creates."""
         self.release_sync(cart_id, "", order_id, "unusable")
+        self.timeline.record(cart_id, "order.unusable", at=now_ms(), order=order_id)
 
     # Checkout creation -----------------------------------------------------------------
 

@@ -11,14 +11,15 @@ RPUSH + LTRIM + EXPIRE, or inside a write that happens anyway: the render's Lua 
 (record_render.lua) adds its own entry, so the render hot path pays no extra round trip.
 A timeline is a diagnostic: failing to write one never fails what it describes.
 
-Events: ``render`` (version, hash, queued), ``order.created``, ``sync.pushed`` (hash,
-next), ``sync.verified``, ``sync.no_answer``, ``sync.order_gone``, ``sync.read_only``,
-``sync.rejected``, ``validation.approved|rejected``, ``callback.<operation>`` and
-``callback.<operation>.refused`` (address_update, country_change, shipping_option_update),
-``callback.push``, ``callback.fraud_decision``, ``completion.claimed``,
-``completion.completed``, ``completion.released``, ``completion.mismatch``,
-``acknowledged``, ``payment.<kind>.accepted``, ``payment.<kind>.<status>``,
-``sweeper.<fix>``, ``deadletter``, ``operator.<action>``.
+Events: ``render`` (version, hash, queued), ``order.created``, ``order.unusable``,
+``sync.pushed`` (hash, next), ``sync.verified``, ``sync.no_answer``, ``sync.order_gone``,
+``sync.read_only``, ``sync.rejected``, ``validation.approved|rejected``,
+``callback.<operation>`` and ``callback.<operation>.refused`` (address_update,
+country_change, shipping_option_update), ``callback.push``, ``callback.fraud_decision``,
+``fraud_decision.forwarded``, ``completion.claimed``, ``completion.completed``,
+``completion.released``,
+``completion.mismatch``, ``acknowledged``, ``payment.<kind>.accepted``,
+``payment.<kind>.<status>``, ``sweeper.<fix>``, ``deadletter``, ``operator.<action>``.
 """
 
 from __future__ import annotations
