@@ -30,6 +30,7 @@ The next render from the backend replaces such a local choice.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,7 +41,7 @@ from kustom_app.commerce import CommerceClient, CommerceRejected, CommerceUnavai
 from kustom_app.logs import event_log
 from kustom_app.money import as_decimal
 from kustom_app.render import load_render
-from kustom_app.state import CartStore
+from kustom_app.state import CartStore, now_ms
 from kustom_app.sync import prepare_render
 from kustom_app.validation import APPROVAL_FAILED, NOT_PAYABLE_TEXT, thread_pool
 
@@ -220,19 +221,23 @@ def update_address(
     The addresses are Kustom's address objects, passed on as they are (never logged).
     Without a backend the current render's amounts are the answer.
     """
-    current = _open_render(store, cart_id)
-    if commerce is None:
-        if current is None:
-            raise CallbackRefused(APPROVAL_FAILED, NOT_PAYABLE_TEXT, reason="unknown_cart")
-        return apply_render(store, cart_id, current)
-    render = _forward(
-        commerce,
-        operation,
-        cart_id,
-        "address",
-        {"shippingAddress": shipping_address, "billingAddress": billing_address},
-    )
-    return apply_render(store, cart_id, render)
+
+    def change() -> CallbackAnswer:
+        current = _open_render(store, cart_id)
+        if commerce is None:
+            if current is None:
+                raise CallbackRefused(APPROVAL_FAILED, NOT_PAYABLE_TEXT, reason="unknown_cart")
+            return apply_render(store, cart_id, current)
+        render = _forward(
+            commerce,
+            operation,
+            cart_id,
+            "address",
+            {"shippingAddress": shipping_address, "billingAddress": billing_address},
+        )
+        return apply_render(store, cart_id, render)
+
+    return _on_timeline(store, cart_id, operation, change)
 
 
 def change_country(
@@ -258,19 +263,45 @@ def update_shipping_option(
     store: CartStore, commerce: CommerceClient | None, cart_id: str, option_id: str
 ) -> CallbackAnswer:
     """The shopper picked a shipping option: the backend (or we) reprice the order."""
-    current = _open_render(store, cart_id)
-    if commerce is not None:
-        render = _forward(
-            commerce,
-            "shipping_option_update",
-            cart_id,
-            "shipping-option",
-            {"shippingOptionId": option_id},
+
+    def change() -> CallbackAnswer:
+        current = _open_render(store, cart_id)
+        if commerce is not None:
+            render = _forward(
+                commerce,
+                "shipping_option_update",
+                cart_id,
+                "shipping-option",
+                {"shippingOptionId": option_id},
+            )
+            return apply_render(store, cart_id, render)
+        if current is None:
+            raise CallbackRefused(APPROVAL_FAILED, NOT_PAYABLE_TEXT, reason="unknown_cart")
+        return apply_render(store, cart_id, select_shipping_option(current, option_id))
+
+    return _on_timeline(store, cart_id, "shipping_option_update", change)
+
+
+def _on_timeline(
+    store: CartStore, cart_id: str, operation: str, change: Callable[[], CallbackAnswer]
+) -> CallbackAnswer:
+    """Run an update callback's ``change`` and put what it answered on the cart's
+    timeline: the version and hash applied, or the refusal's code (never an address)."""
+    try:
+        answer = change()
+    except CallbackRefused as e:
+        store.timeline.record(
+            cart_id, f"callback.{operation}.refused", at=now_ms(), code=e.code, reason=e.reason
         )
-        return apply_render(store, cart_id, render)
-    if current is None:
-        raise CallbackRefused(APPROVAL_FAILED, NOT_PAYABLE_TEXT, reason="unknown_cart")
-    return apply_render(store, cart_id, select_shipping_option(current, option_id))
+        raise
+    store.timeline.record(
+        cart_id,
+        f"callback.{operation}",
+        at=now_ms(),
+        version=answer.version,
+        hash=answer.payload_hash,
+    )
+    return answer
 
 
 def select_shipping_option(render: dict[str, Any], option_id: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from kustom_app.kustom import KustomClient, KustomError
 from kustom_app.logs import event_log
 from kustom_app.render import load_render
 from kustom_app.signing import callback_token
-from kustom_app.state import CartState, CartStore
+from kustom_app.state import CartState, CartStore, now_ms
 from kustom_app.sync import UNPAYABLE_PREFIX, ingest_render, prepare_render
 
 log = event_log(__name__)
@@ -278,6 +278,14 @@ class CheckoutService:
             ) from e
         order_id = str(order["order_id"])
         needs_sync = self.store.record_order(cart_id, order_id, payload_hash, payload)
+        self.store.timeline.record(
+            cart_id,
+            "order.created",
+            at=now_ms(),
+            order=order_id,
+            hash=payload_hash,
+            syncNeeded=needs_sync or None,
+        )
         log.info("kustom.checkout.created", cart=cart_id, order=order_id, hash=payload_hash)
         after = self.store.load(cart_id)
         return CheckoutResult(

@@ -374,6 +374,9 @@ def resolve_mismatch(
                 "Kustom, then dismiss."
             )
         store.clear_mismatch(cart_id)
+        store.timeline.record(
+            cart_id, "operator.mismatch_retry", at=now_ms(), order=mismatch.order_id
+        )
         log.warning(
             "kustom.completion.mismatch_retry",
             cart=cart_id,
@@ -386,6 +389,9 @@ def resolve_mismatch(
     store.clear_mismatch(
         cart_id,
         dismissed={"kustomOrderId": mismatch.order_id, "reason": reason, "at": now_ms()},
+    )
+    store.timeline.record(
+        cart_id, "operator.mismatch_dismissed", at=now_ms(), order=mismatch.order_id
     )
     log.warning(
         "kustom.completion.mismatch_dismissed", cart=cart_id, order=mismatch.order_id, reason=reason

@@ -185,6 +185,10 @@ class Reconciler:
         """True (and remembered) unless ``member`` was re-queued within the spacing."""
         return self.store.mark_requeued(member, now, spacing_ms=self.policy.requeue_spacing_ms)
 
+    def _note(self, cart_id: str, event: str, at: int, **fields: Any) -> None:
+        """Put what the sweeper queued for the cart on its timeline."""
+        self.store.timeline.record(cart_id, event, at=at, **fields)
+
     # The steps -----------------------------------------------------------------------------
 
     def _overdue(self, page: Callable[..., list[str]], max_score: int) -> Iterator[str]:
@@ -217,6 +221,7 @@ class Reconciler:
             if state.sync_lease_until > now or not self._spaced(f"sync:{cart_id}", now):
                 continue  # a job is pushing right now, or we queued one recently
             self.enqueue.sync(cart_id, state.pending_hash, None)
+            self._note(cart_id, "sweeper.resynced", now, hash=state.pending_hash)
             report.resynced += 1
 
     def _completion(
@@ -249,6 +254,7 @@ class Reconciler:
             if not self._spaced(f"complete:{cart_id}", now):
                 continue
             self.enqueue.complete(cart_id, order_id, "sweeper")
+            self._note(cart_id, "sweeper.completion_resumed", now, order=order_id)
             report.completions_resumed += 1
 
     def _unacknowledged(self, report: ReconcileReport, now: int) -> None:
@@ -268,6 +274,7 @@ class Reconciler:
             if not self._spaced(f"ack:{cart_id}", now):
                 continue
             self.enqueue.acknowledge(cart_id, order_id)
+            self._note(cart_id, "sweeper.ack_requeued", now, order=order_id)
             report.acks_requeued += 1
 
     def _next_open_check(self, order_age_ms: int) -> int:
@@ -331,6 +338,7 @@ class Reconciler:
                 age_s=age // 1000,
             )
             self.enqueue.complete(cart_id, state.order_id, "sweeper")
+            self._note(cart_id, "sweeper.missed_push", now, order=state.order_id)
             report.missed_pushes += 1
             store.check_open_order_at(cart_id, now + self.policy.open_order_check_ms)
 

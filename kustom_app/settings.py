@@ -290,6 +290,18 @@ class Settings:
         still holds it, a duplicate run. A retried task's message is unacknowledged for its
         countdown (it waits on a worker) and then for its run, so a countdown counts with
         the time limit."""
+        for name, seconds in self.visibility_limits().items():
+            if seconds >= self.visibility_timeout:
+                raise ConfigurationError(
+                    f"{name} is {seconds:g} s: it must stay below CELERY_VISIBILITY_TIMEOUT "
+                    f"({self.visibility_timeout} s), or a second worker gets the task's message "
+                    "while the first still holds it"
+                )
+
+    def visibility_limits(self) -> dict[str, float]:
+        """What may hold a task's message unacknowledged, by name, in seconds: each must
+        stay below CELERY_VISIBILITY_TIMEOUT (checked at start; `kustom-app doctor` shows
+        them)."""
         run = self.task_time_limit_seconds
         limits = {
             "TASK_RETRY_MAX_SECONDS + TASK_TIME_LIMIT_SECONDS (a retry's longest countdown, "
@@ -305,13 +317,7 @@ class Settings:
             "CONFIRM_WAIT_SECONDS": self.confirm_wait_seconds,
             "PAYMENT_LEASE_SECONDS": self.payment_lease_seconds,
         }
-        for name, seconds in limits.items():
-            if seconds >= self.visibility_timeout:
-                raise ConfigurationError(
-                    f"{name} is {seconds:g} s: it must stay below CELERY_VISIBILITY_TIMEOUT "
-                    f"({self.visibility_timeout} s), or a second worker gets the task's message "
-                    "while the first still holds it"
-                )
+        return limits
 
     @property
     def kustom_configured(self) -> bool:

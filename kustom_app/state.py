@@ -33,6 +33,7 @@ Layout (all keys under one prefix, all with a TTL refreshed on every write):
 ``{prefix}:reconcile:last`` (string)       the sweeper's last run, for operators
 ``{prefix}:lock:reconcile`` (lock)         one sweeper run at a time
 ``{prefix}:deadletter`` (list)             tasks that gave up (`kustom_app.dead_letters`)
+``{prefix}:timeline:{cartId}`` (list)      what happened to the cart (`kustom_app.timeline`)
 
 Every multi-step change is one Lua script, so web and worker processes never interleave
 inside a transition. Times are epoch milliseconds passed in by the caller.
@@ -51,6 +52,7 @@ from redis.lock import Lock
 from kustom_app.dead_letters import DeadLetters
 from kustom_app.fastpath_scripts import script_pinning
 from kustom_app.redis_scripts import as_text, load_script
+from kustom_app.timeline import CartTimeline
 
 QUEUED_STALE_MS = 30_000
 # sync_hash while an update's outcome is unknown: 'unverified-' + the hash pushed without an
@@ -60,6 +62,13 @@ UNVERIFIED_PREFIX = "unverified-"
 # Where record_render.lua puts the pending payload's JSON text (escaped as a JSON string)
 # into a sync job's message: `CartStore.record_render`'s ``job``.
 JOB_PAYLOAD_MARKER = "@@payload@@"
+
+
+# The timeline's name of a callback noted by `CartStore.record_callback_seen`.
+_SEEN_EVENTS = {
+    "last_push_at": "callback.push",
+    "fraud_decision_forwarded": "fraud_decision.forwarded",
+}
 
 
 def open_orders_key(prefix: str) -> str:
@@ -204,8 +213,12 @@ class CartStore:
         self._claim_completion = load_script(client, "claim_completion")
         self._finish_completion = load_script(client, "finish_completion")
         self._release_completion = load_script(client, "release_completion")
+        # What happened to each cart, for operators; expires with the cart.
+        self.timeline = CartTimeline(client, prefix=prefix, ttl_seconds=ttl_seconds)
         # Kept as long as a cart: what the tasks of these carts gave up on.
-        self.dead_letters = DeadLetters(client, prefix=prefix, ttl_seconds=ttl_seconds)
+        self.dead_letters = DeadLetters(
+            client, prefix=prefix, ttl_seconds=ttl_seconds, timeline=self.timeline
+        )
         # The sweeper's own records: what it re-queued when, and its last run.
         self._requeued_key = f"{prefix}:reconcile:requeued"
         self._reconcile_run_key = f"{prefix}:reconcile:last"
@@ -300,7 +313,7 @@ class CartStore:
         """
         queue_key, message = job if job is not None else (self._keys(cart_id)[0], "")
         result = self._record_render(
-            keys=[*self._keys(cart_id), queue_key],
+            keys=[*self._keys(cart_id), queue_key, self.timeline.key(cart_id)],
             args=[
                 version,
                 _json_text(render),
@@ -311,6 +324,7 @@ class CartStore:
                 QUEUED_STALE_MS,
                 cart_id,
                 message,
+                self.timeline.limit,
             ],
         )
         status, pending, sync, state, enqueue = (as_text(x) for x in result)
@@ -521,6 +535,7 @@ class CartStore:
     def mark_order_unusable(self, cart_id: str, order_id: str) -> None:
         """Kustom no longer knows this order (expired or gone): the next checkout re-creates."""
         self.release_sync(cart_id, "", order_id, "unusable")
+        self.timeline.record(cart_id, "order.unusable", at=now_ms(), order=order_id)
 
     # Checkout creation -----------------------------------------------------------------
 
@@ -562,6 +577,10 @@ class CartStore:
             )
         ]
         action = result[0] or "unknown"
+        if action == "claimed":
+            self.timeline.record(
+                cart_id, "completion.claimed", at=now_ms(), order=order_id, path=path
+            )
         if action == "completed":
             return Claim(action, order_number=result[1] or None, order_id=result[2] or None)
         if action == "busy":
@@ -612,6 +631,16 @@ class CartStore:
                 ],
             )
         ]
+        if result[0] == "completed":
+            self.timeline.record(
+                cart_id,
+                "completion.completed",
+                at=at,
+                order=order_id,
+                orderNumber=order_number,
+                path=path,
+                fraudStatus=fraud_status,
+            )
         return Claim(
             result[0] or "already", order_number=result[1] or None, order_id=result[2] or None
         )
@@ -624,15 +653,21 @@ class CartStore:
             keys=[self.cart_key(cart_id), self.claims_key, self.events_channel(cart_id)],
             args=[token, json.dumps(error) if error else "", cart_id],
         )
-        return as_text(result) == "released"
+        released = as_text(result) == "released"
+        if released:
+            code = (error or {}).get("error")
+            self.timeline.record(cart_id, "completion.released", at=now_ms(), error=code)
+        return released
 
     def record_mismatch(self, cart_id: str, order_id: str, reasons: list[str]) -> None:
         """Kustom's order does not match the cart: kept for an operator, never auto-fixed."""
-        entry = json.dumps({"kustomOrderId": order_id, "reasons": reasons, "at": now_ms()})
+        at = now_ms()
+        entry = json.dumps({"kustomOrderId": order_id, "reasons": reasons, "at": at})
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.cart_key(cart_id), "mismatch", entry)
-        pipe.zadd(self.mismatches_key, {cart_id: now_ms()})
+        pipe.zadd(self.mismatches_key, {cart_id: at})
         pipe.expire(self.mismatches_key, self.ttl)
+        self.timeline.add(pipe, cart_id, "completion.mismatch", at=at, order=order_id)
         pipe.execute()
 
     def open_mismatches(self) -> list[tuple[str, dict[str, Any] | None]]:
@@ -672,19 +707,28 @@ class CartStore:
         return result
 
     def record_acknowledged(self, cart_id: str, order_id: str) -> None:
+        at = now_ms()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             self.cart_key(cart_id),
-            mapping={"acknowledged_at": now_ms(), "acknowledged_order_id": order_id},
+            mapping={"acknowledged_at": at, "acknowledged_order_id": order_id},
         )
         pipe.zrem(self.unacked_key, cart_id)
+        self.timeline.add(pipe, cart_id, "acknowledged", at=at, order=order_id)
         pipe.execute()
 
-    def record_callback_seen(self, cart_id: str, field: str, value: str = "") -> None:
+    def record_callback_seen(
+        self, cart_id: str, field: str, value: str = "", *, order_id: str | None = None
+    ) -> None:
         """Note a push or fraud notification (the sweeper looks at when the last came)."""
         key = self.cart_key(cart_id)
         if self.redis.exists(key):
-            self.redis.hset(key, field, value or str(now_ms()))
+            at = now_ms()
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(key, field, value or str(at))
+            event = _SEEN_EVENTS.get(field, f"callback.{field}")
+            self.timeline.add(pipe, cart_id, event, at=at, order=order_id, value=value or None)
+            pipe.execute()
 
     def record_fraud_decision(self, cart_id: str, order_id: str, decision: str) -> bool:
         """Kustom's fraud decision on the cart's order, kept as it arrives (forwarding to
@@ -693,14 +737,20 @@ class CartStore:
         orders = self.redis.hmget(key, "order_id", "completion_order_id")
         if order_id not in {as_text(o) for o in orders if o}:
             return False
-        self.redis.hset(
+        at = now_ms()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(
             key,
             mapping={
                 "fraud_decision": decision,
                 "fraud_decision_order_id": order_id,
-                "fraud_decision_at": now_ms(),
+                "fraud_decision_at": at,
             },
         )
+        self.timeline.add(
+            pipe, cart_id, "callback.fraud_decision", at=at, order=order_id, decision=decision
+        )
+        pipe.execute()
         return True
 
     def completed_order(self, cart_id: str) -> dict[str, Any] | None:

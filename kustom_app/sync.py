@@ -260,6 +260,14 @@ def sync_cart(
             step = store.finish_sync(
                 cart_id, token, pushed_hash, order_id, step.payload, sent_at=sent_at
             )
+            store.timeline.record(
+                cart_id,
+                "sync.pushed",
+                at=now_ms(),
+                order=order_id,
+                hash=pushed_hash,
+                next=step.action,
+            )
             log.info(
                 "kustom.sync.pushed",
                 cart=cart_id,
@@ -272,13 +280,23 @@ def sync_cart(
     except KustomRejected as e:
         if e.status == 404:
             store.release_sync(cart_id, token, order_id, "unusable")
+            store.timeline.record(cart_id, "sync.order_gone", at=now_ms(), order=order_id)
             log.warning("kustom.sync.order_gone", cart=cart_id, order=order_id)
             return SyncResult("unusable", pushes)
         if e.status == 403 and e.error_code == "READ_ONLY_ORDER":
             store.release_sync(cart_id, token, order_id, "read_only")
+            store.timeline.record(cart_id, "sync.read_only", at=now_ms(), order=order_id)
             log.info("kustom.sync.read_only", cart=cart_id, order=order_id)
             return SyncResult("read_only", pushes)
         store.release_sync(cart_id, token)
+        store.timeline.record(
+            cart_id,
+            "sync.rejected",
+            at=now_ms(),
+            order=order_id,
+            status=e.status,
+            code=e.error_code,
+        )
         raise
     except BaseException:
         store.release_sync(cart_id, token)
@@ -310,6 +328,14 @@ def _verify(
             cart_id, token, step.hash or "", order_id, step.payload, sent_at=read_at
         )
         SYNC_UNKNOWN_OUTCOMES.labels("verified").inc()
+        store.timeline.record(
+            cart_id,
+            "sync.verified",
+            at=now_ms(),
+            order=order_id,
+            hash=step.hash,
+            next=after.action,
+        )
         log.info(
             "kustom.sync.verified", cart=cart_id, order=order_id, hash=step.hash, next=after.action
         )
@@ -337,6 +363,15 @@ def _unknown_outcome(
         cart_id, token, order_id, pushed_hash, gave_up + lifetime_ms, now=gave_up
     )
     SYNC_UNKNOWN_OUTCOMES.labels("no_answer").inc()
+    store.timeline.record(
+        cart_id,
+        "sync.no_answer",
+        at=gave_up,
+        order=order_id,
+        hash=pushed_hash,
+        status=error.status,
+        until=until,
+    )
     log.warning(
         "kustom.sync.outcome_unknown",
         cart=cart_id,

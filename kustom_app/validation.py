@@ -52,7 +52,7 @@ from kustom_app.order_match import same_order_lines
 from kustom_app.payload import CartNotPayable, build_order_payload
 from kustom_app.render import load_render
 from kustom_app.rule_loading import ENTRY_POINT_GROUP, NamedRule, load_rules, process_rules
-from kustom_app.state import CartState, CartStore
+from kustom_app.state import CartState, CartStore, now_ms
 from kustom_app.sync import ingest_render
 
 log = event_log(__name__)
@@ -322,6 +322,28 @@ def check_integrity(
 # -- the whole answer -----------------------------------------------------------------------
 
 
+def _note_verdict(
+    store: CartStore, cart_id: str, order: Mapping[str, Any], outcome: ValidationOutcome
+) -> None:
+    """Put the verdict on the cart's timeline off the answer's path: Kustom waits for the
+    answer, and a slow Redis must not delay it past the deadline."""
+    rejection = outcome.rejection
+    at = now_ms()
+
+    def note() -> None:
+        store.timeline.record(
+            cart_id,
+            "validation.approved" if rejection is None else "validation.rejected",
+            at=at,
+            order=order.get("order_id"),
+            rule=rejection.rule if rejection else None,
+            code=rejection.code if rejection else None,
+            source=outcome.render_source,
+        )
+
+    thread_pool("work").submit(note)
+
+
 class OrderValidator:
     """Answers Kustom's validation callback for one process (built once, at start)."""
 
@@ -389,6 +411,7 @@ class OrderValidator:
                 source=outcome.render_source,
                 ms=round(ms, 1),
             )
+        _note_verdict(store, cart_id, order, outcome)
         return outcome
 
     def _decide(

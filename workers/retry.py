@@ -71,7 +71,10 @@ def record_dead_letter(
             **context,
         }
     )
-    services.store.dead_letters.record(entry, keep=DEAD_LETTER_LIMIT)
+    cart = context.get("cart")
+    services.store.dead_letters.record(
+        entry, keep=DEAD_LETTER_LIMIT, cart_id=str(cart) if cart else None
+    )
     DEAD_LETTERS.labels(task.name).inc()
     log.error("kustom.task.dead_letter", task=task.name, id=task_id, context=context)
     # The failure handler below then skips this task. (By id: Celery may hand the handler

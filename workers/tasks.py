@@ -121,7 +121,7 @@ def complete_kustom_order(self: Task, cart_id: str, order_id: str, path: str = "
     """
     services = process_services()
     if path == "push":
-        services.store.record_callback_seen(cart_id, "last_push_at")
+        services.store.record_callback_seen(cart_id, "last_push_at", order_id=order_id)
     outcome = services.completion.complete(
         cart_id, order_id, path=path, token=self.request.id or "", release_on_outage=False
     )
@@ -224,5 +224,7 @@ def forward_fraud_decision(self: Task, cart_id: str, order_id: str, event_type: 
         f"/carts/{cart_id}/fraud-decision",
         {"kustomOrderId": order_id, "decision": event_type},
     )
-    services.store.record_callback_seen(cart_id, "fraud_decision_forwarded", event_type)
+    services.store.record_callback_seen(
+        cart_id, "fraud_decision_forwarded", event_type, order_id=order_id
+    )
     return "forwarded"

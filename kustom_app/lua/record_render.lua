@@ -1,12 +1,14 @@
 -- Store a cart render and decide whether Kustom's order needs a sync.
 -- KEYS[1] cart hash, KEYS[2] syncing index (zset), KEYS[3] events channel,
--- KEYS[4] the sync job queue (a Celery broker list; unused without a message)
+-- KEYS[4] the sync job queue (a Celery broker list; unused without a message),
+-- KEYS[5] the cart's timeline (list; kustom_app/timeline.py)
 -- ARGV: version, render_json, hash, payload_json, now_ms, ttl_s, queued_stale_ms, cart_id,
 --       job message ('' = the caller queues the job; returns enqueue 1 instead of 2): a
 --       broker message whose body has @@payload@@ where the payload's JSON text goes,
 --       escaped as a JSON string (the body is itself a JSON string in the message).
 --       The message is a fast path (workers/fastpath_messages.py: the versions it relies
---       on, the test that guards it); with KUSTOM_FAST_PATHS=off it is always ''.
+--       on, the test that guards it); with KUSTOM_FAST_PATHS=off it is always '';
+--       timeline_limit.
 local cart, syncing = KEYS[1], KEYS[2]
 local version = tonumber(ARGV[1])
 local hash, now = ARGV[3], tonumber(ARGV[5])
@@ -71,5 +73,15 @@ else
 end
 redis.call('EXPIRE', cart, ARGV[6])
 redis.call('EXPIRE', syncing, ARGV[6])
-if changed then redis.call('PUBLISH', KEYS[3], cart_id) end
+if changed then
+  -- The timeline keeps the renders that changed the pending payload (a burst of unchanged
+  -- ones would push everything else out of it), in this same call: no extra round trip.
+  local entry = '{"at":' .. ARGV[5] .. ',"event":"render","version":' .. ARGV[1]
+    .. ',"hash":' .. cjson.encode(hash)
+  if enqueue ~= 0 then entry = entry .. ',"queued":true' end
+  redis.call('RPUSH', KEYS[5], entry .. '}')
+  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[10]), -1)
+  redis.call('EXPIRE', KEYS[5], ARGV[6])
+  redis.call('PUBLISH', KEYS[3], cart_id)
+end
 return {'accepted', pending, sync or '', state, enqueue}

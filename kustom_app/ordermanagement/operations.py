@@ -217,6 +217,18 @@ class PaymentOperations:
         )
         if action == "exists":
             self._same_event(fingerprint, request)
+        else:
+            self.store.timeline.record(
+                request.cart_id,
+                f"payment.{request.kind}.accepted",
+                at=now_ms(),
+                ttl_seconds=self.payments.ttl,
+                id=request.op_id,
+                order=order["kustomOrderId"],
+                amount=request.amount,
+                currency=request.currency,
+                status=status,
+            )
         log.info(
             f"kustom.{request.kind}.accepted",
             id=request.op_id,
@@ -284,6 +296,17 @@ class PaymentOperations:
         newly = action == "finished"
         if newly:
             PAYMENT_OPERATIONS.labels(record.kind, status).inc()
+            self.store.timeline.record(
+                record.cart_id,
+                f"payment.{record.kind}.{status}",
+                at=now_ms(),
+                ttl_seconds=self.payments.ttl,
+                id=record.op_id,
+                order=record.order_id,
+                amount=record.amount,
+                kustomId=kustom_id,
+                error=(error or {}).get("code"),
+            )
         log_fn = log.info if status != FAILED else log.warning
         log_fn(
             f"kustom.{record.kind}.{status}",
