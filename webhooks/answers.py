@@ -93,9 +93,7 @@ class CartStatusSchema(_Answer):
     kustomOrderId = _nullable_text()
     pendingHash = _nullable_text()
     syncHash = _nullable_text()
-    syncing = fields.Boolean(
-        required=True, metadata={"description": "pendingHash != syncHash."}
-    )
+    syncing = fields.Boolean(required=True, metadata={"description": "pendingHash != syncHash."})
     cartState = _one_of("open", "completed")
 
 

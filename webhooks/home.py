@@ -7,6 +7,7 @@ is and links what a newcomer looks for next. It shows no setting but the public 
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, request
@@ -61,11 +62,21 @@ on the backend's events. There is nothing to buy here; the shop is elsewhere.</p
 """
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9.-]{1,253}\Z")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}\Z")
+
+
 def _flower_url(port: int) -> str:
-    """Flower on this host: the host the browser used, on FLOWER_PORT."""
-    host = urlsplit("//" + request.host).hostname or "localhost"
-    if ":" in host:  # an IPv6 literal
+    """Flower on this host: the host the browser used (when it is a plain host name or
+    address, else localhost), on FLOWER_PORT."""
+    try:
+        host = urlsplit("//" + request.host).hostname or ""
+    except ValueError:
+        host = ""
+    if _IPV6.match(host) and ":" in host:
         host = f"[{host}]"
+    elif not _HOST_NAME.match(host):
+        host = "localhost"
     return f"http://{host}:{port}/"
 
 

@@ -46,7 +46,7 @@ EVENT_SCHEMAS = {
 }
 
 JSON = "application/json"
-SIGNED = [{"commerceSignature": []}]
+SIGNED: list[dict[str, list[str]]] = [{"commerceSignature": []}]
 
 DESCRIPTION = f"""\
 kustom-app connects a commerce backend to Kustom Checkout. This document describes every
@@ -471,9 +471,7 @@ def _callback_paths() -> dict[str, dict[str, Any]]:
     validate["post"]["responses"]["303"] = {
         "description": "Rejected when KUSTOM_VALIDATION_REJECT=303: Kustom sends the "
         "shopper to Location, the order's checkout URL with `?kustom_error=CODE`.",
-        "headers": {
-            "Location": {"required": True, "schema": {"type": "string", "format": "uri"}}
-        },
+        "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}},
     }
     validate["post"]["responses"] = dict(sorted(validate["post"]["responses"].items()))
     return {
@@ -536,9 +534,7 @@ def _callback_paths() -> dict[str, dict[str, Any]]:
                 ),
                 "responses": {
                     "200": _json("Accepted or ignored.", answers.NotificationAcceptedSchema),
-                    "400": _error(
-                        "`invalid_json`, `invalid_event_type` or `missing_order_id`."
-                    ),
+                    "400": _error("`invalid_json`, `invalid_event_type` or `missing_order_id`."),
                     "401": _error("`invalid_token`: the cart/token pair is missing or wrong."),
                     "413": _error(TOO_LARGE),
                     "503": _error(REDIS_DOWN),
@@ -569,7 +565,9 @@ def _service_paths() -> dict[str, dict[str, Any]]:
             "This document",
             {"200": _json("OpenAPI 3.1.", {"type": "object"})},
         ),
-        "/healthz": get("healthz", "The process is up", {"200": _json("Up.", answers.HealthSchema)}),
+        "/healthz": get(
+            "healthz", "The process is up", {"200": _json("Up.", answers.HealthSchema)}
+        ),
         "/readyz": get(
             "readyz",
             "Ready to serve: Redis answers",
