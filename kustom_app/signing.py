@@ -46,7 +46,7 @@ def verify_signature(
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and value.isascii() and value.isdigit():  # not "²": int() refuses it
             timestamp = int(value)
         elif key == "v1" and value:
             candidates.append(value)
@@ -56,7 +56,7 @@ def verify_signature(
     if abs(current - timestamp) > tolerance:
         raise InvalidSignature("signature timestamp outside the tolerance")
     expected = _digest(secret, str(timestamp).encode() + b"." + body)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+    if not any(hmac.compare_digest(expected.encode(), _raw(candidate)) for candidate in candidates):
         raise InvalidSignature("signature does not match")
 
 
@@ -69,4 +69,10 @@ def check_callback_token(secret: str, cart_id: str | None, token: str | None) ->
     """True when ``token`` is this cart's callback token (constant-time)."""
     if not cart_id or not token:
         return False
-    return hmac.compare_digest(callback_token(secret, cart_id), token)
+    return hmac.compare_digest(callback_token(secret, cart_id).encode(), _raw(token))
+
+
+def _raw(text: str) -> bytes:
+    # compare_digest refuses str with non-ASCII characters (a TypeError, not a mismatch);
+    # as bytes, any text a request may carry is simply compared, and is not equal.
+    return text.encode("utf-8", "surrogatepass")
