@@ -20,6 +20,8 @@ COPY kustom_app ./kustom_app
 COPY webhooks ./webhooks
 COPY workers ./workers
 COPY playground ./playground
+# The JSON Schemas that GET /openapi.json embeds (webhooks/openapi.py reads them here).
+COPY schemas ./schemas
 COPY Procfile ./
 RUN pip install --no-deps . \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /home/app app

@@ -94,7 +94,7 @@ class CartStatusSchema(_Answer):
     pendingHash = _nullable_text()
     syncHash = _nullable_text()
     syncing = fields.Boolean(required=True, metadata={"description": "pendingHash != syncHash."})
-    cartState = _one_of("open", "completed")
+    cartState = _one_of("open", "completing", "completed")
 
 
 class RenderAcceptedSchema(_Answer):

@@ -277,8 +277,14 @@ def _storefront_paths() -> dict[str, dict[str, Any]]:
                         "`amount_mismatch`: Kustom's order does not match the cart; "
                         "nothing was completed."
                     ),
-                    "502": _error("`kustom_unavailable`: Kustom did not answer; retry."),
-                    "503": _error(REDIS_DOWN),
+                    "502": _error(
+                        "`kustom_unavailable` (Kustom did not answer, or refused to show the "
+                        "order) or `commerce_rejected` (the commerce backend refused the "
+                        "completion with a 4xx)."
+                    ),
+                    "503": _error(
+                        "`commerce_not_configured` (no COMMERCE_API_URL), or " + REDIS_DOWN
+                    ),
                 },
             },
             "options": {**preflight, "operationId": "preflightConfirm"},

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -309,3 +311,32 @@ def test_every_required_field_is_required_by_both(kind):
         event = {k: v for k, v in EVENTS[kind].items() if k != field}
         assert not schema_accepts(schema_validator(kind), event), field
         assert not service_accepts_event(kind, event), field
+
+
+def test_the_documented_differences():
+    """docs/api.md names these; a change to either side shows here."""
+    exponent_rate = _changed(_set("lines", 0, "taxRate", value="2.5e-1"))
+    assert not schema_accepts(RENDER_SCHEMA, exponent_rate)
+    assert service_accepts_render(exponent_rate)
+    newline = _changed(_set("cartId", value="cart-1\n"))
+    assert not service_accepts_render(newline)  # the cart id rule ends in \Z
+
+
+def _check_jsonschema(schema: str, *instances: Path) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "check-jsonschema"), "--schemafile"]
+    return subprocess.run(
+        [*command, str(SCHEMAS / schema), *map(str, instances)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_jsonschema_as_docs_api_md_shows_it(tmp_path):
+    """The command docs/api.md gives a backend team: ECMA-262 patterns, via regress."""
+    assert _check_jsonschema("cart-render.schema.json", *RENDERS).returncode == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_changed(_set("cartId", value="cart-1\n"))))
+    result = _check_jsonschema("cart-render.schema.json", bad)
+    assert result.returncode == 1 and "cartId" in result.stdout
