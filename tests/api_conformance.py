@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -67,10 +68,16 @@ def validate_body(schema: dict[str, Any], body: Any, where: str) -> None:
 
 
 def check_response(
-    method: str, path: str, status: int, content_type: str, body: bytes | None
+    method: str,
+    path: str,
+    status: int,
+    content_type: str,
+    body: bytes | None,
+    headers: Mapping[str, str] | None = None,
 ) -> bool:
     """Raise `NotInSpec` if the document does not describe this answer; False when the
-    request matches no operation of the document (nothing to check)."""
+    request matches no operation of the document (nothing to check). ``headers``, when
+    given, must hold every header the response documents as required."""
     found = operation_for(method, path)
     if found is None:
         return False
@@ -80,6 +87,10 @@ def check_response(
     if response is None:
         documented = ", ".join(sorted(operation["responses"]))
         raise NotInSpec(f"{where}: status not documented (documented: {documented})")
+    if headers is not None:
+        for name, header in response.get("headers", {}).items():
+            if header.get("required") and name not in headers:
+                raise NotInSpec(f"{where}: the required header {name} is missing")
     media_types = response.get("content", {})
     media_type = content_type.split(";")[0].strip()
     if not media_types:
@@ -108,5 +119,6 @@ class ConformingClient(FlaskClient):
             response.status_code,
             response.content_type or "",
             None if streamed else response.get_data(),
+            response.headers,
         )
         return response

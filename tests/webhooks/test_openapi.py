@@ -120,6 +120,12 @@ def test_checker_refuses_a_media_type_not_documented():
         check_response("GET", "/healthz", 200, "text/html", b"<p>ok</p>")
 
 
+def test_checker_refuses_a_redirect_without_its_location():
+    with pytest.raises(NotInSpec, match="Location"):
+        check_response("POST", "/kustom/validate", 303, "", b"", {"Content-Length": "0"})
+    assert check_response("POST", "/kustom/validate", 303, "", b"", {"Location": "https://x/"})
+
+
 def test_checker_leaves_requests_of_no_operation_alone():
     assert check_response("GET", "/nowhere", 404, "application/json", b"{}") is False
     assert check_response("DELETE", "/healthz", 405, "application/json", b"{}") is False
