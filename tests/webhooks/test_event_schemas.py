@@ -4,6 +4,8 @@ Each case goes through both the JSON Schema (draft 2020-12, as a backend team's 
 run it) and the service's own validation, and both must give the same verdict, except for
 the rules only the service checks (arithmetic and per-currency decimals, listed in
 docs/api.md), which are cases of their own: accepted by the schema, refused by the service.
+Bodies drawn from the schemas (by schemathesis, valid and invalid ones) are held to the
+same agreement at the end.
 
 The service's validation of a render is what makes it payable: the field rules of
 `load_render` (POST /commerce/cart-mutation answers 400 there) and the cart id rule, then
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,8 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from marshmallow import ValidationError
+from schemathesis import GenerationMode
 
 from kustom_app.ordermanagement import prepare_capture, prepare_refund
 from kustom_app.ordermanagement.errors import PaymentEventError
@@ -30,6 +37,7 @@ from kustom_app.render import load_render
 from kustom_app.sync import prepare_render
 from tests.conftest import CONTRACT_RENDER, FIXTURES
 from webhooks.payments import CancelEventSchema, CaptureEventSchema, RefundEventSchema
+from webhooks.openapi import openapi_document
 from webhooks.schemas import CART_ID_PATTERN
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -340,3 +348,70 @@ def test_check_jsonschema_as_docs_api_md_shows_it(tmp_path):
     bad.write_text(json.dumps(_changed(_set("cartId", value="cart-1\n"))))
     result = _check_jsonschema("cart-render.schema.json", bad)
     assert result.returncode == 1 and "cartId" in result.stdout
+
+
+# -- generated bodies -----------------------------------------------------------------------
+#
+# schemathesis draws bodies from the OpenAPI document's components (the schemas above,
+# embedded): valid ones (positive) and invalid ones (negative). Both sides must agree on
+# each, except for the documented differences, which are set aside.
+
+_MONEY_EXPONENT = re.compile(r"[eE][+-]?([0-9]+)\Z")
+
+
+def _documented_difference(value: Any) -> bool:
+    """A body holding something docs/api.md names as judged differently: an exponent no
+    decimal holds (or any long one), a text ending in a newline (Python's "$"), or a
+    rate written with an exponent."""
+    if isinstance(value, dict):
+        rate = value.get("taxRate")
+        if isinstance(rate, str) and "e" in rate.lower():
+            return True
+        return any(_documented_difference(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_documented_difference(v) for v in value)
+    if isinstance(value, str):
+        exponent = _MONEY_EXPONENT.search(value)
+        return value.endswith("\n") or (exponent is not None and len(exponent.group(1)) > 9)
+    return False
+
+
+def _bodies(path: str, mode: GenerationMode) -> Any:
+    operation = schemathesis.openapi.from_dict(openapi_document())[path]["POST"]
+    return operation.as_strategy(generation_mode=mode).map(lambda case: case.body)
+
+
+GENERATED = settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+
+
+@GENERATED
+@given(render=_bodies("/commerce/cart-mutation", GenerationMode.POSITIVE))
+def test_every_render_the_schema_accepts_passes_the_services_field_rules(render):
+    assume(schema_accepts(RENDER_SCHEMA, render) and not _documented_difference(render))
+    loaded = load_render(render)  # no ValidationError: only payability may still fail
+    assert CART_ID_PATTERN.match(loaded["cartId"])
+
+
+@GENERATED
+@given(render=_bodies("/commerce/cart-mutation", GenerationMode.NEGATIVE))
+def test_every_render_the_schema_refuses_the_service_refuses(render):
+    assume(not schema_accepts(RENDER_SCHEMA, render) and not _documented_difference(render))
+    assert not service_accepts_render(render)
+
+
+@GENERATED
+@given(
+    kind=st.sampled_from(["payment-capture", "payment-refund", "order-cancel"]),
+    data=st.data(),
+)
+def test_every_payment_event_the_schema_accepts_passes_the_services_field_rules(kind, data):
+    event = data.draw(_bodies(f"/commerce/{kind}", GenerationMode.POSITIVE))
+    assume(schema_accepts(schema_validator(kind), event) and not _documented_difference(event))
+    schema = {
+        "payment-capture": CaptureEventSchema(),
+        "payment-refund": RefundEventSchema(),
+        "order-cancel": CancelEventSchema(),
+    }[kind]
+    schema.load(event)
