@@ -36,8 +36,8 @@ from kustom_app.ordermanagement.errors import PaymentEventError
 from kustom_app.render import load_render
 from kustom_app.sync import prepare_render
 from tests.conftest import CONTRACT_RENDER, FIXTURES
-from webhooks.payments import CancelEventSchema, CaptureEventSchema, RefundEventSchema
 from webhooks.openapi import openapi_document
+from webhooks.payments import CancelEventSchema, CaptureEventSchema, RefundEventSchema
 from webhooks.schemas import CART_ID_PATTERN
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
