@@ -45,6 +45,8 @@ COPY pyproject.toml Procfile gunicorn.conf.py ./
 COPY kustom_app ./kustom_app
 COPY webhooks ./webhooks
 COPY workers ./workers
+# The JSON Schemas that GET /openapi.json embeds (webhooks/openapi.py reads them here).
+COPY schemas ./schemas
 
 ENV PORT=8000 \
     FLOWER_PORT=5555

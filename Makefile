@@ -5,6 +5,7 @@
 #   make test                        the test suite (needs redis-server: setup installs it)
 #   make test PYTEST_ARGS='-k sync -x'
 #   make lint | format | bench | test-browser | clean
+#   make openapi                     rewrite docs/openapi.json from the code (webhooks/openapi.py)
 
 SHELL := /bin/bash
 BIN := .venv/bin
@@ -14,7 +15,7 @@ PYTEST_MARKERS ?= not browser
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup run test lint format bench test-browser clean
+.PHONY: setup run test lint format bench test-browser clean openapi
 
 setup:
 	@scripts/setup
@@ -45,6 +46,9 @@ bench: setup
 test-browser:
 	@scripts/setup --browser
 	$(BIN)/pytest -q -p no:cacheprovider -m browser $(PYTEST_ARGS)
+
+openapi: setup
+	$(BIN)/python -c 'from webhooks.openapi import openapi_json; print(openapi_json(), end="")' > docs/openapi.json
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

@@ -104,7 +104,10 @@ def as_decimal(value: object) -> Decimal:
     if isinstance(value, str):  # first: renders usually carry money as text
         if len(value) > _MAX_TEXT_LENGTH or not _DECIMAL_TEXT.fullmatch(value):
             raise ValueError(f"{value[:_MAX_TEXT_LENGTH]!r} is not a decimal number")
-        return Decimal(value)
+        try:
+            return Decimal(value)
+        except InvalidOperation as e:  # "1e4078156493443208556": beyond any Decimal exponent
+            raise ValueError(f"{value!r} is beyond the range of a decimal number") from e
     if isinstance(value, bool):
         raise TypeError("a boolean is not an amount")
     if isinstance(value, Decimal):

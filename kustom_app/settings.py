@@ -199,6 +199,8 @@ class Settings:
     min_order_total: str = setting("KUSTOM_MIN_ORDER_TOTAL", "")
     allowed_channels: tuple[str, ...] = setting("KUSTOM_ALLOWED_CHANNELS", (), _csv)
     cors_allowed_origins: tuple[str, ...] = setting("CORS_ALLOWED_ORIGINS", (), _csv)
+    # The demo shop's address, linked from GET / (scripts/run sets it when it runs the shop).
+    shop_url: str | None = setting("SHOP_URL", None, _url)
     # APP_ENV=production, or the live Kustom API (`from_env`).
     production: bool = False
     log_format: str = setting("LOG_FORMAT", "text", _lower)

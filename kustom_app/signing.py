@@ -75,4 +75,10 @@ def check_callback_token(secret: str, cart_id: str | None, token: str | None) ->
     """True when ``token`` is this cart's callback token (constant-time)."""
     if not cart_id or not token:
         return False
-    return hmac.compare_digest(callback_token(secret, cart_id), token)
+    return hmac.compare_digest(callback_token(secret, cart_id).encode(), _raw(token))
+
+
+def _raw(text: str) -> bytes:
+    # compare_digest refuses str with non-ASCII characters (a TypeError, not a mismatch);
+    # as bytes, any text a request may carry is simply compared, and is not equal.
+    return text.encode("utf-8", "surrogatepass")

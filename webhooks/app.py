@@ -23,6 +23,7 @@ from kustom_app.services import Services  # noqa: E402
 from webhooks import (  # noqa: E402
     commerce,
     events,
+    home,
     kustom_callbacks,
     kustom_confirm,
     ops,
@@ -61,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_body_limits(app)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(home.bp)
     app.register_blueprint(storefront.bp)
     app.register_blueprint(commerce.bp)
     app.register_blueprint(payments.bp)

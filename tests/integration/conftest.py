@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -22,6 +23,7 @@ from kustom_app.settings import Settings
 from playground.commerce import create_app as create_commerce_double
 from playground.kustom import create_app as create_kustom_double
 from playground.server import ServerThread
+from tests.api_conformance import check_response
 from tests.conftest import CALLBACK_SECRET, COMMERCE_SECRET
 
 pytestmark = pytest.mark.integration
@@ -140,6 +142,25 @@ def web(service_env: dict[str, str], celery_in_process, web_server) -> ServerThr
 
 
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
+def http(web_server) -> Iterator[requests.Session]:
+    """A session whose every answer from the web app is held to its OpenAPI document."""
     with requests.Session() as session:
+        session.hooks["response"].append(answers_as_documented(web_server[0].url))
         yield session
+
+
+def answers_as_documented(base_url: str) -> Any:
+    def check(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if not response.url.startswith(base_url + "/"):
+            return  # a double's answer
+        streamed = response.headers.get("Content-Type", "").startswith("text/event-stream")
+        check_response(
+            response.request.method or "GET",
+            urlsplit(response.url).path,
+            response.status_code,
+            response.headers.get("Content-Type", ""),
+            None if streamed else response.content,
+            response.headers,
+        )
+
+    return check

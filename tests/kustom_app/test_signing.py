@@ -56,3 +56,24 @@ def test_callback_token_is_per_cart_and_secret():
     assert not check_callback_token("other", "cart-1", token)
     assert not check_callback_token("k", "cart-1", None)
     assert not check_callback_token("k", None, token)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t=1700000000,v1=é",
+        "t=1700000000,v1=\ud800",
+        "t=²,v1=00",
+        "t=\u0661\u0667" + "\u0660" * 8 + ",v1=00",
+    ],
+)
+def test_non_ascii_signatures_are_refused_not_crashed_on(header):
+    # Found by schemathesis (tests/integration/test_openapi_conformance.py): compare_digest
+    # raised TypeError on non-ASCII text, and int() ValueError on "²", so the web said 500.
+    with pytest.raises(InvalidSignature):
+        verify_signature("s", BODY, header, now=1_700_000_000)
+
+
+@pytest.mark.parametrize("token", ["é", "\ud800", "0" * 63 + "é"])
+def test_a_non_ascii_callback_token_is_wrong_not_an_error(token):
+    assert not check_callback_token("k", "cart-1", token)

@@ -243,3 +243,12 @@ def test_redis_outage_is_503_so_the_backend_retries(settings, task_queue):
     assert task_queue.syncs == []
     assert app.test_client().get("/readyz").status_code == 503
     assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_an_amount_beyond_any_decimal_is_a_400_not_a_500(post_render):
+    # Found by schemathesis (tests/integration/test_openapi_conformance.py).
+    render = make_render("cart-huge", 1)
+    render["shippingOptions"][0]["taxTotal"] = "+.19402e4078156493443208556"
+    response = post_render(render)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "validation_error"
