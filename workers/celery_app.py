@@ -26,7 +26,7 @@ from celery.signals import after_setup_logger
 
 from kustom_app.redis_connection import sentinel_master_name
 from kustom_app.settings import Settings, share_metrics_directory
-from workers.fastpath_broker import transport_for
+from workers.broker import transport_for
 
 
 def master_name_option(broker_url: str) -> dict[str, str]:
@@ -71,9 +71,7 @@ def configuration(settings: Settings) -> dict[str, Any]:
     """The app's Celery settings, from the service's."""
     return dict(
         broker_url=broker_url_for_kombu(settings.celery_broker_url),
-        broker_transport=(
-            transport_for(settings.celery_broker_url) if settings.fast_paths else None
-        ),
+        broker_transport=transport_for(settings.celery_broker_url, fast_paths=settings.fast_paths),
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
