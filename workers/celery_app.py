@@ -23,7 +23,9 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.signals import after_setup_logger
+from kombu.exceptions import OperationalError
 
+from kustom_app.jobs import JobsUnavailable
 from kustom_app.redis_connection import sentinel_master_name
 from kustom_app.settings import Settings, share_metrics_directory
 from workers.broker import transport_for
@@ -124,7 +126,10 @@ class KustomTask(Task):
     shown_as: str  # given by the task's decorator
 
     def enqueue(self, *args: Any) -> None:
-        self.apply_async(args=args, argsrepr=self.shown_as.format(*args))
+        try:
+            self.apply_async(args=args, argsrepr=self.shown_as.format(*args))
+        except OperationalError as e:  # the broker is unreachable (after kombu's retries)
+            raise JobsUnavailable(f"{self.name} not queued: {e}") from e
 
 
 def idempotent_task(name: str, *, shown_as: str, **options: Any) -> Any:
