@@ -97,3 +97,12 @@ def test_an_empty_metrics_directory_means_the_default():
         check=True,
     ).stdout.strip()
     assert shown.endswith(f"kustom-app-metrics-{os.getuid()}")
+
+
+def test_every_service_is_restarted_when_it_dies(compose):
+    # docs/operations.md "Restart policies": a process that exits (a crash, a lost broker
+    # at start) comes back; `docker compose stop` still stops it.
+    services = compose["services"]
+    assert {name: s.get("restart") for name, s in services.items()} == dict.fromkeys(
+        services, "unless-stopped"
+    )

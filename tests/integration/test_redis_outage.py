@@ -236,10 +236,11 @@ def test_redis_sigkilled_under_load_loses_nothing_and_the_worker_stays(stack, ku
     # Kustom retries a push that did not get its 200: so do we.
     for cart, order in paid:
         if cart not in pushed:
-            wait_until(
-                lambda c=cart, o=order: stack.callback("/kustom/push", c, order_id=o).ok,
-                timeout=20,
-            )
+
+            def pushed_now(cart: str = cart, order: str = order) -> bool:
+                return stack.callback("/kustom/push", cart, order_id=order).ok
+
+            wait_until(pushed_now, timeout=20)
 
     def unsynced() -> dict[str, Any]:
         statuses = {cart: stack.status(cart) for cart, _ in carts}
