@@ -38,11 +38,16 @@ Relies on kombu 5.7.x's Redis channel (pyproject: ``kombu>=5.7,<5.8``): ``_in_po
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
+import uuid
 from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,69 @@ class _LeftBehind:
 
 LEFT_BEHIND = _LeftBehind()
 
+# Who holds which message, so that the messages of a worker that died (SIGKILL, a lost
+# machine) go back on their queues in seconds, not after the visibility timeout.
+CONSUMERS_KEY = "kustom:broker:consumers"  # sorted set: consumer id -> last seen (epoch s)
+HELD_KEY = "kustom:broker:held:{}"  # set per consumer: the delivery tags it holds
+# A consumer refreshes its entry on every delivery and every restore sweep (every
+# ``unacked_restore_interval`` seconds, workers/celery_app.py); unseen this long, it is dead.
+DEAD_AFTER_SECONDS = 20.0
+
+_consumer: tuple[int, str] | None = None
+
+
+def consumer_id() -> str:
+    """This process's consumer id (a forked child gets its own)."""
+    global _consumer
+    if _consumer is None or _consumer[0] != os.getpid():
+        _consumer = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    return _consumer[1]
+
 
 class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        super().append(message, delivery_tag)
+        me = consumer_id()
+        with self.channel.conn_or_acquire() as client:
+            pipe = client.pipeline()
+            pipe.sadd(HELD_KEY.format(me), delivery_tag)
+            pipe.zadd(CONSUMERS_KEY, {me: time.time()})
+            pipe.execute()
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        pipe = super()._remove_from_indices(delivery_tag, pipe)
+        return pipe.srem(HELD_KEY.format(consumer_id()), delivery_tag)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        super().restore_visible(start, num, interval)
+        self.restore_from_dead_consumers()
+
+    def restore_from_dead_consumers(self) -> int:
+        """Put back on their queues the messages of every consumer unseen for
+        `DEAD_AFTER_SECONDS`; the one worker whose ZREM takes a dead consumer restores
+        it. A message acknowledged meanwhile is not in kombu's unacked hash and stays
+        done. Returns how many messages went back."""
+        now = time.time()
+        restored = 0
+        with self.channel.conn_or_acquire() as client:
+            client.zadd(CONSUMERS_KEY, {consumer_id(): now})
+            for raw in client.zrangebyscore(CONSUMERS_KEY, 0, now - DEAD_AFTER_SECONDS):
+                dead = bytes_to_str(raw)
+                if not client.zrem(CONSUMERS_KEY, dead):
+                    continue  # another worker took it
+                held = HELD_KEY.format(dead)
+                tags = [bytes_to_str(tag) for tag in client.smembers(held)]
+                for tag in tags:
+                    self.restore_by_tag(tag, client)
+                client.delete(held)
+                restored += len(tags)
+                log.warning(
+                    "kustom.broker.restored_from_dead_consumer consumer=%s messages=%d",
+                    dead,
+                    len(tags),
+                )
+        return restored
+
     def restore_unacked(self, client: Any = None) -> None:
         try:
             super().restore_unacked(client)

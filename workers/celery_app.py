@@ -80,6 +80,10 @@ def configuration(settings: Settings) -> dict[str, Any]:
             # A running worker looks for a dead worker's messages every ~10 s instead of
             # ~100 s (kombu's default throttle of 10 scan intervals).
             "unacked_restore_throttle": 1,
+            # ... and every 5 s (kombu: 10 s) it refreshes its own entry among the
+            # consumers and restores the messages of a worker unseen for 20 s
+            # (workers/broker.py: a SIGKILLed worker's jobs run again within ~30 s).
+            "unacked_restore_interval": 5,
             **master_name_option(settings.celery_broker_url),
         },
         task_serializer="json",
