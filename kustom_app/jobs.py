@@ -11,6 +11,18 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import redis
+
+
+class JobsUnavailable(redis.ConnectionError):
+    """A job could not be queued: the broker (a Redis) is unreachable.
+
+    A Redis error on purpose: whoever asked for the job fails the way a state-store outage
+    fails it, the web with a 503 ``redis_unavailable`` its caller retries (a commerce
+    backend, Kustom's push), a task with its retry. Celery raises kombu's
+    ``OperationalError`` there, which no Redis handler would see.
+    """
+
 
 class Jobs(Protocol):
     def sync(self, cart_id: str, payload_hash: str | None, payload: Any) -> None:

@@ -343,7 +343,11 @@ class Settings:
                     "CALLBACK_SECRET is required in production mode "
                     "(APP_ENV=production or the live Kustom API)"
                 )
-            log.warning("settings.callback_secret.development_default")
+            log.warning(
+                "settings.callback_secret.development_default: Kustom's callbacks are signed "
+                "with the public development secret; set CALLBACK_SECRET (a random string, "
+                "e.g. `openssl rand -hex 32`) before any real Kustom order"
+            )
         return cls(**values)
 
     @classmethod

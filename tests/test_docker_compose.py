@@ -377,3 +377,12 @@ def test_the_image_installs_exactly_the_lock():
     # The project itself: no dependency and no build requirement beyond the lock.
     project = [run for run in runs if re.search(r"pip install [^&]*\s\.(\s|$)", run)]
     assert project and all("--no-deps" in r and "--no-build-isolation" in r for r in project)
+
+
+def test_every_service_is_restarted_when_it_dies(compose):
+    # docs/operations.md "Restart policies": a process that exits (a crash, a lost broker
+    # at start) comes back; `docker compose stop` still stops it.
+    services = compose["services"]
+    assert {name: s.get("restart") for name, s in services.items()} == dict.fromkeys(
+        services, "unless-stopped"
+    )

@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 import requests
-from kombu.transport import redis as kombu_redis
 
 from kustom_app.fastpath_render import fast_render_enabled, use_fast_render
 from kustom_app.render import _SCHEMA, load_render
 from kustom_app.settings import Settings
 from tests.conftest import CONTRACT_RENDER
 from webhooks.app import create_app
-from workers import fastpath_broker
+from workers import broker, fastpath_broker
 from workers.celery_app import make_celery
 from workers.tasks import sync_kustom_order
 
@@ -79,7 +78,7 @@ def test_the_one_setting_reaches_every_fast_path(switch, monkeypatch):
     assert (web.extensions["kustom.enqueue"].sync_job("cart-1", "h1") is not None) is on
     # The worker's broker transport.
     with make_celery(settings).connection_for_write() as connection:
-        expected = fastpath_broker.Transport if on else kombu_redis.Transport
+        expected = fastpath_broker.Transport if on else broker.Transport
         assert type(connection.transport) is expected
     # The Kustom client: the adapter shortcut, or session.request.
     kustom = services.kustom

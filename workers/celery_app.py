@@ -21,10 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
+from kombu.exceptions import OperationalError
 
+from kustom_app.jobs import JobsUnavailable
 from kustom_app.redis_connection import sentinel_master_name
 from kustom_app.settings import Settings, share_metrics_directory
-from workers.fastpath_broker import transport_for
+from workers.broker import transport_for
 from workers.logging_setup import quiet_beat_in_json
 
 
@@ -70,15 +72,17 @@ def configuration(settings: Settings) -> dict[str, Any]:
     """The app's Celery settings, from the service's."""
     return dict(
         broker_url=broker_url_for_kombu(settings.celery_broker_url),
-        broker_transport=(
-            transport_for(settings.celery_broker_url) if settings.fast_paths else None
-        ),
+        broker_transport=transport_for(settings.celery_broker_url, fast_paths=settings.fast_paths),
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
             # A running worker looks for a dead worker's messages every ~10 s instead of
             # ~100 s (kombu's default throttle of 10 scan intervals).
             "unacked_restore_throttle": 1,
+            # ... and every 5 s (kombu: 10 s) it refreshes its own entry among the
+            # consumers and restores the messages of a worker unseen for 20 s
+            # (workers/broker.py: a SIGKILLed worker's jobs run again within ~30 s).
+            "unacked_restore_interval": 5,
             **master_name_option(settings.celery_broker_url),
         },
         task_serializer="json",
@@ -121,7 +125,10 @@ class KustomTask(Task):
     shown_as: str  # given by the task's decorator
 
     def enqueue(self, *args: Any) -> None:
-        self.apply_async(args=args, argsrepr=self.shown_as.format(*args))
+        try:
+            self.apply_async(args=args, argsrepr=self.shown_as.format(*args))
+        except OperationalError as e:  # the broker is unreachable (after kombu's retries)
+            raise JobsUnavailable(f"{self.name} not queued: {e}") from e
 
 
 def idempotent_task(name: str, *, shown_as: str, **options: Any) -> Any:

@@ -8,17 +8,17 @@ connection pool, so one per channel serves every publish.
 What it copies: ``kombu.transport.redis.Channel.conn_or_acquire(client=None)``, a context
 manager that yields the given client, or a client of the channel's (``_create_client``).
 
-Relies on: kombu 5.7.0 as installed (not pinned by pyproject: it comes with
-``celery[redis]>=5.5,<6``; celery 5.7.0 requires kombu>=5.7.0) and redis 8.1.0 (pyproject:
-``redis>=5.2,<9``): that kombu's channel publishes through ``conn_or_acquire()`` and builds
-its clients with ``_create_client()``.
+Relies on: kombu 5.7.0 as installed (pyproject: ``kombu>=5.7,<5.8``, for workers/broker.py)
+and redis 8.1.0 (pyproject: ``redis>=6.4,<9``, what kombu 5.7 requires): that kombu's
+channel publishes through ``conn_or_acquire()`` and builds its clients with
+``_create_client()``.
 
 Guarded by: ``tests/integration/test_fastpath_broker.py``
 (``test_the_override_still_hooks_kombus_publish`` publishes through kombu on a real Redis
 and fails if the override is no longer on kombu's publish path).
 
-Off (``KUSTOM_FAST_PATHS=off``): `transport_for` is not asked; the broker URL goes to
-kombu's own Redis transport (``workers/celery_app.py``).
+Built on the transport that rides out a Redis restart (workers/broker.py), which is what
+``KUSTOM_FAST_PATHS=off`` gets (`workers.broker.transport_for`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kombu.transport import redis as kombu_redis
+from workers import broker
 
 
-class Channel(kombu_redis.Channel):
+class Channel(broker.Channel):
     _shared_client: Any = None
 
     @contextmanager
@@ -47,14 +47,8 @@ class Channel(kombu_redis.Channel):
         super().close()
 
 
-class Transport(kombu_redis.Transport):
+class Transport(broker.Transport):
     Channel = Channel
 
 
 TRANSPORT = f"{__name__}:Transport"
-
-
-def transport_for(broker_url: str) -> str | None:
-    """Our transport for plain Redis URLs; None (kombu's choice) for anything else."""
-    scheme = broker_url.split("://", 1)[0].lower()
-    return TRANSPORT if scheme in ("redis", "rediss") else None
