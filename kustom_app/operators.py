@@ -194,8 +194,8 @@ def requeue_dead_letter(store: CartStore, letter: DeadLetter, jobs: Jobs) -> lis
         missing = [n for n, v in zip(names, values, strict=True) if v is None or v == ""]
         raise DeadLetterNotRetryable(f"the entry does not say its {', '.join(missing)}")
     ids = [str(v) for v in values]
-    queue(jobs, ids)
-    store.dead_letters.remove(letter)
+    # Written before the job is queued: a worker may run it before this command goes on, and
+    # the timeline must show the retry before what the job did.
     if letter.cart_id:
         store.timeline.record(
             letter.cart_id,
@@ -204,6 +204,8 @@ def requeue_dead_letter(store: CartStore, letter: DeadLetter, jobs: Jobs) -> lis
             task=letter.task,
             id=letter.id,
         )
+    queue(jobs, ids)
+    store.dead_letters.remove(letter)
     return ids
 
 
