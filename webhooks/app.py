@@ -33,6 +33,7 @@ from webhooks import (  # noqa: E402
 from webhooks.body_limits import register_body_limits  # noqa: E402
 from webhooks.errors import register_error_handlers  # noqa: E402
 from webhooks.extension import install  # noqa: E402
+from webhooks.openapi import require_event_schemas  # noqa: E402
 from webhooks.operators import cli as operator_commands  # noqa: E402
 from webhooks.request_logging import register_request_logging  # noqa: E402
 from workers.enqueue import CeleryJobs  # noqa: E402
@@ -57,6 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     install(app, services, jobs)
     # The merchant rules load now: a bad KUSTOM_VALIDATION_RULES stops the process at start.
     services.validator  # noqa: B018 (built for what building it checks)
+    require_event_schemas()
     app.config.update(config)
 
     register_error_handlers(app)

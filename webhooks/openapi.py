@@ -80,6 +80,17 @@ def app_version() -> str:
 # -- the JSON Schema files, as components -----------------------------------------------------
 
 
+def require_event_schemas() -> None:
+    """Stop the process at start, not with a 500 at ``GET /openapi.json``, when the schema
+    files are not beside the packages (an install without the repository's schemas/)."""
+    missing = [name for name in EVENT_SCHEMAS.values() if not (SCHEMA_DIR / name).is_file()]
+    if missing:
+        raise RuntimeError(
+            f"kustom-app: {SCHEMA_DIR} lacks {', '.join(missing)}, which GET /openapi.json "
+            "embeds; run from the repository or an image that copies schemas/"
+        )
+
+
 def load_event_schema(file_name: str) -> dict[str, Any]:
     """One of the schema files of ``schemas/``, as written (draft 2020-12)."""
     loaded: dict[str, Any] = json.loads((SCHEMA_DIR / file_name).read_text(encoding="utf-8"))

@@ -129,3 +129,14 @@ def test_checker_refuses_a_redirect_without_its_location():
 def test_checker_leaves_requests_of_no_operation_alone():
     assert check_response("GET", "/nowhere", 404, "application/json", b"{}") is False
     assert check_response("DELETE", "/healthz", 405, "application/json", b"{}") is False
+
+
+def test_an_install_without_the_schema_files_stops_at_start_not_with_a_500(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings, fake_redis, task_queue
+) -> None:
+    from webhooks import openapi
+    from webhooks.app import create_app
+
+    monkeypatch.setattr(openapi, "SCHEMA_DIR", tmp_path)
+    with pytest.raises(RuntimeError, match=r"cart-render\.schema\.json"):
+        create_app({"SETTINGS": settings, "REDIS": fake_redis, "TASK_QUEUE": task_queue})
