@@ -84,6 +84,7 @@ def test_settings_given_empty_in_env_mean_unset(compose):
 
 def test_an_empty_metrics_directory_means_the_default():
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": ""}
+    env.pop("KUSTOM_METRICS_PROCESS_DIR", None)  # this test process's own directory
     shown = subprocess.run(
         [
             sys.executable,
@@ -96,4 +97,7 @@ def test_an_empty_metrics_directory_means_the_default():
         text=True,
         check=True,
     ).stdout.strip()
-    assert shown.endswith(f"kustom-app-metrics-{os.getuid()}")
+    # The process's own directory (issue 15: one per process) in the default node directory.
+    node, own = os.path.split(shown)
+    assert node.endswith(f"kustom-app-metrics-{os.getuid()}")
+    assert own.startswith("web-")
