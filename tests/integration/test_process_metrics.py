@@ -12,8 +12,6 @@ the directory).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +21,10 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.celery_worker import ROOT, CeleryWorker
+from harness.celery_worker import CeleryWorker
 from harness.gunicorn import Gunicorn
+from harness.procfile import ProcfileProcess, procfile_command
 from harness.redis_server import free_port
-from harness.waiting import wait_until_started
 from kustom_app.settings import Settings
 from tests.conftest import make_render
 from tests.integration import test_checkout_and_sync as cart_flow
@@ -206,20 +204,9 @@ def test_beat_serves_metrics_and_health_on_the_next_port(service_env, fresh_db, 
     }
     for name in INHERITED:
         env.pop(name, None)
-    command = procfile_command("beat")
-    log_path = tmp_path / "beat.log"
-    with log_path.open("ab") as log:
-        beat = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"],
-            cwd=ROOT,
-            env={**env, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     url = metrics_url(env, offset=1)
+    beat = ProcfileProcess("beat", env, tmp_path / "beat.log").start(lambda: answers(url))
     try:
-        wait_until_started(beat, lambda: answers(url), 30, "beat", log_path.read_text)
         health = requests.get(f"{url}/healthz", timeout=5)
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
         response = requests.get(f"{url}/metrics", timeout=5)
@@ -227,12 +214,9 @@ def test_beat_serves_metrics_and_health_on_the_next_port(service_env, fresh_db, 
         assert response.headers["Content-Type"].startswith("text/plain")
         assert not answers(metrics_url(env))  # the worker's port is not beat's
     finally:
-        os.killpg(beat.pid, 15)
-        beat.wait(15)
+        beat.stop()
 
 
-def procfile_command(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.partition(":")[2].strip()
-    raise AssertionError(f"the Procfile has no {name} line")
+def test_the_procfiles_celery_processes_start_with_the_metrics_directory_set():
+    for name in ("worker", "beat", "flower"):
+        assert procfile_command(name).startswith("python -m workers -A workers.celery_app ")

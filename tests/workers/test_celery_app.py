@@ -45,3 +45,12 @@ def test_the_visibility_timeout_and_time_limits_follow_the_settings():
 def test_the_tasks_are_acknowledged_late_and_redelivered_when_their_worker_is_lost():
     for task in (sync_kustom_order, complete_kustom_order):
         assert task.acks_late is True and task.reject_on_worker_lost is True
+
+
+def test_flower_gets_kombus_own_redis_transport_and_the_others_the_fast_one():
+    from workers.celery_app import configuration
+    from workers.fastpath_broker import TRANSPORT
+
+    settings = Settings.from_env({})
+    assert configuration(settings)["broker_transport"] == TRANSPORT
+    assert configuration(settings, flower=True)["broker_transport"] is None
