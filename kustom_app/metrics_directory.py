@@ -111,7 +111,7 @@ def _late_import_follows(env: MutableMapping[str, str]) -> None:
     value class at the directory now: the service's metrics are made later, on import of
     kustom_app.metrics, and then land in the directory too."""
     values: Any = sys.modules.get("prometheus_client.values")
-    if values is None:
+    if values is None or getattr(values.ValueClass, "_multiprocess", False):
         return
     if "kustom_app.metrics" in sys.modules:
         log.warning("metrics.directory.too_late dir=%s", env[MULTIPROC_ENV])

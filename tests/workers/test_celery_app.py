@@ -54,3 +54,13 @@ def test_flower_gets_kombus_own_redis_transport_and_the_others_the_fast_one():
     settings = Settings.from_env({})
     assert configuration(settings)["broker_transport"] == TRANSPORT
     assert configuration(settings, flower=True)["broker_transport"] is None
+
+
+def test_the_process_kind_comes_from_celerys_command_line_only():
+    from workers.processes import process_kind
+
+    assert process_kind(["celery", "-A", "workers.celery_app", "worker", "-Q", "q"]) == "worker"
+    assert process_kind(["/venv/bin/celery", "-A", "workers.celery_app", "beat"]) == "beat"
+    assert process_kind(["/lib/celery/__main__.py", "-A", "x", "flower"]) == "flower"
+    assert process_kind(["celery", "-A", "workers.celery_app", "inspect", "ping"]) is None
+    assert process_kind(["/venv/bin/pytest", "-k", "flower"]) is None
