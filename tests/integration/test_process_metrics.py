@@ -12,6 +12,7 @@ the directory).
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,9 +45,22 @@ def host_env(service_env, redis_url: str, tmp: Path, **extra: str) -> dict[str, 
         **service_env,
         "REDIS_URL": redis_url,
         "TMPDIR": str(tmp),
-        "WORKER_METRICS_PORT": str(free_port()),
+        "WORKER_METRICS_PORT": str(free_port_pair()),
         **extra,
     }
+
+
+def free_port_pair() -> int:
+    """A free port whose next port is free too: the worker's and beat's."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
 
 
 INHERITED = ("PROMETHEUS_MULTIPROC_DIR", "KUSTOM_METRICS_PROCESS_DIR")
