@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kustom_app.settings import share_metrics_directory
+from kustom_app.metrics_directory import share_metrics_directory
 
-share_metrics_directory()
+# The master makes (and wipes) the web's directory before it forks: its workers inherit it.
+share_metrics_directory("web")
 
 # gunicorn's own lines and its access log in the service's format (LOG_FORMAT), the
 # callback token masked, the cart named: webhooks/access_log.py.

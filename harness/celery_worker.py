@@ -40,7 +40,7 @@ class CeleryWorker:
             [
                 sys.executable,
                 "-m",
-                "celery",
+                "workers",  # the Procfile's entry: `celery` with the metrics directory set first
                 "-A",
                 "workers.celery_app",
                 "worker",

@@ -2,14 +2,17 @@
 
 prometheus_client chooses multiprocess mode when it is first imported, from
 ``PROMETHEUS_MULTIPROC_DIR``: the process entry points set it (and make the directory)
-before anything imports this module (`kustom_app.settings.share_metrics_directory`), so
-every process of one node (web, worker, beat) writes its samples there and
-``GET /metrics`` on the web process sums them.
+before anything imports this module (`kustom_app.metrics_directory`), so every process
+writes its samples to its top process's directory. ``GET /metrics`` on a worker or beat
+(workers/metrics_server.py) sums that process's directory (a worker and its pool
+children); on the web, every directory of the node (web, and worker and beat where they
+share the host). Gauges read from Redis at scrape time come beside them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -119,11 +122,56 @@ class RedisStateCollector:
         )
 
 
-def render_metrics(redis_client: Any, prefix: str) -> tuple[bytes, str]:
-    """The text exposition of every process's samples on this node, plus Redis gauges."""
+class QueueDepthCollector:
+    """``kustom_queue_depth{queue}``: messages waiting in each broker queue, read at scrape
+    time (the lengths of the broker's Redis lists of that queue, ``keys[queue]``)."""
+
+    def __init__(self, broker_redis: Any, keys: Mapping[str, Sequence[str]]) -> None:
+        self.redis = broker_redis
+        self.keys = keys
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for lists in self.keys.values():
+                for key in lists:
+                    pipe.llen(key)
+            lengths = iter(pipe.execute())
+        except Exception:  # a scrape must not fail because the broker is away
+            return
+        family = GaugeMetricFamily(
+            "kustom_queue_depth", "Messages waiting in the broker queue", labels=["queue"]
+        )
+        for queue, lists in self.keys.items():
+            family.add_metric([queue], sum(next(lengths) for _ in lists))
+        yield family
+
+
+class SampleFilesCollector:
+    """The samples the processes writing to ``directories`` made, summed (counters and
+    histograms add up across a worker's pool children, a web's gunicorn workers)."""
+
+    def __init__(self, directories: Iterable[Path]) -> None:
+        self.directories = list(directories)
+
+    def collect(self) -> Iterable[Any]:
+        files = sorted(str(f) for d in self.directories if d.is_dir() for f in d.glob("*.db"))
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
+def render_metrics(
+    directories: Iterable[Path],
+    *,
+    state: RedisStateCollector | None = None,
+    queue_depth: QueueDepthCollector | None = None,
+) -> tuple[bytes, str]:
+    """The text exposition of the samples in ``directories``, plus, when given, the Redis
+    gauges and the queue depths."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    registry.register(RedisStateCollector(redis_client, prefix))
+    registry.register(SampleFilesCollector(directories))
+    for collector in (state, queue_depth):
+        if collector is not None:
+            registry.register(collector)
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -14,6 +14,7 @@ import threading
 from functools import cached_property
 
 import redis
+from redis import Redis
 
 from kustom_app.checkout import CheckoutService
 from kustom_app.commerce import CommerceClient
@@ -52,6 +53,17 @@ class Services:
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=30,
+        )
+
+    @cached_property
+    def broker_redis(self) -> Redis:
+        """The broker's Redis (CELERY_BROKER_URL), for the queue-depth gauges: the state
+        Redis when they are one."""
+        s = self.settings
+        if self._given_redis is not None or s.celery_broker_url == s.redis_url:
+            return self.redis
+        return redis_from_url(
+            self.settings.celery_broker_url, socket_connect_timeout=2, socket_timeout=5
         )
 
     @cached_property

@@ -13,7 +13,7 @@ import dataclasses
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,24 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _worker_metrics_port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _port(env, name, default)
+    if value == 65535:
+        raise ConfigurationError(f"{name} must leave the next port for beat, got {value}")
+    return value
+
+
+def _basic_auth(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    value = env.get(name) or default
+    if value is None:
+        return None
+    for credential in value.split(","):
+        user, colon, password = credential.partition(":")
+        if not (user and colon and password):
+            raise ConfigurationError(f"{name} must be user:password (several separated by commas)")
+    return value
+
+
 def _reject(env: Mapping[str, str], name: str, default: int) -> int:
     value = _int(env, name, default)
     if value not in (400, 303):
@@ -204,7 +222,12 @@ class Settings:
     # APP_ENV=production, or the live Kustom API (`from_env`).
     production: bool = False
     log_format: str = setting("LOG_FORMAT", "text", _lower)
-    # Where the processes of one node share metric samples (`share_metrics_directory`).
+    # The worker's own /metrics and /healthz (beat's on the next port), on every node.
+    worker_metrics_port: int = setting("WORKER_METRICS_PORT", 9540, _worker_metrics_port)
+    worker_metrics_host: str = setting("WORKER_METRICS_HOST", "0.0.0.0")  # noqa: S104
+    # Read by Flower itself (workers/flowerconfig.py); checked here so a bad value stops it.
+    flower_basic_auth: str | None = setting("FLOWER_BASIC_AUTH", None, _basic_auth, secret=True)
+    # Where the processes of one node share metric samples (kustom_app/metrics_directory.py).
     metrics_dir: str = setting("PROMETHEUS_MULTIPROC_DIR", default_factory=default_metrics_dir)
     # requests' own variables, read once at start rather than on every call (kustom_app.http).
     ca_bundle: str | None = setting(("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"))
@@ -382,20 +405,3 @@ def _read(each: dataclasses.Field[Any], env: Mapping[str, str], read: Mapping[st
         default = each.default
     reader: Reader = each.metadata[_READ]
     return reader(env, name or each.metadata[_ENV][0], default)
-
-
-def share_metrics_directory(env: MutableMapping[str, str] = os.environ) -> str:
-    """Point prometheus_client at this node's metrics directory, and make sure it exists.
-
-    prometheus_client chooses multiprocess mode, and the directory, from
-    ``PROMETHEUS_MULTIPROC_DIR`` when it is first imported: each process entry point
-    (gunicorn.conf.py, webhooks.app, the Celery app's configuration) calls this before
-    anything imports it, so every process of one node (web, worker, beat) writes its
-    samples to one directory and ``GET /metrics`` on the web sums them. An unset (or empty)
-    variable becomes the default directory; the one place the service writes the
-    environment.
-    """
-    directory: str = Settings.read("metrics_dir", env)
-    env[Settings.env_name("metrics_dir")] = directory
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    return directory

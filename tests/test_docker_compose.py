@@ -79,7 +79,14 @@ def test_an_unset_setting_stays_unset_in_the_container(compose, service):
     has one; only the fixed values and PUBLIC_BASE_URL's default are filled in."""
     environment = compose["services"][service]["environment"]
     given = {name: value for name, value in environment.items() if value is not None}
-    assert given == {**FIXED, "PUBLIC_BASE_URL": "${PUBLIC_BASE_URL:-http://localhost:8000}"}
+    # Flower listens on the container's interfaces, published on the host's loopback only
+    # (workers/flowerconfig.py).
+    flower = {"FLOWER_ADDRESS": "0.0.0.0"} if service == "flower" else {}  # noqa: S104
+    assert given == {
+        **FIXED,
+        **flower,
+        "PUBLIC_BASE_URL": "${PUBLIC_BASE_URL:-http://localhost:8000}",
+    }
 
 
 def test_settings_given_empty_in_env_mean_unset(compose):
@@ -93,6 +100,7 @@ def test_settings_given_empty_in_env_mean_unset(compose):
 
 def test_an_empty_metrics_directory_means_the_default():
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": ""}
+    env.pop("KUSTOM_METRICS_PROCESS_DIR", None)  # this test process's own directory
     shown = subprocess.run(
         [
             sys.executable,
@@ -105,7 +113,10 @@ def test_an_empty_metrics_directory_means_the_default():
         text=True,
         check=True,
     ).stdout.strip()
-    assert shown.endswith(f"kustom-app-metrics-{os.getuid()}")
+    # The process's own directory (issue 15: one per process) in the default node directory.
+    node, own = os.path.split(shown)
+    assert node.endswith(f"kustom-app-metrics-{os.getuid()}")
+    assert own.startswith("web-")
 
 
 # --- the Dockerfile, read as docker would build it ------------------------------------------

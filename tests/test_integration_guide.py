@@ -61,5 +61,5 @@ def test_the_us_example_carries_its_tax_on_the_sales_tax_line_shown() -> None:
 def test_the_coupon_example_is_a_negative_discount_line() -> None:
     render, prose = EXAMPLES["eur-coupon"]
     line = order_line(build_order_payload(load_render(render)), "discount")
-    assert "`total_amount` −500" in prose
+    assert "`total_amount` -500" in prose
     assert line["total_amount"] == -500

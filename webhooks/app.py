@@ -3,13 +3,15 @@ entry module."""
 
 from __future__ import annotations
 
-from kustom_app.settings import Settings, share_metrics_directory
+from kustom_app.metrics_directory import share_metrics_directory
+from kustom_app.settings import Settings
 
 # prometheus_client chooses multiprocess mode when it is first imported (kustom_app.metrics,
 # through the imports below), so the web's entry module points it at the node's metrics
 # directory first. gunicorn.conf.py has done so in gunicorn's master already; this covers
-# the app served any other way (flask run, an image without gunicorn.conf.py).
-share_metrics_directory()
+# the app served any other way (flask run, an image without gunicorn.conf.py); under
+# gunicorn a worker keeps its master's directory.
+share_metrics_directory("web")
 
 import time  # noqa: E402
 from typing import Any  # noqa: E402

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from kustom_app.metrics import render_metrics
+from kustom_app.metrics import QueueDepthCollector, RedisStateCollector, render_metrics
+from kustom_app.metrics_directory import node_directory, node_process_directories
 from webhooks import extension
 from webhooks.errors import error_response
 
@@ -31,7 +32,14 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus exposition: every web and worker process of this node, plus Redis gauges."""
+    """Prometheus exposition: every process of this node that shares its metrics directory
+    (web, and worker and beat on one host), plus the Redis gauges and the queue depths."""
+    from workers.metrics_server import broker_queue_lists
+
     services = extension.services()
-    body, content_type = render_metrics(services.redis, services.settings.key_prefix)
+    body, content_type = render_metrics(
+        [node_directory(), *node_process_directories()],
+        state=RedisStateCollector(services.redis, services.settings.key_prefix),
+        queue_depth=QueueDepthCollector(services.broker_redis, broker_queue_lists()),
+    )
     return Response(body, content_type=content_type)

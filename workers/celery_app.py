@@ -18,16 +18,21 @@ job queued), not when this module is imported.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import beat_init, worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError
 
 from kustom_app.jobs import JobsUnavailable
+from kustom_app.metrics_directory import share_metrics_directory
 from kustom_app.redis_connection import sentinel_master_name
-from kustom_app.settings import Settings, share_metrics_directory
+from kustom_app.settings import Settings
+from workers import metrics_server
 from workers.broker import transport_for
 from workers.logging_setup import quiet_beat_in_json
+from workers.processes import process_kind
 
 
 def master_name_option(broker_url: str) -> dict[str, str]:
@@ -62,17 +67,26 @@ def process_configuration() -> dict[str, Any]:
     """The configuration of this worker's or beat's process, from its environment.
 
     Celery reads it before it imports the task modules (``include``), and so before
-    anything there imports prometheus_client: the metrics directory is set up first.
+    anything there imports prometheus_client: the metrics directory is set up first
+    (`python -m workers`, the Procfile's entry, has done so already).
     """
-    share_metrics_directory()
-    return configuration(Settings.from_env())
+    kind = process_kind(sys.argv)
+    if kind != "flower":  # Flower's own metrics stay in its process (workers/__main__.py)
+        share_metrics_directory(kind or "celery")
+    return configuration(Settings.from_env(), flower=kind == "flower")
 
 
-def configuration(settings: Settings) -> dict[str, Any]:
-    """The app's Celery settings, from the service's."""
+def configuration(settings: Settings, *, flower: bool = False) -> dict[str, Any]:
+    """The app's Celery settings, from the service's. Flower gets kombu's own transport:
+    it reads the broker from the URL's scheme (its Broker page, ``/api/queues/length``),
+    and a custom transport's URL names no scheme it knows."""
     return dict(
         broker_url=broker_url_for_kombu(settings.celery_broker_url),
-        broker_transport=transport_for(settings.celery_broker_url, fast_paths=settings.fast_paths),
+        broker_transport=(
+            None
+            if flower
+            else transport_for(settings.celery_broker_url, fast_paths=settings.fast_paths)
+        ),
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
@@ -109,6 +123,12 @@ def configuration(settings: Settings) -> dict[str, Any]:
             }
         },
     )
+
+
+# The worker's (once its pool is up) and beat's own /metrics and /healthz.
+worker_ready.connect(lambda **_: metrics_server.serve_process_metrics("worker"), weak=False)
+beat_init.connect(lambda **_: metrics_server.serve_process_metrics("beat"), weak=False)
+worker_shutdown.connect(lambda **_: metrics_server.stop_process_metrics(), weak=False)
 
 
 app = make_celery()

@@ -108,6 +108,8 @@ def service_env(
         "TASK_SOFT_TIME_LIMIT_SECONDS": "20",
         "SYNC_STALE_SECONDS": "2",
         "RECONCILE_INTERVAL_SECONDS": "3600",
+        # The workers' and beat's own /metrics (workers/metrics_server.py): loopback only.
+        "WORKER_METRICS_HOST": "127.0.0.1",
     }
 
 

@@ -355,3 +355,24 @@ def test_a_fast_paths_value_other_than_on_or_off_refuses_to_start(raw):
         ConfigurationError, match=rf"^KUSTOM_FAST_PATHS must be on or off, got '{raw}'"
     ):
         Settings.from_env({"KUSTOM_FAST_PATHS": raw})
+
+
+def test_worker_metrics_and_flower_settings():
+    settings = Settings.from_env({})
+    assert (settings.worker_metrics_port, settings.worker_metrics_host) == (9540, "0.0.0.0")  # noqa: S104
+    assert settings.flower_basic_auth is None
+    assert Settings.from_env({"FLOWER_BASIC_AUTH": "a:b,c:d"}).flower_basic_auth == "a:b,c:d"
+    assert "a:b" not in repr(Settings.from_env({"FLOWER_BASIC_AUTH": "a:b"}))
+
+
+@pytest.mark.parametrize("raw", ["operator", "operator:", ":secret", "a:b,c"])
+def test_a_flower_basic_auth_that_is_not_user_password_refuses_to_start(raw):
+    with pytest.raises(ConfigurationError, match="FLOWER_BASIC_AUTH") as refused:
+        Settings.from_env({"FLOWER_BASIC_AUTH": raw})
+    assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("raw", ["0", "65535", "nine"])
+def test_a_worker_metrics_port_without_room_for_beats_refuses_to_start(raw):
+    with pytest.raises(ConfigurationError, match="WORKER_METRICS_PORT"):
+        Settings.from_env({"WORKER_METRICS_PORT": raw})

@@ -45,3 +45,22 @@ def test_the_visibility_timeout_and_time_limits_follow_the_settings():
 def test_the_tasks_are_acknowledged_late_and_redelivered_when_their_worker_is_lost():
     for task in (sync_kustom_order, complete_kustom_order):
         assert task.acks_late is True and task.reject_on_worker_lost is True
+
+
+def test_flower_gets_kombus_own_redis_transport_and_the_others_the_fast_one():
+    from workers.celery_app import configuration
+    from workers.fastpath_broker import TRANSPORT
+
+    settings = Settings.from_env({})
+    assert configuration(settings)["broker_transport"] == TRANSPORT
+    assert configuration(settings, flower=True)["broker_transport"] is None
+
+
+def test_the_process_kind_comes_from_celerys_command_line_only():
+    from workers.processes import process_kind
+
+    assert process_kind(["celery", "-A", "workers.celery_app", "worker", "-Q", "q"]) == "worker"
+    assert process_kind(["/venv/bin/celery", "-A", "workers.celery_app", "beat"]) == "beat"
+    assert process_kind(["/lib/celery/__main__.py", "-A", "x", "flower"]) == "flower"
+    assert process_kind(["celery", "-A", "workers.celery_app", "inspect", "ping"]) is None
+    assert process_kind(["/venv/bin/pytest", "-k", "flower"]) is None
