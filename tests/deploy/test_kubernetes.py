@@ -47,13 +47,14 @@ def resources() -> list[tuple[str, dict[str, Any]]]:
 
 def env_of(container: dict[str, Any]) -> dict[str, str]:
     """What the container's environment holds: the ConfigMap's keys, then its own env
-    (a secret reference reads as a placeholder)."""
+    (a secret reference reads as a placeholder, shaped user:password so that
+    FLOWER_BASIC_AUTH's format check passes too)."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         assert source["configMapRef"]["name"] == "kustom-app-config"
         env.update(configmap())
     for item in container.get("env", []):
-        env[item["name"]] = item.get("value", f"<secret {item['name']}>")
+        env[item["name"]] = item.get("value", f"secret:{item['name'].lower()}")
     return env
 
 
