@@ -94,7 +94,11 @@ class Run:
         workers = {
             pid
             for pid, cmd in self.processes()
-            if cmd.split(" ")[1].endswith("/celery") and " worker " in cmd
+            # The Procfile's `python -m workers -A … worker` (not keep-running's command line,
+            # which holds it too).
+            if Path(cmd.split(" ")[0]).name.startswith("python")
+            and cmd.split(" ")[1:3] == ["-m", "workers"]
+            and " worker " in cmd
         }
         for pid in workers:
             stat = Path(f"/proc/{pid}/stat").read_text()
@@ -133,6 +137,7 @@ def test_a_process_that_dies_is_restarted_and_ctrl_c_stops_everything_cleanly(ru
     assert "https://api.playground.kustom.co (the default)" in run.log()
     assert "unbound variable" not in run.log()
     until(run, lambda: run.log().count(" ready.") >= 1, 60)  # celery's ready line
+    assert "metrics.server.unavailable" not in run.log()  # its own free metrics port
     first = until(run, run.celery_worker_main, 10)
 
     os.kill(first, signal.SIGKILL)  # the worker crashes
