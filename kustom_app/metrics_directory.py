@@ -19,7 +19,6 @@ This module must not import prometheus_client (it runs before it is imported).
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -28,9 +27,10 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+from kustom_app.logs import event_log
 from kustom_app.settings import Settings
 
-log = logging.getLogger(__name__)
+log = event_log(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # This process's directory as this module set it, in the environment too: a process it
@@ -114,6 +114,6 @@ def _late_import_follows(env: MutableMapping[str, str]) -> None:
     if values is None or getattr(values.ValueClass, "_multiprocess", False):
         return
     if "kustom_app.metrics" in sys.modules:
-        log.warning("metrics.directory.too_late dir=%s", env[MULTIPROC_ENV])
+        log.warning("metrics.directory.too_late", dir=env[MULTIPROC_ENV])
         return
     values.ValueClass = values.get_value_class()

@@ -37,7 +37,6 @@ Relies on kombu 5.7.x's Redis channel (pyproject: ``kombu>=5.7,<5.8``): ``_in_po
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -49,7 +48,9 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
-log = logging.getLogger(__name__)
+from kustom_app.logs import event_log
+
+log = event_log(__name__)
 
 
 class _LeftBehind:
@@ -133,9 +134,7 @@ class QoS(kombu_redis.QoS):
                 client.delete(held)
                 restored += len(tags)
                 log.warning(
-                    "kustom.broker.restored_from_dead_consumer consumer=%s messages=%d",
-                    dead,
-                    len(tags),
+                    "kustom.broker.restored_from_dead_consumer", consumer=dead, messages=len(tags)
                 )
         return restored
 
@@ -146,11 +145,8 @@ class QoS(kombu_redis.QoS):
             tags = list(self._delivered)
             self._delivered.clear()
             LEFT_BEHIND.keep(tags)
-            log.warning(
-                "kustom.broker.restore_deferred messages=%d error=%s "
-                "(restored when the broker is back)",
-                len(tags),
-                type(e).__name__,
+            log.warning(  # restored when the broker is back
+                "kustom.broker.restore_deferred", messages=len(tags), error=type(e).__name__
             )
 
 
@@ -184,7 +180,7 @@ class RidesOutRestarts:
             except Empty:
                 pass
             except self.connection_errors as e:  # type: ignore[attr-defined]
-                log.info("kustom.broker.brpop_lost error=%s", type(e).__name__)
+                log.info("kustom.broker.brpop_lost", error=type(e).__name__)
         super().close()  # type: ignore[misc]
 
     def queue_delete(self, queue: str, *args: Any, **kwargs: Any) -> Any:
@@ -193,7 +189,7 @@ class RidesOutRestarts:
         try:
             return super().queue_delete(queue, *args, **kwargs)  # type: ignore[misc]
         except self.connection_errors as e:  # type: ignore[attr-defined]
-            log.info("kustom.broker.binding_left queue=%s error=%s", queue, type(e).__name__)
+            log.info("kustom.broker.binding_left", queue=queue, error=type(e).__name__)
             return None
 
     def _restore_left_behind(self) -> None:
@@ -210,12 +206,10 @@ class RidesOutRestarts:
         except self.connection_errors as e:  # type: ignore[attr-defined]
             LEFT_BEHIND.keep(tags[done:])
             log.warning(
-                "kustom.broker.restore_deferred messages=%d error=%s",
-                len(tags) - done,
-                type(e).__name__,
+                "kustom.broker.restore_deferred", messages=len(tags) - done, error=type(e).__name__
             )
         if done:
-            log.warning("kustom.broker.restored_after_reconnect messages=%d", done)
+            log.warning("kustom.broker.restored_after_reconnect", messages=done)
 
 
 class Channel(RidesOutRestarts, kombu_redis.Channel):

@@ -22,13 +22,14 @@ imports it before the metrics directory is set up.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-log = logging.getLogger(__name__)
+from kustom_app.logs import event_log
+
+log = event_log(__name__)
 
 QUEUES = ("kustom.sync", "kustom.orders")
 HEALTH_TIMEOUT_SECONDS = 1.0
@@ -102,7 +103,7 @@ def _handler_for(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
-            log.debug("metrics.request " + format, *args)
+            log.debug("metrics.request", line=format % args)
 
     return Handler
 
@@ -127,7 +128,7 @@ class BrokerProbe:
                 )
             return bool(self._client.ping())
         except Exception as e:
-            log.warning("metrics.healthz.broker_unreachable error=%s", type(e).__name__)
+            log.warning("metrics.healthz.broker_unreachable", error=type(e).__name__)
             return False
 
 
@@ -159,19 +160,16 @@ def serve_process_metrics(kind: str) -> MetricsServer | None:
         )
     except OSError as e:
         log.error(
-            "metrics.server.unavailable kind=%s host=%s port=%s error=%s",
-            kind,
-            settings.worker_metrics_host,
-            port,
-            e,
+            "metrics.server.unavailable",
+            kind=kind,
+            host=settings.worker_metrics_host,
+            port=port,
+            error=str(e),
         )
         return None
     _servers.append(server.start())
     log.info(
-        "metrics.server.listening kind=%s host=%s port=%s",
-        kind,
-        settings.worker_metrics_host,
-        server.port,
+        "metrics.server.listening", kind=kind, host=settings.worker_metrics_host, port=server.port
     )
     return server
 
