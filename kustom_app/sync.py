@@ -236,6 +236,7 @@ def sync_cart(
         return SyncResult(step.action, 0, step.hash)
     order_id = step.order_id or ""
     pushes = 0
+    pushed_hash = ""
     verified = False
     try:
         if step.action == "verify":
@@ -303,16 +304,37 @@ def sync_cart(
         raise
     if step.action == "uncertain":  # the script gave the lease back
         raise SyncUncertain(step.retry_after_ms)
+    if step.action == "lost" and pushes:
+        raise _pushed_without_lease(store, cart_id, token, order_id, pushed_hash)
     if step.action == "again":
         store.release_sync(cart_id, token)
         return SyncResult("requeue", pushes, step.hash)
-    if step.action == "lost":
+    if step.action == "lost":  # a read back's finish: nothing was pushed
         log.warning("kustom.sync.lease_lost", cart=cart_id, order=order_id)
     if step.action == "done" and step.pending_at:
         SYNC_LAG.observe(max(0, now_ms() - step.pending_at) / 1000)
     if step.action == "done":
         return SyncResult("verified" if verified and not pushes else "synced", pushes, step.hash)
     return SyncResult(step.action, pushes, step.hash)
+
+
+def _pushed_without_lease(
+    store: CartStore, cart_id: str, token: str, order_id: str, pushed_hash: str
+) -> SyncUncertain:
+    """This job's push landed after its lease ran out: the job stalled between reading the
+    payload and sending it (Redis away, the machine frozen), another job took the lease and
+    may have pushed a newer payload, which this push has just overwritten at Kustom.
+
+    What Kustom holds is not known, as after an update without an answer: the cart stays
+    syncing (sync_hash unverified) until a job reads the order back and pushes the newest
+    payload if it differs. The window is already over (the push has landed), so that job
+    may come at once; a holder whose push went out before now re-reads too.
+    """
+    landed = now_ms()
+    store.record_unknown_outcome(cart_id, token, order_id, pushed_hash, landed, now=landed)
+    store.timeline.record(cart_id, "sync.lease_lost", at=landed, order=order_id, hash=pushed_hash)
+    log.warning("kustom.sync.lease_lost", cart=cart_id, order=order_id, hash=pushed_hash)
+    return SyncUncertain(0)
 
 
 def _verify(

@@ -626,3 +626,38 @@ def test_an_unknown_outcome_for_an_order_the_cart_has_left_marks_nothing(ustore,
     assert ustore.record_unknown_outcome(UCART, "job", ORDER, "h2", now_ms() + 1) is None
     state = ustore.load(UCART)
     assert not state.syncing and uncertain_until(fake_redis) is None
+
+
+def test_a_push_landing_after_its_lease_ran_out_keeps_the_cart_syncing_until_read_back(
+    ustore, client, kustom_api, fake_redis, clock
+):
+    """Job A read version 2, then stalled past its lease (Redis restarting); job B took the
+    lease and synced version 3; then A's push of version 2 landed on top of it at Kustom.
+    (Seen on a real Redis SIGKILL: the cart reported in sync, Kustom one render behind.)"""
+    record(ustore, 2)
+    pushed: list[int] = []
+
+    def a_stalls_and_b_syncs(request):
+        quantity = json.loads(request.body)["order_lines"][0]["quantity"]
+        if quantity == 2 and not pushed:  # A's push, on its way while A's lease runs out
+            clock.advance(60_000)
+            record(ustore, 3)
+            assert sync(ustore, client).outcome == "synced"  # job B
+        pushed.append(quantity)
+        return (200, {}, json.dumps({"order_id": ORDER}))
+
+    kustom_api.add_callback("POST", ORDER_URL, callback=a_stalls_and_b_syncs)
+    with pytest.raises(SyncUncertain) as raised:
+        sync(ustore, client)  # job A
+    assert pushed == [3, 2], "Kustom ends with A's version 2"
+    assert raised.value.retry_after_ms == 0
+    state = ustore.load(UCART)
+    assert state.syncing and state.sync_hash == UNVERIFIED_PREFIX + prepared(2).hash
+    assert fake_redis.zscore(ustore.syncing_key, UCART) is not None  # the sweeper sees it
+
+    read_back(kustom_api, 2)  # A's retry reads the order back: version 2, not the newest
+    result = sync(ustore, client)
+    assert (result.outcome, result.pushes) == ("synced", 1)
+    assert pushed == [3, 2, 3]
+    state = ustore.load(UCART)
+    assert state.pending_hash == state.sync_hash == prepared(3).hash and not state.syncing
