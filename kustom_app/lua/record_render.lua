@@ -15,7 +15,8 @@ local hash, now = ARGV[3], tonumber(ARGV[5])
 local cart_id = ARGV[8]
 
 local current = redis.call('HMGET', cart, 'version', 'pending_hash', 'sync_hash',
-  'order_id', 'order_unusable', 'sync_queued_at', 'state', 'last_event_at', 'kustom_read_only')
+  'order_id', 'order_unusable', 'sync_queued_at', 'state', 'last_event_at', 'kustom_read_only',
+  'sync_lock')
 local cur_version, pending, sync = tonumber(current[1]), current[2], current[3]
 local order_usable = current[4] and current[5] ~= '1'
 local queued_at = tonumber(current[6])
@@ -44,6 +45,14 @@ if hash ~= pending then
     sync = hash
     redis.call('HSET', cart, 'sync_hash', hash, 'sync_payload', ARGV[4])
   end
+end
+if pending == sync and changed and order_usable and current[10] and current[10] ~= '' then
+  -- Back to the payload last recorded at Kustom while a sync job holds the lease: its push
+  -- may have landed without being recorded (the job or Redis died before it could say so),
+  -- so what Kustom has is not known. The cart stays syncing and a job pushes this payload
+  -- (a live holder's finish sees it as newer work; a dead one's lease runs out).
+  sync = 'unverified-' .. sync
+  redis.call('HSET', cart, 'sync_hash', sync)
 end
 if pending == sync or read_only then
   redis.call('ZREM', syncing, cart_id)

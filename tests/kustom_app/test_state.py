@@ -129,9 +129,14 @@ def test_revert_to_synced_payload_during_push_is_pushed_back(store):
     step = store.begin_sync(CART, "tok", now=2_000)
     assert step.hash == "h2"
     outcome = record(store, 3, "h1", now=2_050)  # back to what Kustom had before the push
-    assert not outcome.enqueue
+    # Syncing, with a job queued: were the holder dead, its push of h2 may have landed
+    # unrecorded (test_sync.py: ..._while_a_lease_is_held_is_still_pushed).
+    assert outcome.syncing and outcome.enqueue
     again = store.finish_sync(CART, "tok", "h2", "order-1", now=2_100)
     assert (again.action, again.hash) == ("again", "h1"), "Kustom now has h2; h1 must follow"
+    done = store.finish_sync(CART, "tok", "h1", "order-1", now=2_200)
+    assert done.action == "done"
+    assert store.begin_sync(CART, "queued-job", now=2_300).action == "in_sync"  # no call
 
 
 def test_second_job_is_told_busy_while_lease_is_held(store):

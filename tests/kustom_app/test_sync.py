@@ -124,6 +124,31 @@ def test_burst_arriving_before_the_first_push_costs_one_push(store):
     assert [p["v"] for p in kustom.pushes] == [29]
 
 
+def test_a_render_back_to_the_synced_payload_while_a_lease_is_held_is_still_pushed(store):
+    """A job took the lease and pushed version 2, then died (SIGKILL, or Redis went away)
+    before it could record that: Kustom has 2. The cart goes back to what was last recorded
+    as synced (1): the service must not take that as in sync. (Seen on a real Redis
+    SIGKILL: the cart reported in sync, Kustom holding the unrecorded push.)"""
+    render(store, 2)
+    assert store.begin_sync(CART, "dead-job", lease_ms=1).action == "push"
+    # ... its push of version 2 lands at Kustom; the job never comes back.
+    outcome = store.record_render(CART, 3, {"v": 1}, "h1", {"v": 1})
+    assert outcome.syncing, "Kustom may hold version 2"
+    state = store.load(CART)
+    assert state.status()["syncing"] is True and state.pending_hash == "h1"
+    time.sleep(0.01)  # the dead job's 1 ms lease runs out
+    kustom = FakeKustom()
+    result = sync_cart(store, kustom, CART, burst_gap_ms=0, request_lifetime_ms=REQUEST_LIFETIME_MS)
+    assert kustom.pushes == [{"v": 1}] and result.outcome == "synced"
+    assert store.load(CART).sync_hash == "h1" and not store.load(CART).syncing
+
+
+def test_a_render_back_to_the_synced_payload_without_a_lease_calls_kustom_not_at_all(store):
+    render(store, 2)
+    outcome = store.record_render(CART, 3, {"v": 1}, "h1", {"v": 1})
+    assert not outcome.syncing and store.load(CART).sync_hash == "h1"
+
+
 def test_busy_lease_raises_for_a_later_retry(store):
     render(store, 2)
     store.begin_sync(CART, "holder")
