@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 import click
 import redis
-from flask.cli import AppGroup, ScriptInfo
+from flask.cli import AppGroup
 
 from kustom_app.completion import CompletionError, open_mismatches, resolve_mismatch
 from kustom_app.doctor import run_checks
@@ -386,11 +386,3 @@ def resolve(cart_id: str, action: str | None, reason: str | None, as_json: bool)
         text = f"{cart_id}: mismatch of order {mismatch.order_id or '?'} dismissed."
     document = {"cartId": cart_id, "action": action, "kustomOrderId": mismatch.order_id}
     _emit(as_json, document, lambda: iter([text]))
-
-
-def main() -> None:
-    """The ``kustom-app`` console script: this group, with the app built from the
-    environment as ``flask --app webhooks.app kustom`` builds it."""
-    from webhooks.app import create_app
-
-    cli.main(prog_name="kustom-app", obj=ScriptInfo(create_app=create_app))

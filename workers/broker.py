@@ -230,17 +230,3 @@ class SentinelTransport(kombu_redis.SentinelTransport):
 
 TRANSPORT = f"{__name__}:Transport"
 SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
-
-
-def transport_for(broker_url: str, *, fast_paths: bool = True) -> str | None:
-    """The kombu transport for ``broker_url``: ours for Redis and Sentinel URLs (with
-    the fast path's shared client on plain Redis, workers/fastpath_broker.py, unless
-    ``KUSTOM_FAST_PATHS=off``); None (kombu's choice) for anything else."""
-    from workers import fastpath_broker
-
-    scheme = broker_url.split("://", 1)[0].lower()
-    if scheme in ("redis", "rediss"):
-        return fastpath_broker.TRANSPORT if fast_paths else TRANSPORT
-    if scheme == "sentinel":
-        return SENTINEL_TRANSPORT
-    return None

@@ -29,10 +29,22 @@ from kustom_app.jobs import JobsUnavailable
 from kustom_app.metrics_directory import share_metrics_directory
 from kustom_app.redis_connection import sentinel_master_name
 from kustom_app.settings import Settings
-from workers import metrics_server
-from workers.broker import transport_for
+from workers import broker, fastpath_broker, metrics_server
 from workers.logging_setup import quiet_beat_in_json
 from workers.processes import process_kind
+
+
+def transport_for(broker_url: str, *, fast_paths: bool = True) -> str | None:
+    """The kombu transport for ``broker_url``: ours, which rides out a Redis restart
+    (workers/broker.py), for Redis and Sentinel URLs, with the fast path's shared client on
+    plain Redis (workers/fastpath_broker.py) unless ``KUSTOM_FAST_PATHS=off``; None
+    (kombu's choice) for anything else."""
+    scheme = broker_url.split("://", 1)[0].lower()
+    if scheme in ("redis", "rediss"):
+        return fastpath_broker.TRANSPORT if fast_paths else broker.TRANSPORT
+    if scheme == "sentinel":
+        return broker.SENTINEL_TRANSPORT
+    return None
 
 
 def master_name_option(broker_url: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ Guarded by: ``tests/integration/test_fastpath_broker.py``
 and fails if the override is no longer on kombu's publish path).
 
 Built on the transport that rides out a Redis restart (workers/broker.py), which is what
-``KUSTOM_FAST_PATHS=off`` gets (`workers.broker.transport_for`).
+``KUSTOM_FAST_PATHS=off`` gets (`workers.celery_app.transport_for`).
 """
 
 from __future__ import annotations
