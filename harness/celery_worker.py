@@ -9,19 +9,15 @@ processes of one test session never take each other's port.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
 
+from harness.processes import LoggedProcess
 from harness.redis_server import free_port
-from harness.waiting import wait_until_started
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port_pair() -> int:
@@ -41,67 +37,32 @@ def _free(port: int) -> bool:
     return True
 
 
-class CeleryProcess:
-    """One Celery command in a subprocess of its own session, its output in ``log_path``."""
+class CeleryProcess(LoggedProcess):
+    """One Celery command (``arguments``), ready once ``ready_line`` is in its log."""
 
     kind = "celery"
     ready_line = ""
 
     def __init__(self, env: Mapping[str, str], name: str, log_path: Path) -> None:
-        self.env = {**os.environ, **env}
-        self.env.setdefault("WORKER_METRICS_HOST", "127.0.0.1")
-        self.env.setdefault("WORKER_METRICS_PORT", str(free_port_pair()))
-        self.name = name
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
+        full_env = {**os.environ, **env}
+        full_env.setdefault("WORKER_METRICS_HOST", "127.0.0.1")
+        full_env.setdefault("WORKER_METRICS_PORT", str(free_port_pair()))
+        super().__init__(name, full_env, log_path)
 
     def arguments(self) -> list[str]:
         raise NotImplementedError
 
     def start(self, timeout: float = 30.0) -> Self:
         self.log_path.write_text("")
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "workers", "-A", "workers.celery_app", *self.arguments()],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until_started(
-            self.process,
+        self.spawn(
+            [sys.executable, "-m", "workers", "-A", "workers.celery_app", *self.arguments()],
             lambda: self.ready_line in self.log_path.read_text(errors="replace"),
             timeout,
-            self.kind,
-            self.log_tail,
         )
         return self
 
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (parent and pool children), like a lost machine."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
-
     def __enter__(self) -> Self:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class CeleryWorker(CeleryProcess):

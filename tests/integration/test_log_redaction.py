@@ -20,9 +20,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +29,9 @@ from typing import Any
 import pytest
 import requests
 
-from harness.celery_worker import CeleryWorker
+from harness.celery_worker import CeleryWorker, free_port_pair
 from harness.gunicorn import Gunicorn
+from harness.procfile import ProcfileProcess
 from harness.redis_server import RedisServer, free_port
 from kustom_app.signing import callback_token
 from playground.commerce import create_app as create_commerce_double
@@ -76,49 +74,6 @@ class Secrets:
             "KUSTOM_PASSWORD": self.kustom_password,
             "Basic-auth header value": self.basic_auth,
         }
-
-
-class Beat:
-    """celery beat as the Procfile's beat line starts it, its output in a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, schedule: Path) -> None:
-        command = next(
-            line.partition(":")[2].strip()
-            for line in (ROOT / "Procfile").read_text().splitlines()
-            if line.startswith("beat:")
-        )
-        self.command = command
-        self.env = {
-            **os.environ,
-            **env,
-            "BEAT_SCHEDULE_FILE": str(schedule),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        }
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                ["bash", "-c", f"exec {self.command}"],
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 @dataclass
@@ -173,11 +128,20 @@ def run_purchase(log_format: str, tmp: Path) -> Purchase:
         }
         web = Gunicorn(env, port=port, log_path=tmp / "web.log")
         worker = CeleryWorker(env, name=f"logs-{log_format}", concurrency=2)
-        beat = Beat(env, tmp / "beat.log", tmp / "beat-schedule")
+        beat = ProcfileProcess(  # the Procfile's beat line, as is
+            "beat",
+            {
+                **os.environ,
+                **env,
+                "BEAT_SCHEDULE_FILE": str(tmp / "beat-schedule"),
+                "WORKER_METRICS_PORT": str(free_port_pair()),
+            },
+            tmp / "beat.log",
+        )
         try:
             web.start(timeout=60)
             worker.start(timeout=60)
-            beat.start()
+            beat.start(lambda: "Starting" in beat.log_tail())
             order, capture_id = purchase(web.url, cart, secrets, kustom, commerce)
             # beat queues the sweeper every 2 s: one run done is the sweeper logged too.
             wait_until(lambda: "kustom.reconcile.run" in worker.log_path.read_text(), timeout=30)
