@@ -69,21 +69,15 @@ def check_kustom(services: Services) -> Check:
     details: dict[str, Any] = {"url": shown_url(s.kustom_api_url), "username": s.kustom_username}
     if not s.kustom_configured:
         return Check("kustom", False, "KUSTOM_USERNAME or KUSTOM_PASSWORD is not set", details)
-    try:
-        services.kustom.get_order(_never_an_id(), by="doctor")
-    except KustomRejected as e:
-        details["status"] = e.status
-        if e.status == 404:
-            return Check("kustom", True, "credentials accepted (404 for an unknown order)", details)
-        if e.status in (401, 403):
-            reason = f"credentials refused ({e.status}): check KUSTOM_USERNAME/KUSTOM_PASSWORD"
-            return Check("kustom", False, reason, details)
-        return Check("kustom", False, f"unexpected answer {e.status}", details)
-    except KustomUnavailable as e:
-        details["status"] = e.status
-        cause = f"answered {e.status}" if e.status else "no answer (connection or timeout)"
-        return Check("kustom", False, f"unreachable: {cause}", details)
-    return Check("kustom", False, "answered 200 for an order that cannot exist", details)
+    return _read_of_nothing(
+        "kustom",
+        lambda: services.kustom.get_order(_never_an_id(), by="doctor"),
+        (KustomRejected, KustomUnavailable),
+        details,
+        accepted="credentials accepted (404 for an unknown order)",
+        refused="credentials refused ({status}): check KUSTOM_USERNAME/KUSTOM_PASSWORD",
+        found="answered 200 for an order that cannot exist",
+    )
 
 
 def check_commerce(services: Services) -> Check:
@@ -98,21 +92,47 @@ def check_commerce(services: Services) -> Check:
         return Check(
             "commerce", False, "COMMERCE_WEBHOOK_SECRET is not set: calls go unsigned", details
         )
+    return _read_of_nothing(
+        "commerce",
+        lambda: commerce.get_cart(_never_an_id(), timeout=s.commerce_read_timeout),
+        (CommerceRejected, CommerceUnavailable),
+        details,
+        accepted="reachable, signature accepted (404)",
+        refused="signature refused ({status}): COMMERCE_WEBHOOK_SECRET differs",
+        found="answered 200 for a cart that cannot exist",
+    )
+
+
+def _read_of_nothing(
+    name: str,
+    read: Callable[[], object],
+    errors: tuple[type[Exception], type[Exception]],
+    details: dict[str, Any],
+    *,
+    accepted: str,
+    refused: str,
+    found: str,
+) -> Check:
+    """Read something that cannot exist: 404 passes (reachable, and it took who we are),
+    401/403 fails as ``refused``, no answer as unreachable. ``errors``: the client's
+    (rejected, unavailable) exceptions, both with the HTTP ``status`` (None without one)."""
+    rejected, unavailable = errors
     try:
-        commerce.get_cart(_never_an_id(), timeout=s.commerce_read_timeout)
-    except CommerceRejected as e:
-        details["status"] = e.status
-        if e.status == 404:
-            return Check("commerce", True, "reachable, signature accepted (404)", details)
-        if e.status in (401, 403):
-            reason = f"signature refused ({e.status}): COMMERCE_WEBHOOK_SECRET differs"
-            return Check("commerce", False, reason, details)
-        return Check("commerce", False, f"unexpected answer {e.status}", details)
-    except CommerceUnavailable as e:
-        details["status"] = e.status
-        cause = f"answered {e.status}" if e.status else "no answer (connection or timeout)"
-        return Check("commerce", False, f"unreachable: {cause}", details)
-    return Check("commerce", False, "answered 200 for a cart that cannot exist", details)
+        read()
+    except rejected as e:
+        status = getattr(e, "status", None)
+        details["status"] = status
+        if status == 404:
+            return Check(name, True, accepted, details)
+        if status in (401, 403):
+            return Check(name, False, refused.format(status=status), details)
+        return Check(name, False, f"unexpected answer {status}", details)
+    except unavailable as e:
+        status = getattr(e, "status", None)
+        details["status"] = status
+        cause = f"answered {status}" if status else "no answer (connection or timeout)"
+        return Check(name, False, f"unreachable: {cause}", details)
+    return Check(name, False, found, details)
 
 
 def check_public_base_url(services: Services) -> Check:
