@@ -21,14 +21,19 @@ URLS = {
 }
 
 
-def scrape(http, web) -> dict[tuple[str, tuple], float]:
-    response = http.get(f"{web.url}/metrics")
-    assert response.status_code == 200
+def samples_of(text: str) -> dict[tuple[str, tuple], float]:
+    """A /metrics page's samples by (name, sorted labels)."""
     samples = {}
-    for family in text_string_to_metric_families(response.text):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
+
+
+def scrape(http, web) -> dict[tuple[str, tuple], float]:
+    response = http.get(f"{web.url}/metrics")
+    assert response.status_code == 200
+    return samples_of(response.text)
 
 
 def value(samples, name, **labels) -> float:

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness.celery_worker import CeleryWorker
 from harness.gunicorn import Gunicorn
@@ -30,6 +29,7 @@ from kustom_app.settings import Settings
 from tests.conftest import make_render
 from tests.integration import test_checkout_and_sync as cart_flow
 from tests.integration.conftest import wait_until
+from tests.integration.test_metrics import samples_of, value
 from workers.celery_app import make_celery
 
 pytestmark = pytest.mark.integration
@@ -78,15 +78,7 @@ def on_host(process):
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     response = requests.get(f"{url}/metrics", timeout=5)
     assert response.status_code == 200
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples, name, **labels) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    return samples_of(response.text)
 
 
 def metrics_url(env: dict[str, str], offset: int = 0) -> str:
